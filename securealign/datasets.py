@@ -106,12 +106,17 @@ TASKS: dict[str, TaskSpec] = {
 
 
 def _rows(name: str) -> tuple[list[str], list[str]]:
+    """A task's rows with repeated texts dropped (the sources repeat some), so no text is in both splits."""
     if name == "rotten_tomatoes":
         texts, labels, _ = _rotten_tomatoes_rows()
-        return texts, labels
-    if name == "bbc_news":
-        return _bbc_rows()
-    return _debates_rows()
+    elif name == "bbc_news":
+        texts, labels = _bbc_rows()
+    else:
+        texts, labels = _debates_rows()
+    first: dict[str, str] = {}
+    for text, label in zip(texts, labels):
+        first.setdefault(text, label)
+    return list(first), list(first.values())
 
 
 @functools.lru_cache(maxsize=None)

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Installs what the tests need, then runs the whole suite offline. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh test
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,50 @@
+"""Dataset loaders return the documented sizes, classes and fixed splits."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from securealign.datasets import TASKS, _bbc_rows, load_ood_texts, load_public_corpus, load_task
+
+
+@pytest.mark.parametrize(
+    ("name", "classes", "n_train", "n_test"),
+    [
+        ("rotten_tomatoes", ["fresh", "rotten"], 2000, 1000),
+        ("bbc_news", ["business", "entertainment", "politics", "sports", "tech"], 1479, 634),
+        ("debates", ["Democratic", "Republican"], 511, 219),
+    ],
+)
+def test_task_sizes_and_classes(name: str, classes: list[str], n_train: int, n_test: int) -> None:
+    task = load_task(name)
+    assert task.classes == classes
+    assert len(task.train_texts) == len(task.train_labels) == n_train
+    assert len(task.test_texts) == len(task.test_labels) == n_test
+    counts = task.counts()
+    assert sum(counts["train"].values()) == n_train and set(counts["test"]) == set(classes)
+    assert not set(task.train_texts) & set(task.test_texts)
+
+
+def test_bbc_source_has_the_documented_class_counts() -> None:
+    _, labels = _bbc_rows()
+    assert Counter(labels) == {"business": 510, "entertainment": 386, "politics": 417, "sports": 511, "tech": 401}
+
+
+def test_splits_are_fixed() -> None:
+    load_task.cache_clear()
+    first = load_task("rotten_tomatoes").test_texts[:5]
+    load_task.cache_clear()
+    assert load_task("rotten_tomatoes").test_texts[:5] == first
+
+
+def test_public_corpus_and_ood_pairing() -> None:
+    corpus = load_public_corpus()
+    assert len(corpus) > 5000 and len(set(corpus)) == len(corpus)
+    assert load_public_corpus(100) == corpus[:100]
+    for name, spec in TASKS.items():
+        ood = load_ood_texts(name, limit=50)
+        assert len(ood) == 50 and spec.ood_name != name
+    with pytest.raises(ValueError, match="valid tasks"):
+        load_task("imdb")

@@ -1,0 +1,53 @@
+"""embed(): clear errors on bad input and a disk cache that makes the second call free."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import securealign.embeddings as embeddings
+from securealign.embeddings import MAX_TEXT_CHARS, embed
+
+
+@pytest.fixture()
+def fresh_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("SECUREALIGN_CACHE", str(tmp_path))
+    return tmp_path
+
+
+def test_second_call_is_served_from_disk(fresh_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    computed: list[int] = []
+    real_compute = embeddings._compute
+
+    def counting_compute(model_key, pooling, texts, batch_size):  # the real model, counted
+        computed.append(len(texts))
+        return real_compute(model_key, pooling, texts, batch_size)
+
+    monkeypatch.setattr(embeddings, "_compute", counting_compute)
+    texts = ["An old man fishes at dawn.", "Markets slid after the report.", "An old man fishes at dawn."]
+    first = embed("wordllama", texts)
+    assert computed == [2]  # duplicates embedded once
+    assert (fresh_cache / "embeddings").glob("wordllama-mean-*.sqlite")
+    second = embed("wordllama", texts)
+    assert computed == [2]  # nothing recomputed
+    np.testing.assert_array_equal(first, second)
+    third = embed("wordllama", texts + ["A brand new sentence."])
+    assert computed == [2, 1]  # only the new text
+    np.testing.assert_array_equal(third[:3], first)
+
+
+def test_bad_input_gets_clear_errors() -> None:
+    with pytest.raises(ValueError, match="no texts"):
+        embed("minilm", [])
+    with pytest.raises(ValueError, match="valid models: minilm"):
+        embed("no-such-model", ["text"])
+    with pytest.raises(ValueError, match="empty"):
+        embed("minilm", ["fine", "   "])
+    with pytest.raises(ValueError, match="limit"):
+        embed("minilm", ["x" * (MAX_TEXT_CHARS + 1)])
+    with pytest.raises(TypeError, match="list of strings"):
+        embed("minilm", "a single string")
+    with pytest.raises(ValueError, match="pooling"):
+        embed("minilm", ["text"], pooling="last")
