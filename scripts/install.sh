@@ -32,5 +32,5 @@ if [ "$mode" = test ] && [ ! -x /usr/bin/chromium ]; then
   fi
 fi
 
-echo "[install] preparing models (one time; cached in \${SECUREALIGN_CACHE:-~/.cache/securealign})..."
+echo "[install] preparing models (one time; cached in ${SECUREALIGN_CACHE:-$HOME/.cache/securealign})..."
 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 .venv/bin/python -m securealign setup
