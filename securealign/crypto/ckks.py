@@ -1,0 +1,199 @@
+"""CKKS parameters, key material and byte (de)serialization on SEAL's own API (``tenseal.sealapi``).
+
+TenSEAL's high-level context always creates Galois keys for every power-of-two rotation (35 MB); SEAL itself
+takes the exact list of rotation steps a computation needs, and encrypts symmetrically with a seeded ciphertext
+(half the upload), so the protocol works on SEAL directly.
+
+Parameters are fixed for the whole protocol: N = 8192 (4096 slots), moduli [60, 40, 60] bits (one multiplication
+level: plaintext matrix times ciphertext, then a rescale), scale 2^40, 128-bit security. Every party builds the
+same context from these constants, so only Galois keys travel.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, TypeVar
+
+import numpy as np
+import tenseal.sealapi as seal
+
+from securealign.crypto.errors import ParameterError, WireFormatError
+
+POLY_DEGREE = 8192
+SLOTS = POLY_DEGREE // 2
+COEFF_BITS = (60, 40, 60)
+SCALE = 2.0**40
+# CKKS rotation by k slots is the Galois automorphism x -> x^(3^k mod 2N)
+_GALOIS_GENERATOR = 3
+
+T = TypeVar("T")
+
+
+@functools.lru_cache(maxsize=1)
+def parameters() -> seal.EncryptionParameters:
+    """The protocol's fixed CKKS parameters."""
+    params = seal.EncryptionParameters(seal.SCHEME_TYPE.CKKS)
+    params.set_poly_modulus_degree(POLY_DEGREE)
+    params.set_coeff_modulus(seal.CoeffModulus.Create(POLY_DEGREE, list(COEFF_BITS)))
+    return params
+
+
+@functools.lru_cache(maxsize=1)
+def context() -> seal.SEALContext:
+    """The SEAL context every party builds from the same constants (enforces 128-bit security)."""
+    ctx = seal.SEALContext(parameters(), True, seal.SEC_LEVEL_TYPE.TC128)
+    if not ctx.parameters_set():
+        raise RuntimeError(f"invalid CKKS parameters: {ctx.parameters_error_message()}")
+    return ctx
+
+
+@functools.lru_cache(maxsize=1)
+def parameters_bytes() -> bytes:
+    """The serialized parameters: sent with a public context so the provider can check both sides agree."""
+    return save_bytes(parameters())
+
+
+def rescaled_scale() -> float:
+    """The scale of a product ciphertext after its rescale: SCALE^2 divided by the dropped 40-bit prime."""
+    dropped = parameters().coeff_modulus()[len(COEFF_BITS) - 2].value()
+    return SCALE * SCALE / dropped
+
+
+def galois_element(step: int) -> int:
+    """SEAL's Galois element for a left rotation of the slot vector by ``step``."""
+    return pow(_GALOIS_GENERATOR, step % SLOTS, 2 * POLY_DEGREE)
+
+
+_SCRATCH = Path("/dev/shm") if os.access("/dev/shm", os.W_OK) else Path(tempfile.gettempdir())
+_scratch_lock = threading.Lock()
+_scratch_counter = 0
+
+
+def _scratch_file() -> Path:
+    global _scratch_counter
+    with _scratch_lock:
+        _scratch_counter += 1
+        return _SCRATCH / f"securealign-{os.getpid()}-{threading.get_ident()}-{_scratch_counter}.seal"
+
+
+def save_bytes(obj) -> bytes:
+    """Serialize a SEAL object (or a seeded ``Serializable``) to bytes.
+
+    The Python binding only saves to a path, so this goes through a private file in memory-backed /dev/shm.
+    """
+    path = _scratch_file()
+    try:
+        obj.save(str(path))
+        return path.read_bytes()
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def load_bytes(factory: Callable[[], T], data: bytes) -> T:
+    """Deserialize bytes into a new SEAL object; SEAL checks its own header and validity against ``context()``.
+
+    Callers validate sizes and digests first (see ``wire``): SEAL is never handed unchecked bytes.
+    """
+    obj = factory()
+    path = _scratch_file()
+    try:
+        path.write_bytes(data)
+        try:
+            obj.load(context(), str(path))
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise WireFormatError(f"not a valid {type(obj).__name__} for the protocol's parameters: {exc}") from None
+        return obj
+    finally:
+        path.unlink(missing_ok=True)
+
+
+@dataclass
+class KeyPair:
+    """A CKKS secret key with what its holder needs to encrypt, decrypt and publish rotation keys.
+
+    Encryption is symmetric (under the secret key): the ciphertext is serialized with a seed in place of its
+    random half, and no public encryption key ever needs to exist.
+    """
+
+    secret_key: seal.SecretKey
+    encryptor: seal.Encryptor
+    decryptor: seal.Decryptor
+    keygen: seal.KeyGenerator
+
+    @classmethod
+    def generate(cls) -> "KeyPair":
+        keygen = seal.KeyGenerator(context())
+        secret = keygen.secret_key()
+        return cls(secret, seal.Encryptor(context(), secret), seal.Decryptor(context(), secret), keygen)
+
+    def galois_keys_bytes(self, steps: list[int]) -> bytes:
+        """Seeded Galois keys for exactly these rotation steps (about 365 KB each)."""
+        return save_bytes(self.keygen.create_galois_keys([galois_element(s) for s in steps]))
+
+    def encrypt(self, slots: np.ndarray) -> bytes:
+        """Encrypt a real slot vector at the top level; returns the seeded serialized ciphertext."""
+        plain = seal.Plaintext()
+        encoder().encode(np.asarray(slots, dtype=np.float64).tolist(), SCALE, plain)
+        return save_bytes(self.encryptor.encrypt_symmetric(plain))
+
+    def decrypt(self, ciphertext: seal.Ciphertext) -> np.ndarray:
+        """The complex slot vector of a ciphertext (the imaginary parts serve as a noise and key check)."""
+        plain = seal.Plaintext()
+        self.decryptor.decrypt(ciphertext, plain)
+        return np.asarray(encoder().decode_complex(plain))
+
+
+@functools.lru_cache(maxsize=1)
+def encoder() -> seal.CKKSEncoder:
+    return seal.CKKSEncoder(context())
+
+
+@functools.lru_cache(maxsize=1)
+def evaluator() -> seal.Evaluator:
+    return seal.Evaluator(context())
+
+
+def encode(values: np.ndarray, parms_id, scale: float) -> seal.Plaintext:
+    """A plaintext slot vector at a given level and scale, ready to multiply or add to a ciphertext there."""
+    plain = seal.Plaintext()
+    encoder().encode(np.asarray(values, dtype=np.float64).tolist(), parms_id, scale, plain)
+    return plain
+
+
+def top_parms_id():
+    """The level of a fresh ciphertext."""
+    return context().first_parms_id()
+
+
+def bottom_parms_id():
+    """The level of a ciphertext after its one rescale."""
+    return context().last_parms_id()
+
+
+def load_ciphertext(data: bytes, *, parms_id, scale: float) -> seal.Ciphertext:
+    """A ciphertext from bytes, refused unless it has two parts and sits at the expected level and scale."""
+    ct = load_bytes(seal.Ciphertext, data)
+    if ct.size() != 2 or not ct.is_ntt_form():
+        raise ParameterError(f"ciphertext has {ct.size()} parts; the protocol uses 2-part NTT-form ciphertexts")
+    if ct.parms_id() != parms_id:
+        raise ParameterError("ciphertext is at another modulus level than the protocol expects here")
+    if not np.isclose(ct.scale, scale, rtol=1e-9):
+        raise ParameterError(f"ciphertext scale 2^{np.log2(ct.scale):.2f} differs from 2^{np.log2(scale):.2f}")
+    return ct
+
+
+def add(a: seal.Ciphertext, b: seal.Ciphertext) -> seal.Ciphertext:
+    out = seal.Ciphertext()
+    evaluator().add(a, b, out)
+    return out
+
+
+def rotate(ct: seal.Ciphertext, step: int, galois_keys: seal.GaloisKeys) -> seal.Ciphertext:
+    out = seal.Ciphertext()
+    evaluator().rotate_vector(ct, step, galois_keys, out)
+    return out

@@ -1,0 +1,100 @@
+"""The client's side: it alone holds the secret key, encrypts queries and decrypts (and checks) results."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import threading
+from collections import OrderedDict
+from typing import Iterable
+
+import numpy as np
+
+from securealign.crypto import ckks, wire
+from securealign.crypto.errors import KeyMismatchError, ParameterError, ProtocolError
+from securealign.crypto.layout import Layout
+
+MODES = ("paper", "sealed")
+# Largest imaginary residue accepted in a decrypted result. The client encrypts real vectors and the provider
+# applies real plaintexts, so every slot of a genuine result is real up to CKKS noise (~1e-6 here); a ciphertext
+# under another key decrypts to uniform noise (~1e7 in every slot), and a tampered one to large complex offsets.
+# The residue over all 4096 slots therefore certifies both the key and the precision of the logits.
+MAX_NOISE = 1e-3
+_MAX_PENDING = 4096
+
+
+def _all_steps() -> list[int]:
+    return [1 << k for k in range(ckks.SLOTS.bit_length() - 1)]
+
+
+class ClientSession:
+    """Per-session CKKS keys: a secret key that never leaves this object, and Galois keys for the given layouts.
+
+    ``layouts`` limits the rotation keys to the steps those layouts use (a 768-dim input needs 10 keys, 3.7 MB);
+    without layouts every power-of-two step is covered (12 keys, 4.4 MB), enough for any layout.
+    """
+
+    def __init__(self, layouts: Iterable[Layout] = ()) -> None:
+        layouts = list(layouts)
+        self.steps = sorted({s for lay in layouts for s in lay.steps}) if layouts else _all_steps()
+        self._keys = ckks.KeyPair.generate()
+        galois = self._keys.galois_keys_bytes(self.steps) if self.steps else b""
+        self.key_id = hashlib.sha256(galois).hexdigest()[:32]
+        meta = {"key": self.key_id, "steps": self.steps, "blobs": list(wire.CONTEXT_BLOBS)}
+        self._context = wire.encode(wire.MessageType.CONTEXT, meta, [ckks.parameters_bytes(), galois])
+        self._pending: OrderedDict[str, Layout] = OrderedDict()
+        self._lock = threading.Lock()
+        # provider endpoint -> session id, so one client reuses its session with each provider
+        self.sessions: dict[str, str] = {}
+
+    def public_context(self) -> bytes:
+        """The CONTEXT message for the provider: parameters and Galois keys, never the secret key."""
+        return self._context
+
+    def supports(self, layout: Layout) -> bool:
+        return set(layout.steps) <= set(self.steps)
+
+    def encrypt_query(self, vec: np.ndarray, layout: Layout, mode: str = "paper") -> bytes:
+        """A QUERY message: ``vec`` packed for ``layout`` and encrypted under this session's secret key."""
+        if mode not in MODES:
+            raise ParameterError(f"unknown mode {mode!r}; choose from {MODES}")
+        if not self.supports(layout):
+            raise ParameterError(f"this session has no rotation keys for steps {sorted(set(layout.steps) - set(self.steps))}")
+        blob = self._keys.encrypt(layout.pack_query(vec))
+        meta = {"key": self.key_id, "mode": mode, "layout": layout.to_dict(), "nonce": secrets.token_hex(8)}
+        message = wire.encode(wire.MessageType.QUERY, meta, [blob])
+        with self._lock:
+            self._pending[wire.digest_hex(message)] = layout
+            while len(self._pending) > _MAX_PENDING:
+                self._pending.popitem(last=False)
+        return message
+
+    def decrypt_result(self, data: bytes) -> np.ndarray:
+        """The logits of a RESULT message, after checking it answers one of our queries under our key."""
+        return self.decrypt_checked(data)[0]
+
+    def decrypt_checked(self, data: bytes) -> tuple[np.ndarray, float]:
+        """(logits, imaginary residue): the residue bounds the CKKS error of the logits (see ``MAX_NOISE``)."""
+        message = wire.decode(data, wire.MessageType.RESULT)
+        if message.meta["key"] != self.key_id:
+            raise KeyMismatchError("the result was computed under another session's keys")
+        with self._lock:
+            layout = self._pending.pop(str(message.meta["query"]), None)
+        if layout is None:
+            raise ProtocolError("the result answers no pending query of this session (stale, replayed or foreign)")
+        if Layout.from_dict(message.meta["layout"]) != layout or len(message.blobs) != layout.n_ciphertexts:
+            raise ParameterError("the result's layout differs from the query's")
+        slots = [self._keys.decrypt(ckks.load_ciphertext(blob, parms_id=ckks.bottom_parms_id(),
+                                                          scale=ckks.rescaled_scale()))
+                 for blob in message.blobs]
+        return layout.unpack_result(slots), check_real(slots)
+
+
+def check_real(slot_vectors: list[np.ndarray], max_noise: float = MAX_NOISE) -> float:
+    """The largest imaginary residue; raises ``KeyMismatchError`` when it shows a foreign key or tampering."""
+    residue = max(float(np.max(np.abs(np.imag(v)))) for v in slot_vectors)
+    if not np.isfinite(residue) or residue > max_noise:
+        raise KeyMismatchError(
+            f"decrypted result is not real (imaginary residue {residue:.3g} > {max_noise:g}): it was encrypted "
+            "under another key or altered, so no prediction is shown")
+    return residue

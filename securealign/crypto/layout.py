@@ -1,0 +1,138 @@
+"""The packed slot layout that makes an encrypted linear head cost one multiplication and ~log2(d) rotations.
+
+A K x d matrix ``A`` (rows = classes) applied to an encrypted d-vector ``x``: the client writes ``x`` into each of
+``blocks_per_ct`` blocks of ``block`` slots; the provider multiplies slot-wise by the rows of ``A`` laid out in the
+same blocks, then sums each block with rotations, so the first slot of block r holds ``A[r] . x``. The block length
+is ``d`` rounded up to ``2^a`` or ``2^a + 2^b``: a window sum of that length needs only the rotations by
+``1, 2, ..., 2^(a-1)`` (and ``2^a``), i.e. power-of-two steps, and the padding stays small (768 fits 5 blocks in
+4096 slots, so 768 -> 5 classes is one ciphertext). More classes than blocks use more products of the same query.
+
+This module is pure numpy: ``simulate`` runs the same slot algorithm in plaintext, the twin the tests compare to.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from securealign.crypto.ckks import SLOTS
+from securealign.crypto.errors import DimensionError, ParameterError
+
+
+def _block_length(d: int) -> int:
+    """The smallest length >= d of the form 2^a or 2^a + 2^b (cheap to window-sum with power-of-two rotations)."""
+    top = 1 << (d - 1).bit_length()
+    if top == d:
+        return d
+    high = top >> 1
+    low = 1 << max(0, (d - high - 1).bit_length())
+    return high + low if high + low < top else top
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where an input vector and a K x d matrix sit in the slots; shared by client and provider as plain JSON."""
+
+    d_in: int
+    n_classes: int
+    block: int
+    blocks_per_ct: int
+    n_ciphertexts: int
+
+    @classmethod
+    def plan(cls, d_in: int, n_classes: int) -> "Layout":
+        if not 1 <= d_in <= SLOTS:
+            raise DimensionError(f"input dimension {d_in} is outside 1..{SLOTS} (one ciphertext's slots)")
+        if n_classes < 1:
+            raise DimensionError("a head needs at least one class")
+        block = _block_length(d_in)
+        per_ct = SLOTS // block
+        return cls(d_in, n_classes, block, per_ct, math.ceil(n_classes / per_ct))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Layout":
+        """A layout received from the other party, re-planned and compared so a forged one is refused."""
+        try:
+            layout = cls.plan(int(data["d_in"]), int(data["n_classes"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ParameterError(f"malformed layout {data!r}: {exc}") from None
+        if layout.to_dict() != {k: data.get(k) for k in layout.to_dict()}:
+            raise ParameterError(f"layout {data!r} is not the protocol's layout for these dimensions")
+        return layout
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def high_bits(self) -> tuple[int, int]:
+        """(a, b) with block = 2^a + 2^b, or (a, -1) when block = 2^a."""
+        a = self.block.bit_length() - 1
+        rest = self.block - (1 << a)
+        return a, (rest.bit_length() - 1 if rest else -1)
+
+    @property
+    def steps(self) -> list[int]:
+        """The rotation steps (Galois keys) the window sum uses."""
+        a, b = self.high_bits
+        return [1 << k for k in range(a)] + ([1 << a] if b >= 0 else [])
+
+    def pack_query(self, x: np.ndarray) -> np.ndarray:
+        """The client's slot vector: ``x`` repeated in every block."""
+        x = np.asarray(x, dtype=np.float64)
+        if x.shape != (self.d_in,):
+            raise DimensionError(f"query has shape {x.shape}; this layout takes a vector of {self.d_in}")
+        if not np.all(np.isfinite(x)):
+            raise DimensionError("query contains NaN or infinite values")
+        slots = np.zeros(SLOTS)
+        for r in range(self.blocks_per_ct):
+            slots[r * self.block : r * self.block + self.d_in] = x
+        return slots
+
+    def pack_matrix(self, matrix: np.ndarray, bias: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The provider's (weights, bias) slot vectors, one pair per result ciphertext."""
+        matrix, bias = np.asarray(matrix, dtype=np.float64), np.asarray(bias, dtype=np.float64)
+        if matrix.shape != (self.n_classes, self.d_in) or bias.shape != (self.n_classes,):
+            raise DimensionError(f"head of shape {matrix.shape} + {bias.shape} does not fit layout {self}")
+        packed = []
+        for t in range(self.n_ciphertexts):
+            weights, offsets = np.zeros(SLOTS), np.zeros(SLOTS)
+            for r, k in enumerate(range(t * self.blocks_per_ct, min(self.n_classes, (t + 1) * self.blocks_per_ct))):
+                weights[r * self.block : r * self.block + self.d_in] = matrix[k]
+                offsets[r * self.block] = bias[k]
+            packed.append((weights, offsets))
+        return packed
+
+    def unpack_result(self, slot_vectors: list[np.ndarray]) -> np.ndarray:
+        """The K logits from the result slot vectors (first slot of each block)."""
+        if len(slot_vectors) != self.n_ciphertexts:
+            raise DimensionError(f"{len(slot_vectors)} result vectors; the layout has {self.n_ciphertexts}")
+        starts = np.arange(self.blocks_per_ct) * self.block
+        logits = np.concatenate([np.real(v)[starts] for v in slot_vectors])
+        return logits[: self.n_classes]
+
+    def window_sum(self, vector, rotate, add):
+        """Sum each block into its first slot, given functional rotate/add for slot arrays or ciphertexts.
+
+        S_1 = v, S_2k = S_k + rot(S_k, k); for block = 2^a + 2^b the result is S_2^a + rot(S_2^b, 2^a).
+        """
+        a, b = self.high_bits
+        saved = vector
+        for k in range(a):
+            if k == b:
+                saved = vector  # S_2^b, kept for the second term (b < a always); add() returns a new object
+            vector = add(vector, rotate(vector, 1 << k))
+        if b >= 0:
+            vector = add(vector, rotate(saved, 1 << a))
+        return vector
+
+
+def simulate(layout: Layout, matrix: np.ndarray, bias: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """The packed algorithm run on plaintext slot vectors: what the provider computes, without encryption."""
+    query = layout.pack_query(x)
+    results = []
+    for weights, offsets in layout.pack_matrix(matrix, bias):
+        summed = layout.window_sum(query * weights, lambda v, k: np.roll(v, -k), np.add)
+        results.append(summed + offsets)
+    return layout.unpack_result(results)

@@ -1,0 +1,137 @@
+"""One encrypted query end to end, with a trace of its numbered steps, the threat model of each mode, and the
+plaintext reference every encrypted result is compared with.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from securealign.crypto.client import MODES, ClientSession
+from securealign.crypto.errors import DimensionError, ParameterError, UnknownSessionError
+from securealign.crypto.layout import Layout
+
+# Who learns what, per mode (semi-honest parties; both modes reveal the logits to the client and the dimensions,
+# the model id and the message sizes and timing to the provider).
+THREAT_MODELS: dict[str, dict[str, str]] = {
+    "paper": {
+        "title": "Paper mode: client maps in plaintext, provider evaluates the head on a ciphertext",
+        "client_learns": "the map (W, b) and hence the geometry of the provider's embedding space, and the K logits",
+        "provider_learns": "nothing about the query: it sees one CKKS ciphertext of the mapped embedding",
+        "provider_holds": "the head (V, c) and the session's public Galois keys, never a secret key",
+        "limits": "W leaks structure of the provider's space (the paper's stated limitation); logits reveal more "
+                  "than a label and could help a client distil the head over many queries",
+    },
+    "sealed": {
+        "title": "Sealed mode: alignment and classification both encrypted (pre-composed on the provider)",
+        "client_learns": "only the K logits; it never sees W, b, V or c",
+        "provider_learns": "nothing about the query: it sees one CKKS ciphertext of the raw source embedding",
+        "provider_holds": "the pre-composed (W V, b V + c) and the session's public Galois keys, never a secret key",
+        "limits": "the provider knows W, so it learns how the client's model relates to its own; W was obtained "
+                  "by the sealed fitting protocol (the provider decrypts only W, see docs/protocol.md); logits "
+                  "still reveal more than a label",
+    },
+}
+
+
+def plaintext_logits(z: np.ndarray, V: np.ndarray, c: np.ndarray, W: np.ndarray | None = None,
+                     b: np.ndarray | None = None) -> np.ndarray:
+    """The reference: ``(z W + b) V + c`` (or ``z V + c`` without a map), in float64 numpy."""
+    z = np.asarray(z, dtype=np.float64)
+    if W is not None:
+        z = z @ np.asarray(W, dtype=np.float64) + np.asarray(b, dtype=np.float64)
+    return z @ np.asarray(V, dtype=np.float64) + np.asarray(c, dtype=np.float64)
+
+
+@dataclass
+class TraceStep:
+    number: int
+    party: str  # "client" | "provider"
+    what: str
+    ms: float
+    bytes: int = 0
+    preview: str = ""  # a few hex bytes of the message, to show that what travels is opaque
+
+
+@dataclass
+class Trace:
+    """The protocol's steps for one query, for display (the app) and for the benchmark."""
+
+    mode: str
+    model_id: str
+    steps: list[TraceStep] = field(default_factory=list)
+    residue: float = float("nan")  # imaginary residue of the decrypted result: the CKKS error certificate
+
+    def add(self, party: str, what: str, ms: float, data: bytes | None = None) -> None:
+        self.steps.append(TraceStep(len(self.steps) + 1, party, what, round(ms, 3), len(data or b""),
+                                    preview(data) if data else ""))
+
+    def ms(self, party: str | None = None) -> float:
+        return sum(s.ms for s in self.steps if party is None or s.party == party)
+
+
+def preview(data: bytes, n: int = 12) -> str:
+    """Hex of ``n`` bytes from the middle of a message (the header is constant; the body looks random)."""
+    mid = max(0, len(data) // 2 - n // 2)
+    return data[mid : mid + n].hex() + "…"
+
+
+def _ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1e3
+
+
+def run_encrypted_query(client: ClientSession, provider, model_id: str, z: np.ndarray, mode: str, *,
+                        affine_map=None) -> tuple[np.ndarray, Trace]:
+    """Classify the client's embedding ``z`` with the provider's model under encryption.
+
+    Paper mode: ``affine_map`` (an object with ``W``, ``b``) maps ``z`` in plaintext first; without it ``z`` must
+    already be in the provider's space. Sealed mode: ``z`` is the raw source embedding. The client's session with
+    this provider is opened on first use (the public context travels once) and re-opened if it expired.
+    """
+    if mode not in MODES:
+        raise ParameterError(f"unknown mode {mode!r}; choose from {MODES}")
+    trace = Trace(mode, model_id)
+    info = provider.describe(model_id)
+    if mode not in info["modes"]:
+        raise ParameterError(f"model {model_id!r} is not served in {mode} mode (available: {list(info['modes'])})")
+    layout = Layout.from_dict(info["modes"][mode])
+    x = np.asarray(z, dtype=np.float64)
+    if mode == "paper" and affine_map is not None:
+        start = time.perf_counter()
+        W, b = np.asarray(affine_map.W, dtype=np.float64), np.asarray(affine_map.b, dtype=np.float64)
+        if x.shape != (W.shape[0],):
+            raise DimensionError(f"embedding of shape {x.shape} does not fit the map's input dimension {W.shape[0]}")
+        x = x @ W + b
+        trace.add("client", f"map z ({W.shape[0]}-d) into the provider's space with (W, b), in plaintext", _ms(start))
+    if x.shape != (layout.d_in,):
+        raise DimensionError(f"{mode} mode of {model_id!r} takes a {layout.d_in}-d vector, got shape {x.shape}")
+    session_id = _ensure_session(client, provider, trace)
+    start = time.perf_counter()
+    query = client.encrypt_query(x, layout, mode)
+    trace.add("client", f"encrypt the {layout.d_in}-d vector (CKKS, packed {layout.blocks_per_ct}x)", _ms(start), query)
+    start = time.perf_counter()
+    try:
+        result = provider.evaluate(session_id, model_id, query)
+    except UnknownSessionError:  # expired or evicted: open a fresh session once and retry
+        client.sessions.pop(provider.endpoint, None)
+        session_id = _ensure_session(client, provider, trace)
+        result = provider.evaluate(session_id, model_id, query)
+    what = ("apply the pre-composed map and head (W V)^T, b V + c" if mode == "sealed" else "apply the head V, c")
+    trace.add("provider", f"{what} to the ciphertext ({layout.n_ciphertexts} result ciphertext(s))", _ms(start), result)
+    start = time.perf_counter()
+    logits, trace.residue = client.decrypt_checked(result)
+    trace.add("client", f"decrypt {len(logits)} logits and check the key (residue {trace.residue:.1e})", _ms(start))
+    return logits, trace
+
+
+def _ensure_session(client: ClientSession, provider, trace: Trace) -> str:
+    session_id = client.sessions.get(provider.endpoint)
+    if session_id is None:
+        context = client.public_context()
+        start = time.perf_counter()
+        session_id = provider.open_session(context)
+        client.sessions[provider.endpoint] = session_id
+        trace.add("client", "send the public context once (parameters + Galois keys, no secret key)", _ms(start), context)
+    return session_id

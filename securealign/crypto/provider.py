@@ -1,0 +1,240 @@
+"""The provider's side: it serves linear heads on ciphertexts and never holds a secret key.
+
+A model is registered once and compiled into the matrix the protocol evaluates: in paper mode the head itself
+(``V^T``, ``c``), in sealed mode the map and head pre-composed into one K x d_B matrix ``(W V)^T`` and bias
+``b V + c`` (one multiplication instead of two chained products, and no intermediate rescale error). Its slot
+vectors are encoded once at registration; each query then costs one plaintext multiplication, one rescale and
+about log2(d) rotations per result ciphertext.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+import tenseal.sealapi as seal
+
+from securealign.crypto import ckks, wire
+from securealign.crypto.errors import (DimensionError, KeyMismatchError, LimitExceededError, ParameterError,
+                                       UnknownModelError, UnknownSessionError)
+from securealign.crypto.layout import Layout
+
+# In-memory Galois keys take about twice their seeded serialized size (the seed is expanded on load).
+_MEMORY_PER_CONTEXT_BYTE = 2
+
+
+@dataclass
+class CompiledHead:
+    """One servable computation: logits = matrix @ x + bias, encoded for its layout."""
+
+    matrix: np.ndarray
+    bias: np.ndarray
+    layout: Layout
+    plaintexts: list[tuple[seal.Plaintext, seal.Plaintext]]
+
+    @classmethod
+    def compile(cls, matrix: np.ndarray, bias: np.ndarray) -> "CompiledHead":
+        layout = Layout.plan(matrix.shape[1], matrix.shape[0])
+        plaintexts = [(ckks.encode(w, ckks.top_parms_id(), ckks.SCALE),
+                       ckks.encode(o, ckks.bottom_parms_id(), ckks.rescaled_scale()))
+                      for w, o in layout.pack_matrix(matrix, bias)]
+        return cls(matrix, bias, layout, plaintexts)
+
+    def evaluate(self, query: seal.Ciphertext, galois_keys: seal.GaloisKeys) -> list[bytes]:
+        """The encrypted logits: per result ciphertext, multiply, rescale, window-sum, add the bias."""
+        ev, out = ckks.evaluator(), []
+        for weights, offsets in self.plaintexts:
+            product = seal.Ciphertext()
+            ev.multiply_plain(query, weights, product)
+            ev.rescale_to_next_inplace(product)
+            summed = self.layout.window_sum(product, lambda c, k: ckks.rotate(c, k, galois_keys), ckks.add)
+            ev.add_plain_inplace(summed, offsets)
+            out.append(ckks.save_bytes(summed))
+        return out
+
+
+@dataclass
+class ServedModel:
+    model_id: str
+    classes: list[str]
+    heads: dict[str, CompiledHead]  # mode -> computation
+
+
+@dataclass
+class Session:
+    """What the provider keeps per client session: its key id, rotation steps and Galois keys (all public)."""
+
+    session_id: str
+    key_id: str
+    steps: frozenset[int]
+    galois_keys: seal.GaloisKeys
+    memory_bytes: int
+    expires_at: float
+    last_used: float = field(default_factory=time.monotonic)
+
+
+def _matrix(name: str, value, ndim: int) -> np.ndarray:
+    array = np.asarray(value, dtype=np.float64)
+    if array.ndim != ndim or 0 in array.shape:
+        raise DimensionError(f"{name} must be a non-empty {ndim}-d array, got shape {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise DimensionError(f"{name} contains NaN or infinite values")
+    return array
+
+
+def _unpack(obj, names: tuple[str, ...]) -> tuple:
+    """Accept plain arrays or the project's ``LinearHead``/``AffineMap`` objects (anything with these attributes)."""
+    return tuple(getattr(obj, n) for n in names)
+
+
+class SessionStore:
+    """Sessions by id with an expiry and a memory bound: expired sessions go first, then the least recently used."""
+
+    def __init__(self, ttl_seconds: float, max_sessions: int, max_bytes: int) -> None:
+        self.ttl, self.max_sessions, self.max_bytes = ttl_seconds, max_sessions, max_bytes
+        self._sessions: OrderedDict[str, Session] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, key_id: str, steps: frozenset[int], galois_keys: seal.GaloisKeys, memory_bytes: int) -> Session:
+        if memory_bytes > self.max_bytes:
+            raise LimitExceededError(f"a context of {memory_bytes:,} bytes exceeds the session memory bound")
+        session = Session(secrets.token_urlsafe(18), key_id, steps, galois_keys, memory_bytes,
+                          time.monotonic() + self.ttl)
+        with self._lock:
+            self._drop_expired()
+            while self._sessions and (len(self._sessions) >= self.max_sessions
+                                      or self.memory_bytes + memory_bytes > self.max_bytes):
+                self._sessions.popitem(last=False)
+            self._sessions[session.session_id] = session
+        return session
+
+    def get(self, session_id: str) -> Session:
+        with self._lock:
+            self._drop_expired()
+            session = self._sessions.get(session_id)
+            if session is None:
+                raise UnknownSessionError(f"no session {session_id!r} (never opened, expired or evicted); open a new one")
+            session.last_used = time.monotonic()
+            session.expires_at = session.last_used + self.ttl
+            self._sessions.move_to_end(session_id)
+            return session
+
+    def close(self, session_id: str) -> None:
+        with self._lock:
+            self._sessions.pop(session_id, None)
+
+    @property
+    def memory_bytes(self) -> int:
+        return sum(s.memory_bytes for s in self._sessions.values())
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def _drop_expired(self) -> None:
+        now = time.monotonic()
+        for sid in [sid for sid, s in self._sessions.items() if s.expires_at < now]:
+            del self._sessions[sid]
+
+
+class Provider:
+    """The model owner, in-process. ``RemoteProvider`` offers the same methods over HTTP."""
+
+    endpoint = "in-process"
+
+    def __init__(self, *, session_ttl: float = 900.0, max_sessions: int = 64, max_session_bytes: int = 512 << 20) -> None:
+        self.sessions = SessionStore(session_ttl, max_sessions, max_session_bytes)
+        self._models: dict[str, ServedModel] = {}
+
+    # models ---------------------------------------------------------------------------------------------------
+    def register_head(self, model_id: str, V, c=None, classes: list[str] | None = None) -> None:
+        """Serve a linear head (``V``: d_A x K, ``c``: K) in paper mode: the client sends mapped embeddings."""
+        if c is None:
+            V, c = _unpack(V, ("V", "c"))
+        V, c = _matrix("V", V, 2), _matrix("c", c, 1)
+        self._add(model_id, {"paper": CompiledHead.compile(V.T, c)}, V.shape[1], c, classes)
+
+    def register_sealed(self, model_id: str, W, b, V, c=None, classes: list[str] | None = None) -> None:
+        """Serve map + head: paper mode on ``(V, c)`` and sealed mode on the pre-composed ``(W V)^T``, ``b V + c``."""
+        if c is None:
+            V, c = _unpack(V, ("V", "c"))
+        W, b, V, c = _matrix("W", W, 2), _matrix("b", b, 1), _matrix("V", V, 2), _matrix("c", c, 1)
+        if W.shape[1] != V.shape[0] or b.shape[0] != W.shape[1]:
+            raise DimensionError(f"map W {W.shape}, b {b.shape} does not feed head V {V.shape}")
+        heads = {"paper": CompiledHead.compile(V.T, c), "sealed": CompiledHead.compile((W @ V).T, b @ V + c)}
+        self._add(model_id, heads, V.shape[1], c, classes)
+
+    def _add(self, model_id: str, heads: dict[str, CompiledHead], n_classes: int, c: np.ndarray,
+             classes: list[str] | None) -> None:
+        if not isinstance(model_id, str) or not model_id.strip():
+            raise ParameterError("model id must be a non-empty string")
+        if c.shape != (n_classes,):
+            raise DimensionError(f"bias c has shape {c.shape}; the head has {n_classes} classes")
+        classes = list(classes) if classes is not None else [str(k) for k in range(n_classes)]
+        if len(classes) != n_classes:
+            raise DimensionError(f"{len(classes)} class names for {n_classes} classes")
+        self._models[model_id] = ServedModel(model_id, classes, heads)
+
+    def models(self) -> list[str]:
+        return sorted(self._models)
+
+    def _model(self, model_id: str) -> ServedModel:
+        if model_id not in self._models:
+            raise UnknownModelError(f"unknown model {model_id!r}; served: {', '.join(self.models()) or 'none'}")
+        return self._models[model_id]
+
+    def describe(self, model_id: str) -> dict:
+        """What a client needs to query a model: classes and, per mode, the input dimension and slot layout."""
+        model = self._model(model_id)
+        return {"model_id": model_id, "classes": model.classes,
+                "modes": {mode: head.layout.to_dict() for mode, head in model.heads.items()}}
+
+    # sessions -------------------------------------------------------------------------------------------------
+    def open_session(self, public_context: bytes) -> str:
+        """Validate and cache a client's public context; returns the session id to use with ``evaluate``."""
+        message = wire.decode(public_context, wire.MessageType.CONTEXT)  # refuses a secret key before parsing
+        parameters, galois = message.blobs
+        if parameters != ckks.parameters_bytes():
+            raise ParameterError("the context's CKKS parameters differ from the protocol's (N=8192, [60, 40, 60])")
+        steps = message.meta["steps"]
+        if not isinstance(steps, list) or not all(isinstance(s, int) and 0 < s < ckks.SLOTS for s in steps):
+            raise ParameterError("context metadata must list its rotation steps")
+        keys = ckks.load_bytes(seal.GaloisKeys, galois)
+        if any(not keys.has_key(ckks.galois_element(s)) for s in steps):
+            raise ParameterError("the context's Galois keys do not cover the rotation steps it declares")
+        if hashlib.sha256(galois).hexdigest()[:32] != message.meta["key"]:
+            raise KeyMismatchError("the context's key id does not match its Galois keys")
+        session = self.sessions.add(message.meta["key"], frozenset(steps), keys,
+                                    _MEMORY_PER_CONTEXT_BYTE * len(public_context))
+        return session.session_id
+
+    def close_session(self, session_id: str) -> None:
+        self.sessions.close(session_id)
+
+    # inference ------------------------------------------------------------------------------------------------
+    def evaluate(self, session_id: str, model_id: str, query: bytes) -> bytes:
+        """Apply a model to an encrypted QUERY; returns the RESULT message with the encrypted logits."""
+        started = time.perf_counter()
+        session = self.sessions.get(session_id)
+        model = self._model(model_id)
+        message = wire.decode(query, wire.MessageType.QUERY)
+        meta = message.meta
+        if meta["key"] != session.key_id:
+            raise KeyMismatchError("the query was encrypted under another session's keys than this session's")
+        if meta["mode"] not in model.heads:
+            raise ParameterError(f"model {model_id!r} does not serve mode {meta['mode']!r}; it serves {list(model.heads)}")
+        head = model.heads[meta["mode"]]
+        if not isinstance(meta["layout"], dict) or Layout.from_dict(meta["layout"]) != head.layout:
+            raise DimensionError(f"query layout {meta['layout']} does not match model {model_id!r} in "
+                                 f"{meta['mode']} mode (input dimension {head.layout.d_in})")
+        if not set(head.layout.steps) <= session.steps:
+            raise ParameterError("the session's Galois keys lack rotations this model needs")
+        ciphertext = ckks.load_ciphertext(message.blobs[0], parms_id=ckks.top_parms_id(), scale=ckks.SCALE)
+        blobs = head.evaluate(ciphertext, session.galois_keys)
+        reply = {"key": session.key_id, "query": message.digest_hex, "model": model_id, "mode": meta["mode"],
+                 "layout": head.layout.to_dict(), "compute_ms": round((time.perf_counter() - started) * 1e3, 3)}
+        return wire.encode(wire.MessageType.RESULT, reply, blobs)

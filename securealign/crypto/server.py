@@ -1,0 +1,139 @@
+"""The provider as an HTTP service (FastAPI + uvicorn): ``python -m securealign serve``.
+
+Bodies are refused by size before they are read (the wire format's hard limits), CPU-bound evaluation runs in the
+thread pool so concurrent clients are served in parallel, and every ``ProtocolError`` becomes a JSON error with the
+error's type name, which ``RemoteProvider`` raises again on the client side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from securealign.crypto import wire
+from securealign.crypto.errors import LimitExceededError, ProtocolError
+from securealign.crypto.provider import Provider
+
+
+async def _read_body(request: Request, kind: wire.MessageType) -> bytes:
+    limit = wire.max_message_bytes(kind)
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise LimitExceededError(f"{kind.name} body of {int(declared):,} bytes exceeds the limit of {limit:,}")
+    chunks, total = [], 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise LimitExceededError(f"{kind.name} body exceeds the limit of {limit:,} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(provider: Provider) -> FastAPI:
+    """The HTTP face of one in-process ``Provider``."""
+    app = FastAPI(title="securealign encrypted-inference provider")
+
+    @app.exception_handler(ProtocolError)
+    async def _refused(_: Request, exc: ProtocolError) -> JSONResponse:
+        return JSONResponse({"error": type(exc).__name__, "detail": str(exc)}, status_code=exc.status)
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok", "models": provider.models(), "sessions": len(provider.sessions)}
+
+    @app.get("/models")
+    def models() -> dict:
+        return {"models": provider.models()}
+
+    @app.get("/describe")
+    def describe(model: str) -> dict:
+        return provider.describe(model)
+
+    @app.post("/sessions")
+    async def open_session(request: Request) -> dict:
+        context = await _read_body(request, wire.MessageType.CONTEXT)
+        return {"session_id": await run_in_threadpool(provider.open_session, context),
+                "expires_in_s": provider.sessions.ttl}
+
+    @app.delete("/sessions")
+    def close_session(session: str) -> dict:
+        provider.close_session(session)
+        return {"closed": session}
+
+    @app.post("/evaluate")
+    async def evaluate(request: Request, session: str, model: str) -> Response:
+        query = await _read_body(request, wire.MessageType.QUERY)
+        result = await run_in_threadpool(provider.evaluate, session, model, query)
+        return Response(result, media_type="application/octet-stream")
+
+    return app
+
+
+@contextlib.contextmanager
+def running_server(provider: Provider, host: str = "127.0.0.1", port: int = 0,
+                   startup_timeout: float = 20.0) -> Iterator[str]:
+    """Serve ``provider`` from a background thread (port 0: a free one); yields the base URL, stops on exit."""
+    config = uvicorn.Config(create_app(provider), host=host, port=port, log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="securealign-provider", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + startup_timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise RuntimeError(f"provider server did not start on {host}:{port}")
+        time.sleep(0.02)
+    bound_port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://{host}:{bound_port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def load_model_file(provider: Provider, model_id: str, path: Path) -> None:
+    """Register a model from an .npz with ``V``, ``c`` (paper mode) and optionally ``W``, ``b`` (sealed mode too)."""
+    with np.load(path, allow_pickle=False) as data:
+        classes = [str(c) for c in data["classes"]] if "classes" in data else None
+        if "W" in data:
+            provider.register_sealed(model_id, data["W"], data["b"], data["V"], data["c"], classes)
+        else:
+            provider.register_head(model_id, data["V"], data["c"], classes)
+
+
+def main(argv: list[str]) -> int:
+    """`python -m securealign serve`: run the encrypted-inference provider (loopback unless --host says otherwise)."""
+    parser = argparse.ArgumentParser(prog="python -m securealign serve", description=main.__doc__)
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--model", action="append", default=[], metavar="ID=FILE.npz",
+                        help="serve a model from an .npz holding V, c (and W, b for sealed mode); repeatable")
+    parser.add_argument("--session-ttl", type=float, default=900.0, help="seconds a session lives after last use")
+    parser.add_argument("--max-sessions", type=int, default=64)
+    parser.add_argument("--max-session-mb", type=int, default=512, help="memory bound for cached public contexts")
+    args = parser.parse_args(argv)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)  # BLAS threads busy-wait on a shared machine; the server parallelises across requests
+    provider = Provider(session_ttl=args.session_ttl, max_sessions=args.max_sessions,
+                        max_session_bytes=args.max_session_mb << 20)
+    for spec in args.model:
+        model_id, sep, path = spec.partition("=")
+        if not sep or not Path(path).is_file():
+            parser.error(f"--model expects ID=FILE.npz with an existing file, got {spec!r}")
+        load_model_file(provider, model_id, Path(path))
+    if not provider.models():
+        print("warning: no models registered (use --model ID=FILE.npz)")
+    print(f"serving {provider.models()} on http://{args.host}:{args.port}")
+    uvicorn.run(create_app(provider), host=args.host, port=args.port, log_level="info")
+    return 0

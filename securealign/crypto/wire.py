@@ -1,0 +1,155 @@
+"""The versioned wire format every protocol message uses: a fixed header, JSON metadata, then binary blobs.
+
+    offset  size  field
+    0       4     magic b"SAHE"
+    4       2     format version (big-endian)
+    6       1     message type (CONTEXT, QUERY, RESULT, MATRIX)
+    7       1     number of blobs n
+    8       4     metadata length in bytes
+    12      32    SHA-256 of metadata + blobs
+    44      8*n   length of each blob
+    ...           metadata (UTF-8 JSON object), blobs
+
+``decode`` checks everything a header declares against the hard limits of its type, the exact total length and
+the digest before anything is parsed further, so SEAL never sees truncated, oversized or altered bytes, and a huge
+declared size cannot make the reader allocate memory. The digest catches accidents and tampering in transit; it
+is not a signature (the parties are semi-honest).
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import struct
+from dataclasses import dataclass
+
+from securealign.crypto.errors import IntegrityError, LimitExceededError, SecretKeyRefusedError, WireFormatError
+
+MAGIC = b"SAHE"
+VERSION = 1
+_FIXED = struct.Struct(">4sHBBI32s")
+_MB = 1 << 20
+
+
+class MessageType(enum.IntEnum):
+    CONTEXT = 1  # public context: parameters + Galois keys, sent once per session
+    QUERY = 2  # one encrypted query vector
+    RESULT = 3  # the encrypted logits
+    MATRIX = 4  # encrypted rows of a matrix (secure fitting of the map)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Hard limits per message type: blob count, bytes per blob, metadata bytes, required metadata keys."""
+
+    max_blobs: int
+    max_blob_bytes: int
+    required: tuple[str, ...]
+    max_meta_bytes: int = 4096
+
+
+LIMITS: dict[MessageType, Limits] = {
+    MessageType.CONTEXT: Limits(2, 8 * _MB, ("key", "steps", "blobs")),
+    MessageType.QUERY: Limits(1, 512 * 1024, ("key", "mode", "layout", "nonce")),
+    MessageType.RESULT: Limits(64, 512 * 1024, ("key", "query", "model", "mode", "layout", "compute_ms")),
+    MessageType.MATRIX: Limits(255, 512 * 1024, ("key", "rows", "cols", "shape")),
+}
+# blob kinds a CONTEXT may name; a secret key is named only so that it can be refused explicitly
+CONTEXT_BLOBS = ("parameters", "galois_keys")
+SECRET_BLOBS = ("secret_key",)
+
+
+@dataclass(frozen=True)
+class Message:
+    kind: MessageType
+    meta: dict
+    blobs: tuple[bytes, ...]
+    digest: bytes
+
+    @property
+    def digest_hex(self) -> str:
+        return self.digest.hex()[:32]
+
+
+def encode(kind: MessageType, meta: dict, blobs: list[bytes] | tuple[bytes, ...]) -> bytes:
+    """Frame metadata and blobs; the sender is held to the same limits the receiver enforces."""
+    limits = LIMITS[kind]
+    meta_bytes = json.dumps(meta, separators=(",", ":"), sort_keys=True).encode()
+    if len(meta_bytes) > limits.max_meta_bytes or not 1 <= len(blobs) <= limits.max_blobs:
+        raise LimitExceededError(f"{kind.name} message exceeds its metadata or blob-count limit")
+    if any(len(b) > limits.max_blob_bytes for b in blobs):
+        raise LimitExceededError(f"{kind.name} blob exceeds {limits.max_blob_bytes:,} bytes")
+    digest = hashlib.sha256(meta_bytes + b"".join(blobs)).digest()
+    header = _FIXED.pack(MAGIC, VERSION, int(kind), len(blobs), len(meta_bytes), digest)
+    sizes = struct.pack(f">{len(blobs)}Q", *map(len, blobs))
+    return header + sizes + meta_bytes + b"".join(blobs)
+
+
+def digest_hex(data: bytes) -> str:
+    """The digest field of an encoded message, as ``Message.digest_hex``: how a result names its query."""
+    return _FIXED.unpack_from(data)[5].hex()[:32]
+
+
+def max_message_bytes(kind: MessageType) -> int:
+    """The largest well-formed message of a type: lets an HTTP server refuse a body before reading it."""
+    limits = LIMITS[kind]
+    return _FIXED.size + 8 * limits.max_blobs + limits.max_meta_bytes + limits.max_blobs * limits.max_blob_bytes
+
+
+def decode(data: bytes, expected: MessageType) -> Message:
+    """Parse and validate a message of the expected type; raise a ``WireFormatError`` subclass on any defect."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise WireFormatError(f"expected bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if len(data) < _FIXED.size:
+        raise WireFormatError(f"message of {len(data)} bytes is shorter than the {_FIXED.size}-byte header (truncated?)")
+    magic, version, kind, n_blobs, meta_len, digest = _FIXED.unpack_from(data)
+    if magic != MAGIC:
+        raise WireFormatError("not a securealign protocol message (bad magic)")
+    if version != VERSION:
+        raise WireFormatError(f"message format version {version}; this build speaks version {VERSION}")
+    if kind != expected:
+        name = MessageType(kind).name if kind in MessageType._value2member_map_ else f"unknown type {kind}"
+        raise WireFormatError(f"expected a {expected.name} message, got {name}")
+    limits = LIMITS[expected]
+    if not 1 <= n_blobs <= limits.max_blobs:
+        raise LimitExceededError(f"{expected.name} declares {n_blobs} blobs; allowed 1..{limits.max_blobs}")
+    if meta_len > limits.max_meta_bytes:
+        raise LimitExceededError(f"{expected.name} declares {meta_len:,} metadata bytes; limit {limits.max_meta_bytes:,}")
+    sizes_end = _FIXED.size + 8 * n_blobs
+    if len(data) < sizes_end:
+        raise WireFormatError("message truncated inside its size table")
+    sizes = struct.unpack_from(f">{n_blobs}Q", data, _FIXED.size)
+    if any(size > limits.max_blob_bytes for size in sizes):
+        raise LimitExceededError(f"{expected.name} declares a blob of {max(sizes):,} bytes; limit {limits.max_blob_bytes:,}")
+    declared = sizes_end + meta_len + sum(sizes)
+    if len(data) != declared:
+        raise WireFormatError(f"message is {len(data):,} bytes but its header declares {declared:,} (truncated or padded)")
+    body = data[sizes_end:]
+    if hashlib.sha256(body).digest() != digest:
+        raise IntegrityError("payload does not match its digest: the message was altered or corrupted")
+    try:
+        meta = json.loads(body[:meta_len].decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise WireFormatError(f"metadata is not JSON: {exc}") from None
+    if not isinstance(meta, dict) or any(key not in meta for key in limits.required):
+        raise WireFormatError(f"{expected.name} metadata must be an object with keys {limits.required}")
+    blobs, offset = [], meta_len
+    for size in sizes:
+        blobs.append(body[offset : offset + size])
+        offset += size
+    message = Message(expected, meta, tuple(blobs), digest)
+    if expected is MessageType.CONTEXT:
+        _check_context_blobs(message)
+    return message
+
+
+def _check_context_blobs(message: Message) -> None:
+    names = message.meta["blobs"]
+    if not isinstance(names, list) or len(names) != len(message.blobs):
+        raise WireFormatError("CONTEXT must name each of its blobs")
+    if any(name in SECRET_BLOBS for name in names):
+        raise SecretKeyRefusedError("the context carries a secret key; the provider never accepts one")
+    if names != list(CONTEXT_BLOBS):
+        raise WireFormatError(f"CONTEXT must hold exactly {CONTEXT_BLOBS}, got {names}")
