@@ -1,0 +1,227 @@
+"""Every bad input gets a clear ``ProtocolError`` (a ``ValueError``) and the provider keeps serving afterwards.
+
+Runs on a real head (logistic regression on MiniLM embeddings of Rotten Tomatoes) and real WordLlama queries.
+"""
+
+import gc
+import struct
+
+import numpy as np
+import pytest
+import tenseal.sealapi as seal
+
+from securealign.crypto import ClientSession, Layout, Provider, plaintext_logits, wire
+from securealign.crypto import ckks
+from securealign.crypto.demo import fit_task_models
+from securealign.crypto.errors import (DimensionError, IntegrityError, KeyMismatchError, LimitExceededError,
+                                       ParameterError, ProtocolError, SecretKeyRefusedError, UnknownModelError,
+                                       UnknownSessionError, WireFormatError)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    m = fit_task_models("rotten_tomatoes", "wordllama", "minilm", n_test=20)
+    provider = Provider()
+    provider.register_sealed("rt", m.W, m.b, m.V, m.c, m.classes)
+    layout = Layout.from_dict(provider.describe("rt")["modes"]["sealed"])
+    client = ClientSession([layout])
+    session = provider.open_session(client.public_context())
+    return m, provider, layout, client, session
+
+
+def _good_round_trip(setup, i=0):
+    """The next good request after a refusal: it must still give the right logits."""
+    m, provider, layout, client, session = setup
+    z = m.test_source[i]
+    logits = client.decrypt_result(provider.evaluate(session, "rt", client.encrypt_query(z, layout, "sealed")))
+    assert np.max(np.abs(logits - plaintext_logits(z, m.V, m.c, m.W, m.b))) < 1e-3
+
+
+def _query(setup, i=0):
+    m, _, layout, client, _ = setup
+    return client.encrypt_query(m.test_source[i], layout, "sealed")
+
+
+def _refused(setup, error, data, model="rt"):
+    _, provider, _, _, session = setup
+    with pytest.raises(error) as info:
+        provider.evaluate(session, model, data)
+    assert isinstance(info.value, ValueError) and str(info.value)
+    _good_round_trip(setup, 1)
+
+
+def test_truncated_query(setup):
+    query = _query(setup)
+    for cut in (0, 10, 44, len(query) // 2, len(query) - 1):
+        _refused(setup, WireFormatError, query[:cut])
+
+
+def test_padded_and_random_bytes(setup):
+    _refused(setup, WireFormatError, _query(setup) + b"\0" * 100)
+    _refused(setup, WireFormatError, np.random.default_rng(0).bytes(120_000))
+    _refused(setup, WireFormatError, "not bytes")
+
+
+def test_oversized_declared_size_is_refused_before_reading(setup):
+    query = bytearray(_query(setup))
+    struct.pack_into(">Q", query, 44, 1 << 40)  # the blob-size table starts right after the 44-byte header
+    _refused(setup, LimitExceededError, bytes(query))
+    header = bytearray(query[:44])
+    struct.pack_into(">B", header, 7, 200)  # 200 blobs in a QUERY
+    _refused(setup, LimitExceededError, bytes(header) + b"\0" * 2000)
+
+
+def test_tampered_ciphertext_fails_the_digest(setup):
+    query = bytearray(_query(setup))
+    query[len(query) // 2] ^= 0x01
+    _refused(setup, IntegrityError, bytes(query))
+
+
+def test_tampered_and_reframed_ciphertext_never_yields_a_prediction(setup):
+    """An attacker who also recomputes the digest: SEAL refuses the blob, or the client's key check fails."""
+    _, provider, _, client, session = setup
+    message = wire.decode(_query(setup), wire.MessageType.QUERY)
+    blob = bytearray(message.blobs[0])
+    blob[len(blob) // 2] ^= 0xFF
+    forged = wire.encode(wire.MessageType.QUERY, message.meta, [bytes(blob)])
+    with pytest.raises(ProtocolError):
+        client.decrypt_result(provider.evaluate(session, "rt", forged))
+    _good_round_trip(setup)
+
+
+def test_query_from_another_session_is_refused_by_the_provider(setup):
+    m, _, layout, _, _ = setup
+    stranger = ClientSession([layout])
+    _refused(setup, KeyMismatchError, stranger.encrypt_query(m.test_source[0], layout, "sealed"))
+
+
+def test_result_under_a_foreign_key_is_detected_by_the_client(setup):
+    """A foreign ciphertext dressed up as the answer to our pending query decrypts to noise: refused, not shown."""
+    m, provider, layout, client, _ = setup
+    stranger = ClientSession([layout])
+    their_session = provider.open_session(stranger.public_context())
+    their_result = wire.decode(provider.evaluate(their_session, "rt", stranger.encrypt_query(m.test_source[0], layout,
+                                                                                            "sealed")),
+                               wire.MessageType.RESULT)
+    our_query = wire.decode(_query(setup), wire.MessageType.QUERY)
+    disguised = wire.encode(wire.MessageType.RESULT,
+                            dict(their_result.meta, key=client.key_id, query=our_query.digest_hex),
+                            list(their_result.blobs))
+    with pytest.raises(KeyMismatchError, match="imaginary residue"):
+        client.decrypt_result(disguised)
+    _good_round_trip(setup)
+
+
+def test_result_replay_and_tampering_are_refused(setup):
+    m, provider, layout, client, session = setup
+    result = provider.evaluate(session, "rt", _query(setup))
+    client.decrypt_result(result)
+    with pytest.raises(ProtocolError, match="no pending query"):
+        client.decrypt_result(result)
+    tampered = bytearray(provider.evaluate(session, "rt", _query(setup)))
+    tampered[-100] ^= 0x10
+    with pytest.raises(IntegrityError):
+        client.decrypt_result(bytes(tampered))
+
+
+def test_wrong_dimensions_and_modes(setup):
+    m, provider, layout, client, session = setup
+    with pytest.raises(DimensionError):
+        client.encrypt_query(np.ones(layout.d_in + 1), layout, "sealed")
+    paper = Layout.from_dict(provider.describe("rt")["modes"]["paper"])
+    probe = ClientSession()
+    mismatched = probe.encrypt_query(np.ones(paper.d_in), paper, "sealed")  # paper layout claiming sealed mode
+    with pytest.raises(DimensionError):
+        provider.evaluate(provider.open_session(probe.public_context()), "rt", mismatched)
+    with pytest.raises(ParameterError):
+        client.encrypt_query(m.test_source[0], layout, "telepathy")
+    provider.register_head("head-only", m.V, m.c)
+    _refused(setup, ParameterError, _query(setup), model="head-only")
+    with pytest.raises(DimensionError):
+        provider.register_sealed("bad", m.W[:, :10], m.b, m.V, m.c)
+    with pytest.raises(DimensionError):
+        provider.register_head("nan", np.full_like(m.V, np.nan), m.c)
+
+
+def test_layout_mismatch_is_a_dimension_error(setup):
+    m, provider, layout, client, session = setup
+    wrong = Layout.plan(layout.d_in - 1, layout.n_classes)
+    probe = ClientSession([wrong])
+    probe_session = provider.open_session(probe.public_context())
+    with pytest.raises(DimensionError):
+        provider.evaluate(probe_session, "rt", probe.encrypt_query(m.test_source[0][:-1], wrong, "sealed"))
+    _good_round_trip(setup)
+
+
+def test_unknown_model_and_session(setup):
+    _, provider, _, _, session = setup
+    _refused(setup, UnknownModelError, _query(setup), model="no-such-model")
+    with pytest.raises(UnknownModelError, match="rt"):
+        provider.describe("no-such-model")
+    with pytest.raises(UnknownSessionError):
+        provider.evaluate("no-such-session", "rt", _query(setup))
+    _good_round_trip(setup)
+
+
+def test_context_with_a_secret_key_is_refused(setup):
+    _, provider, _, client, _ = setup
+    secret = ckks.save_bytes(client._keys.secret_key)
+    meta = {"key": client.key_id, "steps": client.steps, "blobs": ["parameters", "secret_key"]}
+    with pytest.raises(SecretKeyRefusedError):
+        provider.open_session(wire.encode(wire.MessageType.CONTEXT, meta, [ckks.parameters_bytes(), secret]))
+    # smuggled under the Galois-keys name, it does not load as Galois keys
+    meta["blobs"] = ["parameters", "galois_keys"]
+    with pytest.raises(WireFormatError):
+        provider.open_session(wire.encode(wire.MessageType.CONTEXT, meta, [ckks.parameters_bytes(), secret]))
+    _good_round_trip(setup)
+
+
+def test_context_with_other_parameters_or_a_bad_key_id_is_refused(setup):
+    _, provider, _, client, _ = setup
+    message = wire.decode(client.public_context(), wire.MessageType.CONTEXT)
+    params = seal.EncryptionParameters(seal.SCHEME_TYPE.CKKS)
+    params.set_poly_modulus_degree(16384)
+    params.set_coeff_modulus(seal.CoeffModulus.Create(16384, [60, 40, 40, 60]))
+    with pytest.raises(ParameterError):
+        provider.open_session(wire.encode(wire.MessageType.CONTEXT, message.meta,
+                                          [ckks.save_bytes(params), message.blobs[1]]))
+    with pytest.raises(KeyMismatchError):
+        provider.open_session(wire.encode(wire.MessageType.CONTEXT, dict(message.meta, key="0" * 32),
+                                          list(message.blobs)))
+    with pytest.raises(ParameterError):
+        provider.open_session(wire.encode(wire.MessageType.CONTEXT, dict(message.meta, steps=[1, 2, 3]),
+                                          list(message.blobs)))
+
+
+def test_session_memory_bound_evicts_least_recently_used():
+    provider = Provider(max_sessions=2)
+    ids = [provider.open_session(ClientSession([Layout.plan(8, 2)]).public_context()) for _ in range(3)]
+    assert len(provider.sessions) == 2
+    with pytest.raises(UnknownSessionError):
+        provider.sessions.get(ids[0])
+    small = Provider(max_session_bytes=1 << 20)
+    with pytest.raises(LimitExceededError):
+        small.open_session(ClientSession().public_context())
+
+
+def _reachable(root) -> list:
+    seen, stack, found = set(), [root], []
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or isinstance(obj, (type, type(gc))):
+            continue
+        seen.add(id(obj))
+        found.append(obj)
+        stack.extend(gc.get_referents(obj))
+    return found
+
+
+def test_provider_never_holds_a_secret_key(setup):
+    m, provider, layout, client, session = setup
+    _good_round_trip(setup)
+    secret_types = (seal.SecretKey, seal.Decryptor, seal.KeyGenerator, ckks.KeyPair)
+    reachable = _reachable(provider)
+    assert any(isinstance(obj, seal.GaloisKeys) for obj in reachable)  # the walk does reach the sessions' keys
+    assert [obj for obj in reachable if isinstance(obj, secret_types)] == []
+    assert any(isinstance(obj, seal.SecretKey) for obj in _reachable(client))  # and would see a secret key
+    assert not any(isinstance(obj, secret_types) for obj in _reachable(provider.sessions.get(session)))

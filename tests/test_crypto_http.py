@@ -1,0 +1,99 @@
+"""The provider as an HTTP service on 127.0.0.1: refusals keep their error types, bodies are bounded, and eight
+parallel clients (each with its own keys and session) all get correct logits on real embeddings."""
+
+import threading
+
+import httpx
+import numpy as np
+import pytest
+
+from securealign.crypto import (ClientSession, Layout, Provider, RemoteProvider, ckks, plaintext_logits,
+                                run_encrypted_query, wire)
+from securealign.crypto.demo import fit_task_models
+from securealign.crypto.errors import (IntegrityError, LimitExceededError, SecretKeyRefusedError, UnknownModelError,
+                                       UnknownSessionError, WireFormatError)
+from securealign.crypto.server import running_server
+
+N_CLIENTS = 8
+QUERIES_PER_CLIENT = 10
+
+
+@pytest.fixture(scope="module")
+def models():
+    return fit_task_models("bbc_news", "wordllama", "minilm", n_test=N_CLIENTS * QUERIES_PER_CLIENT)
+
+
+@pytest.fixture(scope="module")
+def url(models):
+    provider = Provider()
+    provider.register_sealed("bbc", models.W, models.b, models.V, models.c, models.classes)
+    with running_server(provider) as base_url:
+        yield base_url
+
+
+def test_parallel_clients_all_get_correct_results(models, url):
+    reference = plaintext_logits(models.test_source, models.V, models.c, models.W, models.b)
+    results: dict[int, np.ndarray] = {}
+    failures: list[BaseException] = []
+    start = threading.Barrier(N_CLIENTS, timeout=60)
+
+    def client_thread(index: int) -> None:
+        try:
+            client = ClientSession()
+            with RemoteProvider(url, timeout=60) as remote:
+                start.wait()
+                for q in range(index * QUERIES_PER_CLIENT, (index + 1) * QUERIES_PER_CLIENT):
+                    mode = ("paper", "sealed")[q % 2]
+                    z = models.test_source[q]
+                    x = z @ models.W + models.b if mode == "paper" else z
+                    results[q] = run_encrypted_query(client, remote, "bbc", x, mode)[0]
+        except BaseException as exc:  # reported below with its traceback
+            failures.append(exc)
+
+    threads = [threading.Thread(target=client_thread, args=(i,), daemon=True) for i in range(N_CLIENTS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=180)
+    assert not failures, failures
+    assert not any(thread.is_alive() for thread in threads)
+    assert sorted(results) == list(range(N_CLIENTS * QUERIES_PER_CLIENT))
+    encrypted = np.array([results[q] for q in sorted(results)])
+    assert np.max(np.abs(encrypted - reference)) < 1e-3
+    assert np.array_equal(encrypted.argmax(1), reference.argmax(1))
+    assert httpx.get(f"{url}/health").json()["sessions"] >= N_CLIENTS
+
+
+def test_refusals_keep_their_types_over_http_and_service_continues(models, url):
+    client = ClientSession()
+    with RemoteProvider(url) as remote:
+        layout = Layout.from_dict(remote.describe("bbc")["modes"]["sealed"])
+        session = remote.open_session(client.public_context())
+        query = client.encrypt_query(models.test_source[0], layout, "sealed")
+        with pytest.raises(UnknownModelError):
+            remote.describe("nope")
+        with pytest.raises(UnknownSessionError):
+            remote.evaluate("nope", "bbc", query)
+        with pytest.raises(WireFormatError):
+            remote.evaluate(session, "bbc", query[:1000])
+        tampered = bytearray(query)
+        tampered[5000] ^= 1
+        with pytest.raises(IntegrityError):
+            remote.evaluate(session, "bbc", bytes(tampered))
+        with pytest.raises(LimitExceededError):
+            remote.evaluate(session, "bbc", b"\0" * (wire.max_message_bytes(wire.MessageType.QUERY) + 1))
+        secret = ckks.save_bytes(client._keys.secret_key)
+        meta = {"key": client.key_id, "steps": client.steps, "blobs": ["parameters", "secret_key"]}
+        with pytest.raises(SecretKeyRefusedError):
+            remote.open_session(wire.encode(wire.MessageType.CONTEXT, meta, [ckks.parameters_bytes(), secret]))
+        logits = client.decrypt_result(remote.evaluate(session, "bbc", query))
+        z = models.test_source[0]
+        assert np.max(np.abs(logits - plaintext_logits(z, models.V, models.c, models.W, models.b))) < 1e-3
+        remote.close_session(session)
+        with pytest.raises(UnknownSessionError):
+            remote.evaluate(session, "bbc", client.encrypt_query(z, layout, "sealed"))
+
+
+def test_unreachable_provider_is_a_connection_error():
+    with RemoteProvider("http://127.0.0.1:9", timeout=2) as remote, pytest.raises(ConnectionError):
+        remote.models()
