@@ -53,7 +53,7 @@ LIMITS: dict[MessageType, Limits] = {
     MessageType.CONTEXT: Limits(2, 8 * _MB, ("key", "steps", "blobs")),
     MessageType.QUERY: Limits(1, 512 * 1024, ("key", "mode", "layout", "nonce")),
     MessageType.RESULT: Limits(64, 512 * 1024, ("key", "query", "model", "mode", "layout", "compute_ms")),
-    MessageType.MATRIX: Limits(255, 512 * 1024, ("key", "rows", "cols", "shape")),
+    MessageType.MATRIX: Limits(255, 512 * 1024, ("key", "stage", "rows", "cols")),
 }
 # blob kinds a CONTEXT may name; a secret key is named only so that it can be refused explicitly
 CONTEXT_BLOBS = ("parameters", "galois_keys")
