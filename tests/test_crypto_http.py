@@ -1,7 +1,12 @@
 """The provider as an HTTP service on 127.0.0.1: refusals keep their error types, bodies are bounded, and eight
 parallel clients (each with its own keys and session) all get correct logits on real embeddings."""
 
+import socket
+import subprocess
+import sys
 import threading
+import time
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -97,3 +102,37 @@ def test_refusals_keep_their_types_over_http_and_service_continues(models, url):
 def test_unreachable_provider_is_a_connection_error():
     with RemoteProvider("http://127.0.0.1:9", timeout=2) as remote, pytest.raises(ConnectionError):
         remote.models()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_serve_command_serves_model_files_and_demo_models(models, tmp_path):
+    """`python -m securealign serve` in a subprocess: a model from an .npz and a demo model, queried over HTTP."""
+    np.savez(tmp_path / "bbc.npz", V=models.V, c=models.c, W=models.W, b=models.b, classes=np.array(models.classes))
+    port = _free_port()
+    command = [sys.executable, "-m", "securealign", "serve", "--port", str(port), "--model", f"bbc={tmp_path}/bbc.npz",
+               "--demo", "rotten_tomatoes:wordllama:minilm"]
+    server = subprocess.Popen(command, cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline, remote = time.monotonic() + 90, RemoteProvider(f"http://127.0.0.1:{port}", timeout=5)
+        while True:
+            try:
+                served = remote.models()
+                break
+            except ConnectionError:
+                assert server.poll() is None and time.monotonic() < deadline, "server did not start"
+                time.sleep(0.3)
+        assert served == ["bbc", "rotten_tomatoes:wordllama->minilm"]
+        assert remote.describe("bbc")["classes"] == models.classes
+        z = models.test_source[0]
+        logits, _ = run_encrypted_query(ClientSession(), remote, "bbc", z, "sealed")
+        assert np.max(np.abs(logits - plaintext_logits(z, models.V, models.c, models.W, models.b))) < 1e-3
+        remote.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=20)

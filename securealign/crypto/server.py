@@ -118,6 +118,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--model", action="append", default=[], metavar="ID=FILE.npz",
                         help="serve a model from an .npz holding V, c (and W, b for sealed mode); repeatable")
+    parser.add_argument("--demo", action="append", default=[], metavar="TASK:SOURCE:TARGET",
+                        help="serve a head fitted on real TARGET embeddings of TASK with a task-supervised map from "
+                             "SOURCE (e.g. bbc_news:minilm:mpnet); repeatable")
     parser.add_argument("--session-ttl", type=float, default=900.0, help="seconds a session lives after last use")
     parser.add_argument("--max-sessions", type=int, default=64)
     parser.add_argument("--max-session-mb", type=int, default=512, help="memory bound for cached public contexts")
@@ -132,8 +135,16 @@ def main(argv: list[str]) -> int:
         if not sep or not Path(path).is_file():
             parser.error(f"--model expects ID=FILE.npz with an existing file, got {spec!r}")
         load_model_file(provider, model_id, Path(path))
+    for spec in args.demo:
+        parts = spec.split(":")
+        if len(parts) != 3:
+            parser.error(f"--demo expects TASK:SOURCE:TARGET, got {spec!r}")
+        from securealign.crypto.demo import fit_task_models
+
+        m = fit_task_models(*parts)
+        provider.register_sealed(m.model_id, m.W, m.b, m.V, m.c, m.classes)
     if not provider.models():
-        print("warning: no models registered (use --model ID=FILE.npz)")
-    print(f"serving {provider.models()} on http://{args.host}:{args.port}")
+        print("warning: no models registered (use --model ID=FILE.npz or --demo TASK:SOURCE:TARGET)")
+    print(f"serving {provider.models()} on http://{args.host}:{args.port}", flush=True)
     uvicorn.run(create_app(provider), host=args.host, port=args.port, log_level="info")
     return 0
