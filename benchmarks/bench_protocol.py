@@ -77,7 +77,8 @@ def one_time_costs(layout: Layout, provider: Provider) -> tuple[ClientSession, s
 
 def run(n_queries: int, fit_rows: int) -> int:
     header = (f"{'source -> target':22s} {'task':16s} {'mode':6s} {'d->K':>9s} {'cts':>3s} | "
-              f"{'encrypt':>11s} {'provider':>11s} {'decrypt':>11s} {'total ms':>11s} | {'up KB':>6s} {'down KB':>7s} | "
+              f"{'encrypt':>11s} {'provider':>11s} {'decrypt':>11s} {'total ms':>11s} | "
+              f"{'up KB':>6s} {'down KB':>7s} | "
               f"{'keys MB':>7s} {'#':>2s} | {'plain us':>8s} {'ratio':>6s} | {'max err':>8s} agree")
     print("median / p95 per query (encrypted round trip, in-process; embedding models excluded)")
     print(header)

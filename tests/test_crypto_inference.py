@@ -83,6 +83,21 @@ def test_many_classes_span_several_ciphertexts(models):
         assert np.max(np.abs(logits - plaintext_logits(z, V, c, m.W, m.b))) < 1e-3
 
 
+def test_register_accepts_head_and_map_objects(models):
+    """The alignment module's ``AffineMap`` and the heads module's ``LinearHead`` shapes, duck-typed."""
+    m = models["bbc_news"]
+
+    class LinearHead:
+        V, c, classes = m.V, m.c, m.classes
+
+    provider = Provider()
+    provider.register("bbc", LinearHead(), AffineMap(m.W, m.b))
+    info = provider.describe("bbc")
+    assert info["classes"] == m.classes and set(info["modes"]) == {"paper", "sealed"}
+    logits, _ = run_encrypted_query(ClientSession(), provider, "bbc", m.test_source[0], "sealed")
+    assert np.max(np.abs(logits - plaintext_logits(m.test_source[0], m.V, m.c, m.W, m.b))) < 1e-3
+
+
 def test_trace_lists_the_protocol_steps_with_sizes(models, provider):
     m = models["bbc_news"]
     client = ClientSession()

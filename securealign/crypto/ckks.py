@@ -112,42 +112,6 @@ def load_bytes(factory: Callable[[], T], data: bytes) -> T:
         path.unlink(missing_ok=True)
 
 
-@dataclass
-class KeyPair:
-    """A CKKS secret key with what its holder needs to encrypt, decrypt and publish rotation keys.
-
-    Encryption is symmetric (under the secret key): the ciphertext is serialized with a seed in place of its
-    random half, and no public encryption key ever needs to exist.
-    """
-
-    secret_key: seal.SecretKey
-    encryptor: seal.Encryptor
-    decryptor: seal.Decryptor
-    keygen: seal.KeyGenerator
-
-    @classmethod
-    def generate(cls) -> "KeyPair":
-        keygen = seal.KeyGenerator(context())
-        secret = keygen.secret_key()
-        return cls(secret, seal.Encryptor(context(), secret), seal.Decryptor(context(), secret), keygen)
-
-    def galois_keys_bytes(self, steps: list[int]) -> bytes:
-        """Seeded Galois keys for exactly these rotation steps (about 365 KB each)."""
-        return save_bytes(self.keygen.create_galois_keys([galois_element(s) for s in steps]))
-
-    def encrypt(self, slots: np.ndarray) -> bytes:
-        """Encrypt a real slot vector at the top level; returns the seeded serialized ciphertext."""
-        plain = seal.Plaintext()
-        encoder().encode(np.asarray(slots, dtype=np.float64).tolist(), SCALE, plain)
-        return save_bytes(self.encryptor.encrypt_symmetric(plain))
-
-    def decrypt(self, ciphertext: seal.Ciphertext) -> np.ndarray:
-        """The complex slot vector of a ciphertext (the imaginary parts serve as a noise and key check)."""
-        plain = seal.Plaintext()
-        self.decryptor.decrypt(ciphertext, plain)
-        return np.asarray(encoder().decode_complex(plain))
-
-
 @functools.lru_cache(maxsize=1)
 def encoder() -> seal.CKKSEncoder:
     return seal.CKKSEncoder(context())
@@ -197,3 +161,43 @@ def rotate(ct: seal.Ciphertext, step: int, galois_keys: seal.GaloisKeys) -> seal
     out = seal.Ciphertext()
     evaluator().rotate_vector(ct, step, galois_keys, out)
     return out
+
+
+@dataclass
+class KeyPair:
+    """A CKKS secret key with what its holder needs to encrypt, decrypt and publish rotation keys.
+
+    Encryption is symmetric (under the secret key): the ciphertext is serialized with a seed in place of its
+    random half, and no public encryption key ever needs to exist.
+    """
+
+    secret_key: seal.SecretKey
+    encryptor: seal.Encryptor
+    decryptor: seal.Decryptor
+    keygen: seal.KeyGenerator
+
+    @classmethod
+    def generate(cls) -> "KeyPair":
+        keygen = seal.KeyGenerator(context())
+        secret = keygen.secret_key()
+        return cls(secret, seal.Encryptor(context(), secret), seal.Decryptor(context(), secret), keygen)
+
+    def galois_keys_bytes(self, steps: list[int]) -> bytes:
+        """Seeded Galois keys for exactly these rotation steps (about 365 KB each)."""
+        return save_bytes(self.keygen.create_galois_keys([galois_element(s) for s in steps]))
+
+    def encrypt(self, slots: np.ndarray) -> bytes:
+        """Encrypt a real slot vector at the top level; returns the seeded serialized ciphertext."""
+        plain = seal.Plaintext()
+        encoder().encode(np.asarray(slots, dtype=np.float64).tolist(), SCALE, plain)
+        return save_bytes(self.encryptor.encrypt_symmetric(plain))
+
+    def decrypt_products(self, blobs: tuple[bytes, ...]) -> list[np.ndarray]:
+        """The complex slot vectors of serialized product ciphertexts (after their rescale); the imaginary parts
+        serve as the key and noise check."""
+        vectors = []
+        for blob in blobs:
+            plain = seal.Plaintext()
+            self.decryptor.decrypt(load_ciphertext(blob, parms_id=bottom_parms_id(), scale=rescaled_scale()), plain)
+            vectors.append(np.asarray(encoder().decode_complex(plain)))
+        return vectors

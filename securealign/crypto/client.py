@@ -59,7 +59,8 @@ class ClientSession:
         if mode not in MODES:
             raise ParameterError(f"unknown mode {mode!r}; choose from {MODES}")
         if not self.supports(layout):
-            raise ParameterError(f"this session has no rotation keys for steps {sorted(set(layout.steps) - set(self.steps))}")
+            missing = sorted(set(layout.steps) - set(self.steps))
+            raise ParameterError(f"this session has no rotation keys for steps {missing}")
         blob = self._keys.encrypt(layout.pack_query(vec))
         meta = {"key": self.key_id, "mode": mode, "layout": layout.to_dict(), "nonce": secrets.token_hex(8)}
         message = wire.encode(wire.MessageType.QUERY, meta, [blob])
@@ -79,14 +80,12 @@ class ClientSession:
         if message.meta["key"] != self.key_id:
             raise KeyMismatchError("the result was computed under another session's keys")
         with self._lock:
-            layout = self._pending.pop(str(message.meta["query"]), None)
+            layout = self._pending.pop(message.meta["query"], None)
         if layout is None:
             raise ProtocolError("the result answers no pending query of this session (stale, replayed or foreign)")
         if Layout.from_dict(message.meta["layout"]) != layout or len(message.blobs) != layout.n_ciphertexts:
             raise ParameterError("the result's layout differs from the query's")
-        slots = [self._keys.decrypt(ckks.load_ciphertext(blob, parms_id=ckks.bottom_parms_id(),
-                                                          scale=ckks.rescaled_scale()))
-                 for blob in message.blobs]
+        slots = self._keys.decrypt_products(message.blobs)
         return layout.unpack_result(slots), check_real(slots)
 
 

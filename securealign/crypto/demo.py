@@ -55,5 +55,6 @@ def fit_task_models(task_name: str, source: str, target: str, n_train: int = 600
     head = LogisticRegression(max_iter=2000).fit(z_tgt, task.train_labels[:n_train])
     V, c = head_from_logistic(head)
     ridge = Ridge(alpha=RIDGE_ALPHA).fit(z_src, z_tgt)
-    return TaskModels(task_name, source, target, list(task.classes), V, c, ridge.coef_.T.copy(), ridge.intercept_.copy(),
+    W, b = ridge.coef_.T.copy(), ridge.intercept_.copy()
+    return TaskModels(task_name, source, target, list(task.classes), V, c, W, b,
                       embed(source, test, progress=False).astype(np.float64), np.asarray(task.test_labels[:n_test]))

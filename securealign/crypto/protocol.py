@@ -133,5 +133,6 @@ def _ensure_session(client: ClientSession, provider, trace: Trace) -> str:
         start = time.perf_counter()
         session_id = provider.open_session(context)
         client.sessions[provider.endpoint] = session_id
-        trace.add("client", "send the public context once (parameters + Galois keys, no secret key)", _ms(start), context)
+        trace.add("client", "send the public context once (parameters + Galois keys, no secret key)", _ms(start),
+                  context)
     return session_id

@@ -87,11 +87,6 @@ def _matrix(name: str, value, ndim: int) -> np.ndarray:
     return array
 
 
-def _unpack(obj, names: tuple[str, ...]) -> tuple:
-    """Accept plain arrays or the project's ``LinearHead``/``AffineMap`` objects (anything with these attributes)."""
-    return tuple(getattr(obj, n) for n in names)
-
-
 class SessionStore:
     """Sessions by id with an expiry and a memory bound: expired sessions go first, then the least recently used."""
 
@@ -118,7 +113,8 @@ class SessionStore:
             self._drop_expired()
             session = self._sessions.get(session_id)
             if session is None:
-                raise UnknownSessionError(f"no session {session_id!r} (never opened, expired or evicted); open a new one")
+                raise UnknownSessionError(
+                    f"no session {session_id!r} (never opened, expired or evicted); open a new one")
             session.last_used = time.monotonic()
             session.expires_at = session.last_used + self.ttl
             self._sessions.move_to_end(session_id)
@@ -146,22 +142,28 @@ class Provider:
 
     endpoint = "in-process"
 
-    def __init__(self, *, session_ttl: float = 900.0, max_sessions: int = 64, max_session_bytes: int = 512 << 20) -> None:
+    def __init__(self, *, session_ttl: float = 900.0, max_sessions: int = 64,
+                 max_session_bytes: int = 512 << 20) -> None:
         self.sessions = SessionStore(session_ttl, max_sessions, max_session_bytes)
         self._models: dict[str, ServedModel] = {}
 
     # models ---------------------------------------------------------------------------------------------------
-    def register_head(self, model_id: str, V, c=None, classes: list[str] | None = None) -> None:
+    def register(self, model_id: str, head, affine_map=None) -> None:
+        """Register the project's ``LinearHead`` (``V``, ``c``, ``classes``) and, for sealed mode, an ``AffineMap``
+        (``W``, ``b``): any objects with these attributes."""
+        classes = getattr(head, "classes", None)
+        if affine_map is None:
+            self.register_head(model_id, head.V, head.c, classes)
+        else:
+            self.register_sealed(model_id, affine_map.W, affine_map.b, head.V, head.c, classes)
+
+    def register_head(self, model_id: str, V, c, classes: list[str] | None = None) -> None:
         """Serve a linear head (``V``: d_A x K, ``c``: K) in paper mode: the client sends mapped embeddings."""
-        if c is None:
-            V, c = _unpack(V, ("V", "c"))
         V, c = _matrix("V", V, 2), _matrix("c", c, 1)
         self._add(model_id, {"paper": CompiledHead.compile(V.T, c)}, V.shape[1], c, classes)
 
-    def register_sealed(self, model_id: str, W, b, V, c=None, classes: list[str] | None = None) -> None:
+    def register_sealed(self, model_id: str, W, b, V, c, classes: list[str] | None = None) -> None:
         """Serve map + head: paper mode on ``(V, c)`` and sealed mode on the pre-composed ``(W V)^T``, ``b V + c``."""
-        if c is None:
-            V, c = _unpack(V, ("V", "c"))
         W, b, V, c = _matrix("W", W, 2), _matrix("b", b, 1), _matrix("V", V, 2), _matrix("c", c, 1)
         if W.shape[1] != V.shape[0] or b.shape[0] != W.shape[1]:
             raise DimensionError(f"map W {W.shape}, b {b.shape} does not feed head V {V.shape}")
@@ -201,7 +203,7 @@ class Provider:
         if parameters != ckks.parameters_bytes():
             raise ParameterError("the context's CKKS parameters differ from the protocol's (N=8192, [60, 40, 60])")
         steps = message.meta["steps"]
-        if not isinstance(steps, list) or not all(isinstance(s, int) and 0 < s < ckks.SLOTS for s in steps):
+        if not all(isinstance(s, int) and 0 < s < ckks.SLOTS for s in steps):
             raise ParameterError("context metadata must list its rotation steps")
         keys = ckks.load_bytes(seal.GaloisKeys, galois)
         if any(not keys.has_key(ckks.galois_element(s)) for s in steps):
@@ -226,9 +228,10 @@ class Provider:
         if meta["key"] != session.key_id:
             raise KeyMismatchError("the query was encrypted under another session's keys than this session's")
         if meta["mode"] not in model.heads:
-            raise ParameterError(f"model {model_id!r} does not serve mode {meta['mode']!r}; it serves {list(model.heads)}")
+            raise ParameterError(
+                f"model {model_id!r} does not serve mode {meta['mode']!r}; it serves {list(model.heads)}")
         head = model.heads[meta["mode"]]
-        if not isinstance(meta["layout"], dict) or Layout.from_dict(meta["layout"]) != head.layout:
+        if Layout.from_dict(meta["layout"]) != head.layout:
             raise DimensionError(f"query layout {meta['layout']} does not match model {model_id!r} in "
                                  f"{meta['mode']} mode (input dimension {head.layout.d_in})")
         if not set(head.layout.steps) <= session.steps:

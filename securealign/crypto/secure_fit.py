@@ -104,11 +104,10 @@ class KeyHolder:
         meta = message.meta
         if meta["key"] != self.key_id or meta["stage"] != "product":
             raise KeyMismatchError("this cross-product was not computed on rows encrypted under this key")
-        layout = CrossLayout(int(meta["cols"]), int(meta["rows"]))
+        layout = CrossLayout(meta["cols"], meta["rows"])
         if len(message.blobs) != layout.n_ciphertexts:
             raise ParameterError("cross-product message has the wrong number of ciphertexts")
-        slots = [self._keys.decrypt(ckks.load_ciphertext(b, parms_id=ckks.bottom_parms_id(), scale=ckks.rescaled_scale()))
-                 for b in message.blobs]
+        slots = self._keys.decrypt_products(message.blobs)
         check_real(slots)
         return layout.unpack(slots)
 
@@ -130,7 +129,7 @@ class CrossProductEvaluator:
         meta = message.meta
         if meta["stage"] != "rows" or meta["rows"] != len(message.blobs) or meta.get("q") != self.Y.shape[1]:
             raise ParameterError("expected a batch of encrypted rows laid out for this cross-product")
-        layout = CrossLayout(int(meta["cols"]), self.Y.shape[1])
+        layout = CrossLayout(meta["cols"], self.Y.shape[1])
         if self._layout is None:
             self._layout, self._key = layout, meta["key"]
             self._acc = [None] * layout.n_ciphertexts

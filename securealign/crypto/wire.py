@@ -41,19 +41,20 @@ class MessageType(enum.IntEnum):
 
 @dataclass(frozen=True)
 class Limits:
-    """Hard limits per message type: blob count, bytes per blob, metadata bytes, required metadata keys."""
+    """Hard limits per message type: blob count, bytes per blob, metadata bytes, required metadata keys and types."""
 
     max_blobs: int
     max_blob_bytes: int
-    required: tuple[str, ...]
+    schema: dict[str, type | tuple[type, ...]]
     max_meta_bytes: int = 4096
 
 
 LIMITS: dict[MessageType, Limits] = {
-    MessageType.CONTEXT: Limits(2, 8 * _MB, ("key", "steps", "blobs")),
-    MessageType.QUERY: Limits(1, 512 * 1024, ("key", "mode", "layout", "nonce")),
-    MessageType.RESULT: Limits(64, 512 * 1024, ("key", "query", "model", "mode", "layout", "compute_ms")),
-    MessageType.MATRIX: Limits(255, 512 * 1024, ("key", "stage", "rows", "cols")),
+    MessageType.CONTEXT: Limits(2, 8 * _MB, {"key": str, "steps": list, "blobs": list}),
+    MessageType.QUERY: Limits(1, 512 * 1024, {"key": str, "mode": str, "layout": dict, "nonce": str}),
+    MessageType.RESULT: Limits(64, 512 * 1024, {"key": str, "query": str, "model": str, "mode": str, "layout": dict,
+                                                "compute_ms": (int, float)}),
+    MessageType.MATRIX: Limits(255, 512 * 1024, {"key": str, "stage": str, "rows": int, "cols": int}),
 }
 # blob kinds a CONTEXT may name; a secret key is named only so that it can be refused explicitly
 CONTEXT_BLOBS = ("parameters", "galois_keys")
@@ -103,7 +104,7 @@ def decode(data: bytes, expected: MessageType) -> Message:
         raise WireFormatError(f"expected bytes, got {type(data).__name__}")
     data = bytes(data)
     if len(data) < _FIXED.size:
-        raise WireFormatError(f"message of {len(data)} bytes is shorter than the {_FIXED.size}-byte header (truncated?)")
+        raise WireFormatError(f"message of {len(data)} bytes is shorter than the {_FIXED.size}-byte header")
     magic, version, kind, n_blobs, meta_len, digest = _FIXED.unpack_from(data)
     if magic != MAGIC:
         raise WireFormatError("not a securealign protocol message (bad magic)")
@@ -116,16 +117,19 @@ def decode(data: bytes, expected: MessageType) -> Message:
     if not 1 <= n_blobs <= limits.max_blobs:
         raise LimitExceededError(f"{expected.name} declares {n_blobs} blobs; allowed 1..{limits.max_blobs}")
     if meta_len > limits.max_meta_bytes:
-        raise LimitExceededError(f"{expected.name} declares {meta_len:,} metadata bytes; limit {limits.max_meta_bytes:,}")
+        raise LimitExceededError(f"{expected.name} declares {meta_len:,} metadata bytes; "
+                                 f"limit {limits.max_meta_bytes:,}")
     sizes_end = _FIXED.size + 8 * n_blobs
     if len(data) < sizes_end:
         raise WireFormatError("message truncated inside its size table")
     sizes = struct.unpack_from(f">{n_blobs}Q", data, _FIXED.size)
     if any(size > limits.max_blob_bytes for size in sizes):
-        raise LimitExceededError(f"{expected.name} declares a blob of {max(sizes):,} bytes; limit {limits.max_blob_bytes:,}")
+        raise LimitExceededError(f"{expected.name} declares a blob of {max(sizes):,} bytes; "
+                                 f"limit {limits.max_blob_bytes:,}")
     declared = sizes_end + meta_len + sum(sizes)
     if len(data) != declared:
-        raise WireFormatError(f"message is {len(data):,} bytes but its header declares {declared:,} (truncated or padded)")
+        raise WireFormatError(f"message is {len(data):,} bytes but its header declares {declared:,} "
+                              "(truncated or padded)")
     body = data[sizes_end:]
     if hashlib.sha256(body).digest() != digest:
         raise IntegrityError("payload does not match its digest: the message was altered or corrupted")
@@ -133,8 +137,9 @@ def decode(data: bytes, expected: MessageType) -> Message:
         meta = json.loads(body[:meta_len].decode())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise WireFormatError(f"metadata is not JSON: {exc}") from None
-    if not isinstance(meta, dict) or any(key not in meta for key in limits.required):
-        raise WireFormatError(f"{expected.name} metadata must be an object with keys {limits.required}")
+    if not isinstance(meta, dict) or any(not isinstance(meta.get(k), t) for k, t in limits.schema.items()):
+        raise WireFormatError(f"{expected.name} metadata must be an object with keys of types "
+                              f"{ {k: getattr(t, '__name__', t) for k, t in limits.schema.items()} }")
     blobs, offset = [], meta_len
     for size in sizes:
         blobs.append(body[offset : offset + size])
