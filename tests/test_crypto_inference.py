@@ -83,6 +83,17 @@ def test_many_classes_span_several_ciphertexts(models):
         assert np.max(np.abs(logits - plaintext_logits(z, V, c, m.W, m.b))) < 1e-3
 
 
+def test_one_dimensional_input_needs_no_rotation(models):
+    """The smallest layout (d = 1: no window sum) still round-trips, and its session has a unique key id."""
+    provider = Provider()
+    provider.register_head("tiny", np.array([[2.0, -1.0, 0.5]]), np.array([0.1, 0.2, 0.3]))
+    layout = Layout.from_dict(provider.describe("tiny")["modes"]["paper"])
+    first, second = ClientSession([layout]), ClientSession([layout])
+    assert layout.steps == [] and first.key_id != second.key_id
+    logits, _ = run_encrypted_query(first, provider, "tiny", np.array([0.7]), "paper")
+    assert np.allclose(logits, [1.5, -0.5, 0.65], atol=1e-3)
+
+
 def test_register_accepts_head_and_map_objects(models):
     """The alignment module's ``AffineMap`` and the heads module's ``LinearHead`` shapes, duck-typed."""
     m = models["bbc_news"]

@@ -36,9 +36,10 @@ class ClientSession:
 
     def __init__(self, layouts: Iterable[Layout] = ()) -> None:
         layouts = list(layouts)
-        self.steps = sorted({s for lay in layouts for s in lay.steps}) if layouts else _all_steps()
+        # at least one key even for layouts without rotations: the key id (hash of the Galois keys) must be unique
+        self.steps = (sorted({s for lay in layouts for s in lay.steps}) or [1]) if layouts else _all_steps()
         self._keys = ckks.KeyPair.generate()
-        galois = self._keys.galois_keys_bytes(self.steps) if self.steps else b""
+        galois = self._keys.galois_keys_bytes(self.steps)
         self.key_id = hashlib.sha256(galois).hexdigest()[:32]
         meta = {"key": self.key_id, "steps": self.steps, "blobs": list(wire.CONTEXT_BLOBS)}
         self._context = wire.encode(wire.MessageType.CONTEXT, meta, [ckks.parameters_bytes(), galois])
