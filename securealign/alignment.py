@@ -1,0 +1,190 @@
+"""Affine maps from a source model's embedding space into a target model's: ridge, least squares, Procrustes.
+
+Ridge is solved in closed form from sufficient statistics (counts, sums, Z_B^T Z_B, Z_B^T Z_A) that are
+accumulated over mini-batches, so a public corpus of any size streams through in bounded memory, and the
+secure-fitting protocol can produce the same statistics under encryption.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy.linalg import orthogonal_procrustes
+from sklearn.metrics import r2_score
+
+# Ridge strengths tried by validation; relative to the mean eigenvalue of the source covariance, so one grid
+# suits unit-norm and unnormalised embeddings alike.
+LAMBDA_GRID = (1e-4, 1e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
+
+
+@dataclass
+class AffineMap:
+    """``z_a ≈ z_b @ W + b``: W is (d_b, d_a), b is (d_a,)."""
+
+    W: np.ndarray
+    b: np.ndarray
+    kind: str = "ridge"
+    lam: float = 0.0
+    info: dict = field(default_factory=dict)
+
+    @property
+    def source_dim(self) -> int:
+        return int(self.W.shape[0])
+
+    @property
+    def target_dim(self) -> int:
+        return int(self.W.shape[1])
+
+    def apply(self, Z: np.ndarray) -> np.ndarray:
+        """Map source embeddings (n, d_b) into the target space (n, d_a)."""
+        Z = np.asarray(Z, dtype=np.float64)
+        if Z.ndim != 2 or Z.shape[1] != self.source_dim:
+            raise ValueError(f"expected embeddings of shape (n, {self.source_dim}), got {Z.shape}")
+        return (Z @ self.W + self.b).astype(np.float32)
+
+    def save(self, path: Path, dtype: type = np.float32) -> None:
+        np.savez_compressed(path, W=self.W.astype(dtype), b=self.b.astype(dtype), kind=self.kind, lam=self.lam)
+
+    @classmethod
+    def load(cls, path: Path) -> "AffineMap":
+        with np.load(path) as data:
+            return cls(data["W"].astype(np.float64), data["b"].astype(np.float64), str(data["kind"]),
+                       float(data["lam"]))
+
+
+class RidgeStats:
+    """Streaming sufficient statistics of (Z_B, Z_A) pairs for a closed-form ridge fit."""
+
+    def __init__(self, source_dim: int, target_dim: int) -> None:
+        self.n = 0
+        self.sum_b = np.zeros(source_dim)
+        self.sum_a = np.zeros(target_dim)
+        self.bb = np.zeros((source_dim, source_dim))
+        self.ba = np.zeros((source_dim, target_dim))
+
+    def update(self, Zb: np.ndarray, Za: np.ndarray) -> "RidgeStats":
+        """Add one mini-batch of paired rows."""
+        Zb, Za = np.asarray(Zb, dtype=np.float64), np.asarray(Za, dtype=np.float64)
+        if Zb.ndim != 2 or Za.ndim != 2 or len(Zb) != len(Za):
+            raise ValueError(f"need paired 2-D batches, got {Zb.shape} and {Za.shape}")
+        if Zb.shape[1] != self.sum_b.size or Za.shape[1] != self.sum_a.size:
+            raise ValueError(f"batch dims {Zb.shape[1]}->{Za.shape[1]} do not match {self.sum_b.size}->{self.sum_a.size}")
+        self.n += len(Zb)
+        self.sum_b += Zb.sum(0)
+        self.sum_a += Za.sum(0)
+        self.bb += Zb.T @ Zb
+        self.ba += Zb.T @ Za
+        return self
+
+    def solve(self, lam: float, kind: str = "ridge") -> AffineMap:
+        """Centre the statistics and solve ``(C_bb + lam * s I) W = C_ba`` with ``s`` the mean source variance."""
+        if self.n < 2:
+            raise ValueError("need at least two pairs to fit a map")
+        mean_b, mean_a = self.sum_b / self.n, self.sum_a / self.n
+        cov_bb = self.bb / self.n - np.outer(mean_b, mean_b)
+        cov_ba = self.ba / self.n - np.outer(mean_b, mean_a)
+        scale = max(np.trace(cov_bb) / len(cov_bb), 1e-12)
+        if lam > 0:
+            W = np.linalg.solve(cov_bb + lam * scale * np.eye(len(cov_bb)), cov_ba)
+        else:
+            W = np.linalg.lstsq(cov_bb, cov_ba, rcond=None)[0]
+        return AffineMap(W, mean_a - mean_b @ W, kind, lam, {"n": self.n})
+
+
+def _stats(Zb: np.ndarray, Za: np.ndarray, batch_size: int = 4096) -> RidgeStats:
+    stats = RidgeStats(Zb.shape[1], Za.shape[1])
+    for start in range(0, len(Zb), batch_size):
+        stats.update(Zb[start : start + batch_size], Za[start : start + batch_size])
+    return stats
+
+
+def choose_lambda(Zb: np.ndarray, Za: np.ndarray, grid: tuple[float, ...] = LAMBDA_GRID, val_fraction: float = 0.2,
+                  seed: int = 0) -> tuple[float, dict[float, float]]:
+    """The grid value with the best held-out R^2 on a seeded validation split, and every value's score."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(Zb))
+    n_val = max(1, int(len(Zb) * val_fraction))
+    val, train = order[:n_val], order[n_val:]
+    stats = _stats(Zb[train], Za[train])
+    scores = {lam: r2_score(Za[val], stats.solve(lam).apply(Zb[val])) for lam in grid}
+    return max(scores, key=scores.get), scores
+
+
+def fit_ridge(Zb: np.ndarray, Za: np.ndarray, lam: float | None = None) -> AffineMap:
+    """Ridge map; ``lam=None`` picks it by validation (with fewer than 20 pairs, the grid's middle value)."""
+    Zb, Za = _paired(Zb, Za)
+    scores: dict[float, float] = {}
+    if lam is None:
+        lam, scores = choose_lambda(Zb, Za) if len(Zb) >= 20 else (1e-1, {})
+    fitted = _stats(Zb, Za).solve(lam)
+    fitted.info["validation_r2"] = {str(k): float(v) for k, v in scores.items()}
+    return fitted
+
+
+def fit_lstsq(Zb: np.ndarray, Za: np.ndarray) -> AffineMap:
+    """Plain least squares (minimum-norm when under-determined)."""
+    Zb, Za = _paired(Zb, Za)
+    return _stats(Zb, Za).solve(0.0, kind="lstsq")
+
+
+def procrustes_rotation(Zb: np.ndarray, Za: np.ndarray) -> np.ndarray:
+    """The orthogonal Q (d x d, d = max dims) best rotating centred, norm-scaled, zero-padded Z_B onto Z_A."""
+    Zb, Za = _paired(Zb, Za)
+    d = max(Zb.shape[1], Za.shape[1])
+    Xb, Xa = _pad(_standardise(Zb), d), _pad(_standardise(Za), d)
+    return orthogonal_procrustes(Xb, Xa)[0]
+
+
+def fit_procrustes(Zb: np.ndarray, Za: np.ndarray) -> AffineMap:
+    """Orthogonal Procrustes as an affine map: centre, scale to unit Frobenius norm, pad, rotate, undo the target's scaling."""
+    Zb, Za = _paired(Zb, Za)
+    Q = procrustes_rotation(Zb, Za)
+    norm_b = np.linalg.norm(Zb - Zb.mean(0)) or 1.0
+    norm_a = np.linalg.norm(Za - Za.mean(0)) or 1.0
+    W = Q[: Zb.shape[1], : Za.shape[1]] * (norm_a / norm_b)
+    return AffineMap(W, Za.mean(0) - Zb.mean(0) @ W, "procrustes", 0.0, {"n": len(Zb)})
+
+
+def fit_map(kind: str, Zb: np.ndarray, Za: np.ndarray) -> AffineMap:
+    """Dispatch by name: "ridge", "lstsq" or "procrustes"."""
+    fitters = {"ridge": fit_ridge, "lstsq": fit_lstsq, "procrustes": fit_procrustes}
+    if kind not in fitters:
+        raise ValueError(f"unknown map kind {kind!r}; valid kinds: {', '.join(fitters)}")
+    return fitters[kind](Zb, Za)
+
+
+def fit_quality(affine: AffineMap, Zb: np.ndarray, Za: np.ndarray) -> dict[str, float]:
+    """Held-out quality: R^2, mean cosine to the true target, top-1 retrieval accuracy and mean rank (1 = best)."""
+    Zb, Za = _paired(Zb, Za)
+    pred = affine.apply(Zb).astype(np.float64)
+    unit_pred = pred / np.maximum(np.linalg.norm(pred, axis=1, keepdims=True), 1e-12)
+    unit_true = Za / np.maximum(np.linalg.norm(Za, axis=1, keepdims=True), 1e-12)
+    sims = unit_pred @ unit_true.T
+    ranks = (sims > np.diag(sims)[:, None]).sum(1) + 1
+    return {
+        "r2": float(r2_score(Za, pred)),
+        "cosine": float(np.mean(np.sum(unit_pred * unit_true, axis=1))),
+        "top1": float(np.mean(ranks == 1)),
+        "mean_rank": float(np.mean(ranks)),
+        "n": len(Zb),
+    }
+
+
+def _paired(Zb: np.ndarray, Za: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    Zb, Za = np.asarray(Zb, dtype=np.float64), np.asarray(Za, dtype=np.float64)
+    if Zb.ndim != 2 or Za.ndim != 2 or len(Zb) != len(Za):
+        raise ValueError(f"need paired 2-D embeddings with the same number of rows, got {Zb.shape} and {Za.shape}")
+    if len(Zb) < 2:
+        raise ValueError("need at least two pairs to fit a map")
+    return Zb, Za
+
+
+def _standardise(Z: np.ndarray) -> np.ndarray:
+    centred = Z - Z.mean(0)
+    return centred / (np.linalg.norm(centred) or 1.0)
+
+
+def _pad(Z: np.ndarray, d: int) -> np.ndarray:
+    return np.pad(Z, ((0, 0), (0, d - Z.shape[1])))
