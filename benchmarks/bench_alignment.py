@@ -7,11 +7,15 @@ mini-batches and a one-shot fit on the same data (must be below 1e-6).
 
 from __future__ import annotations
 
+import sys
 import time
+from pathlib import Path
 
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
-from securealign.alignment import RidgeStats, fit_ridge
+import numpy as np  # noqa: E402
+
+from securealign.alignment import RidgeStats, fit_ridge  # noqa: E402
 
 
 def _time(fn, repeats: int = 3) -> float:
