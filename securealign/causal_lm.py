@@ -1,0 +1,228 @@
+"""Causal language models from the zoo: loading (GGUF -> cached fp16 safetensors once), final hidden states,
+the LM head, greedy decoding and pooled states.
+
+The packages ship quantised GGUF files that transformers de-quantises on every load (up to a minute and 3 GB for
+Gemma); :func:`prepare` does that once and saves a plain fp16 copy in the cache, which then loads in seconds.
+
+"Final hidden state" here always means the vector the LM head consumes, i.e. *after* the model's final norm
+(transformers returns it as the last entry of ``hidden_states``), so ``logits = hidden @ lm_head().T`` exactly.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import shutil
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from securealign.paths import cache_dir, module_dir
+from securealign.zoo import get_spec, list_models
+
+# Longer inputs are refused (final_hidden, greedy) or truncated (pooled): far beyond any prompt or corpus text
+# here, and it bounds memory on a 2-core machine.
+MAX_TOKENS = 1024
+
+
+@dataclass(frozen=True)
+class TokenStates:
+    """One text's tokens with their character spans and the final hidden state at each position."""
+
+    ids: np.ndarray  # (T,) int64
+    offsets: np.ndarray  # (T, 2) character [start, end); special tokens have (0, 0)
+    hidden: np.ndarray  # (T, d) float32, after the final norm
+
+    @property
+    def special(self) -> np.ndarray:
+        """True at positions holding special tokens (BOS and the like), which span no characters."""
+        return self.offsets[:, 1] <= self.offsets[:, 0]
+
+
+def _converted_dir(key: str) -> Path:
+    return cache_dir() / "models" / f"{key}-fp16"
+
+
+def _gguf_path(key: str) -> Path:
+    """The GGUF file of a zoo model: shipped as is, or assembled once from split wheels into the cache."""
+    spec = get_spec(key)
+    options = spec.options
+    if options.get("assemble"):
+        target = cache_dir() / "gguf" / options["gguf_file"]
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            # the package's own assembler verifies a pinned SHA256 of the joined parts
+            assemble = importlib.import_module(options["module"]).assemble
+            assemble(output_path=target)
+        return target
+    return module_dir(options["module"]) / options["gguf_file"]
+
+
+def prepare(key: str, progress: bool = True) -> Path:
+    """Convert a zoo causal LM from its GGUF file to a cached fp16 safetensors folder (once); returns the folder."""
+    spec = get_spec(key)
+    if spec.kind != "causal":
+        raise ValueError(f"model {key!r} is a {spec.kind}, not a causal LM")
+    out = _converted_dir(key)
+    if (out / "config.json").exists():
+        return out
+    gguf = _gguf_path(key)
+    if progress:
+        print(f"[securealign] converting {spec.name} from GGUF to a cached fp16 copy in {out} "
+              "(one time, about a minute) ...", file=sys.stderr, flush=True)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # transformers refuses to save a model it believes is quantised; the weights are already de-quantised
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    torch.nn.Module.half(model)  # transformers' own half() still refuses a GGUF-loaded model here
+    model.save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    partial.rename(out)  # a crash mid-save never leaves a folder that looks complete
+    if spec.options.get("assemble"):
+        gguf.unlink(missing_ok=True)  # the assembled GGUF is only an intermediate
+    if progress:
+        print(f"[securealign] {spec.name} ready.", file=sys.stderr, flush=True)
+    return out
+
+
+class CausalLM:
+    """A loaded causal LM (fp32 on CPU, eval mode) with the few operations the project needs."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.spec = get_spec(key)
+        folder = prepare(key)
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+        self.dim: int = int(self.model.config.hidden_size)
+        self.vocab_size: int = int(self.model.get_output_embeddings().weight.shape[0])
+
+    # inputs ---------------------------------------------------------------------------------------------------
+    def _encode(self, text: str) -> dict:
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError("text must be a non-empty string")
+        enc = self.tokenizer(text, return_offsets_mapping=True, return_tensors="pt")
+        if enc["input_ids"].shape[1] > MAX_TOKENS:
+            raise ValueError(f"text has {enc['input_ids'].shape[1]} tokens; at most {MAX_TOKENS} are accepted")
+        return enc
+
+    def tokens(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """Token ids and character offsets of ``text`` as the model sees it (special tokens included)."""
+        enc = self._encode(text)
+        return enc["input_ids"][0].numpy(), enc["offset_mapping"][0].numpy()
+
+    # states and logits ----------------------------------------------------------------------------------------
+    def final_hidden(self, text: str) -> TokenStates:
+        """The final (post-norm) hidden state at every token of ``text``, with the tokens' character offsets."""
+        return self.final_hidden_batch([text])[0]
+
+    @torch.inference_mode()
+    def final_hidden_batch(self, texts: list[str], batch_size: int = 16) -> list[TokenStates]:
+        """:meth:`final_hidden` for many texts, run in right-padded batches (padding never reaches real tokens)."""
+        for text in texts:
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError("every text must be a non-empty string")
+        self.tokenizer.padding_side = "right"
+        states = []
+        for start in range(0, len(texts), batch_size):
+            enc = self.tokenizer(list(texts[start:start + batch_size]), padding=True, return_offsets_mapping=True,
+                                 return_tensors="pt")
+            if enc["input_ids"].shape[1] > MAX_TOKENS:
+                raise ValueError(f"a text has more than {MAX_TOKENS} tokens, the most accepted")
+            hidden = self.model.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
+            for row, length in enumerate(enc["attention_mask"].sum(dim=1).tolist()):
+                # copies, so that a text's states do not keep the whole padded batch alive
+                states.append(TokenStates(enc["input_ids"][row, :length].numpy().copy(),
+                                          enc["offset_mapping"][row, :length].numpy().copy(),
+                                          hidden.last_hidden_state[row, :length].float().numpy().copy()))
+        return states
+
+    @functools.cached_property
+    def _lm_head(self) -> np.ndarray:
+        return self.model.get_output_embeddings().weight.detach().float().numpy()
+
+    def lm_head(self) -> np.ndarray:
+        """The (V, d) output matrix, applied to post-norm final hidden states (no bias, no soft-capping)."""
+        return self._lm_head
+
+    def logits(self, hidden: np.ndarray) -> np.ndarray:
+        """Next-token logits for final hidden state(s) in this model's space."""
+        return np.asarray(hidden, dtype=np.float32) @ self._lm_head.T
+
+    def greedy(self, prompt: str, max_new_tokens: int) -> str:
+        """The model's own greedy continuation of ``prompt`` (the text after it, special tokens dropped)."""
+        return self.tokenizer.decode(list(self.stream_greedy(prompt, max_new_tokens)), skip_special_tokens=True)
+
+    def greedy_ids(self, prompt: str, max_new_tokens: int) -> list[int]:
+        """Token ids of the greedy continuation (stops early at end-of-sequence)."""
+        return list(self.stream_greedy(prompt, max_new_tokens))
+
+    @torch.inference_mode()
+    def stream_greedy(self, prompt: str, max_new_tokens: int) -> Iterator[int]:
+        """Greedy decoding one token id at a time, with the KV cache, stopping after an end-of-sequence token."""
+        if max_new_tokens < 1:
+            raise ValueError("max_new_tokens must be at least 1")
+        ids = self._encode(prompt)["input_ids"]
+        past = None
+        for _ in range(max_new_tokens):
+            out = self.model(input_ids=ids, past_key_values=past, use_cache=True)
+            past = out.past_key_values
+            token = int(out.logits[0, -1].argmax())
+            yield token
+            if token in self.stop_ids:
+                return
+            ids = torch.tensor([[token]])
+
+    @functools.cached_property
+    def stop_ids(self) -> frozenset[int]:
+        """Token ids that end a continuation (the tokenizer's and the generation config's end-of-sequence ids)."""
+        ids = {self.tokenizer.eos_token_id}
+        eos = getattr(self.model.generation_config, "eos_token_id", None)
+        ids.update(eos if isinstance(eos, (list, tuple)) else [eos])
+        return frozenset(i for i in ids if i is not None)
+
+    @torch.inference_mode()
+    def token_logprobs(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """Character offsets of each token after the first and its log-probability given the tokens before it."""
+        enc = self._encode(text)
+        logits = self.model(input_ids=enc["input_ids"]).logits[0, :-1].float()
+        logprobs = torch.log_softmax(logits, dim=-1).gather(1, enc["input_ids"][0, 1:, None])[:, 0]
+        return enc["offset_mapping"][0, 1:].numpy(), logprobs.numpy()
+
+    @torch.inference_mode()
+    def pooled(self, texts: list[str], batch_size: int = 16) -> dict[str, np.ndarray]:
+        """Last-token and mean-pooled final hidden states, each (n, d) float32 (longer texts truncated)."""
+        if not texts:
+            raise ValueError("texts must be a non-empty list")
+        self.tokenizer.padding_side = "right"
+        last, mean = [], []
+        for start in range(0, len(texts), batch_size):
+            enc = self.tokenizer(list(texts[start:start + batch_size]), padding=True, truncation=True,
+                                 max_length=MAX_TOKENS, return_tensors="pt")
+            hidden = self.model.model(**enc).last_hidden_state.float()
+            mask = enc["attention_mask"].unsqueeze(-1).float()
+            lengths = enc["attention_mask"].sum(dim=1)
+            last.append(hidden[torch.arange(hidden.shape[0]), lengths - 1].numpy())
+            mean.append(((hidden * mask).sum(dim=1) / mask.sum(dim=1)).numpy())
+        return {"last": np.concatenate(last).astype(np.float32), "mean": np.concatenate(mean).astype(np.float32)}
+
+
+@functools.lru_cache(maxsize=None)
+def load_causal_lm(key: str) -> CausalLM:
+    """The zoo's causal LM ``key``, loaded once per process (converted on first use if set-up has not run)."""
+    spec = get_spec(key)
+    if spec.kind != "causal":
+        causal = ", ".join(s.key for s in list_models("causal"))
+        raise ValueError(f"model {key!r} is a {spec.kind}; the causal LMs are: {causal}")
+    return CausalLM(key)

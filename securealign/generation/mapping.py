@@ -1,0 +1,139 @@
+"""The hidden-state map: ridge regression from a source LM's final hidden states to a target LM's, fitted on
+token pairs of public text matched by character offsets, and composed with the target's LM head.
+
+The map is the only thing the two models share. Once composed with the target's frozen LM head it becomes one
+(V x d_source) matrix and a bias, which is exactly what the provider evaluates under encryption in sealed mode.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from sklearn.linear_model import Ridge
+from sklearn.metrics import r2_score
+
+from securealign.causal_lm import CausalLM, load_causal_lm
+from securealign.datasets import load_public_corpus
+from securealign.generation.pairing import exact_match_counts, pair_by_end_offset
+from securealign.paths import assets_dir, cache_dir
+
+RIDGE_LAMBDA = 1e-4  # the paper's choice for generation maps
+HELD_OUT_FRACTION = 0.1
+DEFAULT_CORPUS_SIZE = 4000  # the paper's order of magnitude (~4,000 prompts)
+
+
+@dataclass(frozen=True)
+class HiddenMap:
+    """z_target ~ h_source @ W + b, with its fit quality on held-out tokens."""
+
+    source: str
+    target: str
+    W: np.ndarray  # (d_source, d_target)
+    b: np.ndarray  # (d_target,)
+    metrics: dict = field(default_factory=dict)
+
+    def apply(self, hidden: np.ndarray) -> np.ndarray:
+        return np.asarray(hidden, dtype=np.float32) @ self.W + self.b
+
+    def compose(self, lm_head: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The map followed by an LM head (V, d_target) as one (V, d_source) matrix and (V,) bias (float64).
+
+        logits = (h W + b) H^T = h (H W^T)^T + H b: one matrix-vector product instead of two.
+        """
+        head = np.asarray(lm_head, dtype=np.float64)
+        return head @ self.W.T.astype(np.float64), head @ self.b.astype(np.float64)
+
+    def save(self, path: Path) -> None:
+        np.savez(path, W=self.W, b=self.b, meta=json.dumps({"source": self.source, "target": self.target,
+                                                           "metrics": self.metrics}))
+
+    @classmethod
+    def load(cls, path: Path) -> "HiddenMap":
+        with np.load(path) as data:
+            meta = json.loads(str(data["meta"]))
+            return cls(meta["source"], meta["target"], data["W"], data["b"], meta["metrics"])
+
+
+@dataclass
+class TokenPairs:
+    """Paired hidden states of many texts, plus the tokenizer agreement seen while pairing them."""
+
+    source: np.ndarray  # (n, d_source)
+    target: np.ndarray  # (n, d_target)
+    exact_matches: int
+    target_tokens: int
+
+
+def collect_pairs(source: CausalLM, target: CausalLM, texts: list[str], batch_size: int = 16) -> TokenPairs:
+    """Run both models on ``texts`` and pair their final hidden states by character end offsets."""
+    src_states = source.final_hidden_batch(texts, batch_size)
+    tgt_states = target.final_hidden_batch(texts, batch_size)
+    xs, ys, matched, total = [], [], 0, 0
+    for s, t in zip(src_states, tgt_states):
+        ti, si = pair_by_end_offset(t.offsets, s.offsets)
+        xs.append(s.hidden[si])
+        ys.append(t.hidden[ti])
+        m, n = exact_match_counts(t.offsets, s.offsets)
+        matched, total = matched + m, total + n
+    return TokenPairs(np.concatenate(xs), np.concatenate(ys), matched, total)
+
+
+def fit_ridge(x: np.ndarray, y: np.ndarray, lam: float = RIDGE_LAMBDA) -> tuple[np.ndarray, np.ndarray]:
+    """(W, b) of a ridge regression with an unpenalised intercept."""
+    model = Ridge(alpha=lam, fit_intercept=True).fit(x.astype(np.float64), y.astype(np.float64))
+    return model.coef_.T.astype(np.float32), model.intercept_.astype(np.float32)
+
+
+def fit_quality(pred: np.ndarray, true: np.ndarray, lm_head: np.ndarray) -> dict[str, float]:
+    """Held-out R^2 (variance-weighted), mean cosine, and how often the LM head picks the same next token."""
+    cos = np.sum(pred * true, axis=1) / (np.linalg.norm(pred, axis=1) * np.linalg.norm(true, axis=1) + 1e-12)
+    same = np.argmax(pred @ lm_head.T, axis=1) == np.argmax(true @ lm_head.T, axis=1)
+    return {"r2": float(r2_score(true, pred, multioutput="variance_weighted")), "cosine": float(cos.mean()),
+            "next_token_agreement": float(same.mean()), "held_out_tokens": int(len(true))}
+
+
+def fit_hidden_map(source_key: str, target_key: str, texts: list[str], lam: float = RIDGE_LAMBDA) -> HiddenMap:
+    """Fit on 90% of ``texts`` (split by text, not by token) and measure on the other 10%."""
+    if len(texts) < 10:
+        raise ValueError("fitting a hidden-state map needs at least 10 texts")
+    source, target = load_causal_lm(source_key), load_causal_lm(target_key)
+    n_held = max(1, int(len(texts) * HELD_OUT_FRACTION))
+    train = collect_pairs(source, target, texts[n_held:])
+    held = collect_pairs(source, target, texts[:n_held])
+    W, b = fit_ridge(train.source, train.target, lam)
+    pred = held.source @ W + b
+    metrics = fit_quality(pred, held.target, target.lm_head())
+    metrics.update({"train_tokens": int(len(train.source)), "texts": len(texts), "lambda": lam,
+                    "exact_match_rate": (train.exact_matches + held.exact_matches)
+                    / max(1, train.target_tokens + held.target_tokens)})
+    return HiddenMap(source_key, target_key, W, b, metrics)
+
+
+def map_cache_path(source_key: str, target_key: str, texts: list[str], lam: float) -> Path:
+    digest = hashlib.sha256("\x1f".join(texts).encode()).hexdigest()[:12]
+    return cache_dir() / "generation" / f"map-{source_key}-{target_key}-{len(texts)}-{lam:g}-{digest}.npz"
+
+
+def load_hidden_map(source_key: str, target_key: str, texts: list[str] | None = None,
+                    lam: float = RIDGE_LAMBDA) -> HiddenMap:
+    """The fitted map for a pair: from the cache, else the copy committed in assets/, else fitted once (minutes
+    for the default 4,000 texts) and cached. Default corpus: the project's public corpus."""
+    if texts is None:
+        texts = default_corpus()
+    path = map_cache_path(source_key, target_key, texts, lam)
+    for candidate in (path, assets_dir() / "generation" / path.name):
+        if candidate.exists():
+            return HiddenMap.load(candidate)
+    hmap = fit_hidden_map(source_key, target_key, texts, lam)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    hmap.save(path)
+    return hmap
+
+
+def default_corpus(limit: int = DEFAULT_CORPUS_SIZE) -> list[str]:
+    """The public alignment corpus both parties can run (Guardian headlines and movie plot lines)."""
+    return load_public_corpus(limit)

@@ -1,0 +1,87 @@
+"""The zoo's causal LMs load offline from their cached conversion and behave like language models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from securealign.causal_lm import load_causal_lm, prepare
+from securealign.zoo import UnknownModelError, get_spec, list_models
+
+CAUSAL = [spec.key for spec in list_models("causal")]
+# a fact both small models complete correctly with greedy decoding
+PROMPT = "The capital of France is Paris. The capital of Germany is"
+
+
+@pytest.fixture(scope="module", params=CAUSAL)
+def lm(request):
+    return load_causal_lm(request.param)
+
+
+def test_dimensions_match_the_zoo(lm) -> None:
+    spec = get_spec(lm.key)
+    assert lm.dim == spec.dim
+    assert lm.vocab_size == spec.options["vocab_size"]
+    assert lm.lm_head().shape == (lm.vocab_size, lm.dim)
+    states = lm.final_hidden("A short sentence about the sea.")
+    assert states.hidden.shape == (len(states.ids), lm.dim)
+    assert states.offsets.shape == (len(states.ids), 2)
+
+
+def test_greedy_continues_with_sensible_text(lm) -> None:
+    assert "Berlin" in lm.greedy(PROMPT, 4)
+    if lm.key == "smollm2":
+        assert "Paris" in lm.greedy("The capital of France is", 4)
+
+
+def test_lm_head_consumes_the_final_hidden_state(lm) -> None:
+    """final_hidden is post-norm: hidden @ lm_head^T reproduces the model's own logits."""
+    text = "Rain fell on the quiet town all night"
+    logits = lm.model(input_ids=torch.tensor([lm.tokens(text)[0]])).logits[0].detach().numpy()
+    mine = lm.logits(lm.final_hidden(text).hidden)
+    assert np.allclose(mine, logits, atol=1e-3 * np.abs(logits).max())
+    assert (mine.argmax(1) == logits.argmax(1)).all()
+
+
+def test_deterministic_and_batch_consistent(lm) -> None:
+    texts = ["The market opened higher today.", "A dog", "Rivers flow to the sea, slowly and without end."]
+    first, second = lm.final_hidden(texts[0]), lm.final_hidden(texts[0])
+    assert np.array_equal(first.hidden, second.hidden)
+    assert lm.greedy(texts[0], 5) == lm.greedy(texts[0], 5)
+    pooled = lm.pooled(texts, batch_size=2)
+    assert pooled["last"].shape == pooled["mean"].shape == (3, lm.dim)
+    assert pooled["last"].dtype == np.float32
+    for text, last, mean in zip(texts, pooled["last"], pooled["mean"]):
+        alone = lm.final_hidden(text).hidden  # padding in a batch must not change a text's states
+        assert np.allclose(last, alone[-1], atol=1e-3)
+        assert np.allclose(mean, alone.mean(0), atol=1e-3)
+
+
+def test_offsets_cover_the_text(lm) -> None:
+    text = "Tokenizers split words like unbelievably differently."
+    states = lm.final_hidden(text)
+    real = states.offsets[~states.special]
+    assert real[0, 0] == 0 and real[-1, 1] == len(text)
+    assert (np.diff(real[:, 1]) > 0).all()
+
+
+def test_prepare_reuses_the_cached_copy(lm) -> None:
+    folder = prepare(lm.key, progress=False)
+    assert (folder / "config.json").exists() and any(folder.glob("*.safetensors"))
+
+
+def test_bad_input_gives_clear_errors() -> None:
+    lm = load_causal_lm(CAUSAL[0])
+    with pytest.raises(ValueError, match="non-empty"):
+        lm.final_hidden("   ")
+    with pytest.raises(ValueError, match="at most"):
+        lm.final_hidden("word " * 5000)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        lm.greedy("Hello", 0)
+    with pytest.raises(ValueError, match="non-empty"):
+        lm.pooled([])
+    with pytest.raises(ValueError, match="causal LMs are"):
+        load_causal_lm("minilm")
+    with pytest.raises(UnknownModelError, match="valid models"):
+        load_causal_lm("gpt-17")

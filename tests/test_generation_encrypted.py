@@ -1,0 +1,68 @@
+"""The encrypted vocabulary head on real CKKS (SEAL): agreement with plaintext, and every bad input refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from securealign.crypto.errors import (DimensionError, KeyMismatchError, LimitExceededError, ParameterError,
+                                       WireFormatError)
+from securealign.generation.diagonal import DiagonalLayout
+from securealign.generation.encrypted import EncryptedHead, VocabularyClient, VocabularyProvider
+
+RNG = np.random.default_rng(7)
+MATRIX = RNG.normal(scale=0.1, size=(9000, 96))
+BIAS = RNG.normal(size=9000)
+
+
+@pytest.fixture(scope="module")
+def head() -> EncryptedHead:
+    return EncryptedHead(MATRIX, BIAS)
+
+
+def test_encrypted_logits_equal_plaintext(head: EncryptedHead) -> None:
+    for _ in range(3):
+        x = RNG.normal(scale=3.0, size=96)
+        logits = head(x)
+        assert logits.shape == (9000,)
+        assert np.abs(logits - (MATRIX @ x + BIAS)).max() < 1e-3
+        assert logits.argmax() == (MATRIX @ x + BIAS).argmax()
+    cost = head.last
+    assert cost.bytes_up > 0 and cost.bytes_down > 0 and cost.provider_ms > 0
+
+
+def test_provider_sees_only_public_keys(head: EncryptedHead) -> None:
+    assert len(head.key_bytes) < 2 << 20  # two seeded Galois keys, no secret key
+    assert not hasattr(head.provider, "_keys")
+
+
+def test_results_under_other_keys_are_refused(head: EncryptedHead) -> None:
+    stranger = VocabularyClient(head.provider.layout)
+    results = head.provider.evaluate(head.client.encrypt(np.ones(96)))
+    with pytest.raises(KeyMismatchError):
+        stranger.decrypt(results)
+    # a query from another key pair evaluates under this session's Galois keys to noise: refused at decryption
+    alien = head.provider.evaluate(stranger.encrypt(np.ones(96)))
+    with pytest.raises(KeyMismatchError):
+        head.client.decrypt(alien)
+
+
+def test_malformed_input_is_refused(head: EncryptedHead) -> None:
+    query = head.client.encrypt(np.ones(96))
+    for bad in (b"", b"garbage" * 10, query[: len(query) // 2], bytes(8) + query[8:]):
+        with pytest.raises((WireFormatError, ParameterError)):
+            head.provider.evaluate(bad)
+    with pytest.raises(LimitExceededError):
+        head.provider.evaluate(bytes(5 << 20))
+    with pytest.raises(DimensionError):
+        head.client.encrypt(np.ones(95))
+    assert head.provider.layout.n_ciphertexts == 2
+    with pytest.raises(ParameterError, match="expected 2"):
+        head.client.decrypt(head.provider.evaluate(query)[:1])
+    fresh = VocabularyProvider(MATRIX[:100], BIAS[:100])
+    with pytest.raises(ParameterError, match="no Galois keys"):
+        fresh.evaluate(query)
+    with pytest.raises(ParameterError, match="lack rotation"):
+        fresh.load_keys(VocabularyClient(DiagonalLayout.plan(5, 3)).galois_keys())
+    with pytest.raises(DimensionError):
+        VocabularyProvider(np.full((10, 4), np.inf), np.zeros(10))
