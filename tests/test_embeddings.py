@@ -51,3 +51,14 @@ def test_bad_input_gets_clear_errors() -> None:
         embed("minilm", "a single string")
     with pytest.raises(ValueError, match="pooling"):
         embed("minilm", ["text"], pooling="last")
+
+
+def test_causal_models_give_last_token_and_mean_pooled_states() -> None:
+    texts = ["The cat sat on the mat.", "A kitten rested on the rug.", "Interest rates rose sharply."]
+    for key, dim in (("smollm2", 576), ("gemma3", 640)):
+        last, mean = embed(key, texts, pooling="last"), embed(key, texts, pooling="mean")
+        assert last.shape == mean.shape == (3, dim)
+        assert not np.allclose(last, mean)
+        np.testing.assert_array_equal(embed(key, texts), last)  # causal LMs default to the last token
+        unit = mean / np.linalg.norm(mean, axis=1, keepdims=True)
+        assert unit[0] @ unit[1] > unit[0] @ unit[2]
