@@ -1,0 +1,348 @@
+"""What the demo app asks of the library: choices from the precomputed assets, one query run natively, mapped and
+encrypted (with timings and the protocol trace), the OOD comparison, result tables, streamed generation, export.
+
+The app only wires widgets to these functions, so every number on the page comes from here and is testable
+without a browser. Everything returns plain dicts and lists (JSON-able), because the same results go to the
+page, to the Gradio API and into the exported report. Input problems and model failures surface as
+:class:`ServiceError` with a sentence a presenter can read aloud; nothing here knows about Gradio.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.special import softmax
+
+from securealign import artifacts
+from securealign.crypto import MODES, THREAT_MODELS, ClientSession, Provider, plaintext_logits, run_encrypted_query
+from securealign.datasets import TASKS, load_task
+from securealign.embeddings import embed
+from securealign.zoo import get_spec, list_models
+
+MAX_QUERY_CHARS = 2000
+MAX_PROMPT_CHARS = 500
+MAX_APP_NEW_TOKENS = 48  # the library allows 128; on 2 shared cores a live demo stays short
+EXAMPLES_PER_TASK = 5
+FIT_MEASURES = {
+    "r2": "held-out R² of the map",
+    "cosine": "mean cosine to the true target embedding",
+    "top1": "top-1 retrieval of the true target",
+    "mapped_acc": "provider head accuracy on mapped embeddings",
+    "retained": "accuracy retained (mapped / provider native)",
+}
+
+ProgressFn = Callable[[float, str], None]
+
+
+class ServiceError(ValueError):
+    """A request the demo cannot serve, with a message meant for the page (no traceback, no jargon)."""
+
+
+class ModelLoadError(ServiceError):
+    """A model whose weights are installed but would not load (corrupt cache, missing file, out of memory)."""
+
+
+def _report(progress: ProgressFn | None, fraction: float, what: str) -> None:
+    if progress is not None:
+        progress(fraction, what)
+
+
+# ---- what can be chosen ---------------------------------------------------------------------------------------
+
+def catalogue() -> dict:
+    """Choices for every selector, from the precomputed manifest only (so the first page needs no model)."""
+    try:
+        manifest = artifacts.load_manifest()
+    except artifacts.MissingArtifactError as exc:
+        raise ServiceError(f"The precomputed results are missing ({exc}).") from exc
+    return {
+        "encoders": [(manifest["encoder_names"][k], k) for k in manifest["encoders"]],
+        "tasks": [(manifest["task_titles"][t], t) for t in manifest["tasks"]],
+        "similarity_datasets": list(manifest["similarity_datasets"]),
+        "similarity_metrics": list(manifest["similarity_metrics"]),
+        "regimes": [(f"{r}: {manifest['regime_descriptions'][r]}", r) for r in manifest["regimes"]],
+        "demo_regime": manifest["demo_regime"],
+        "modes": list(MODES),
+        "causal": [(spec.name, spec.key) for spec in list_models("causal")],
+        "created": manifest["created"],
+    }
+
+
+def _check_choice(what: str, value: str, valid: list[str]) -> str:
+    if value not in valid:
+        raise ServiceError(f"Unknown {what} {value!r}. Choose one of: {', '.join(valid)}.")
+    return value
+
+
+def _check_pair(source: str, target: str, task: str) -> None:
+    cat = catalogue()
+    encoders = [k for _, k in cat["encoders"]]
+    _check_choice("client model", source, encoders)
+    _check_choice("provider model", target, encoders)
+    _check_choice("task", task, [t for _, t in cat["tasks"]])
+    if source == target:
+        raise ServiceError("Client and provider use the same model here; pick two different models to see a map at work.")
+
+
+def model_name(key: str) -> str:
+    return get_spec(key).name
+
+
+@functools.lru_cache(maxsize=None)
+def examples(task: str, n: int = EXAMPLES_PER_TASK) -> list[str]:
+    """Held-out test texts of ``task``, one per class in turn, so a presenter can pick a realistic query."""
+    _check_choice("task", task, [t for _, t in catalogue()["tasks"]])
+    data = load_task(task)
+    picked: list[str] = []
+    for k in range(len(data.test_texts)):
+        label = int(data.test_labels[k])
+        if label == len(picked) % len(data.classes) and 40 <= len(data.test_texts[k]) <= 400:
+            picked.append(data.test_texts[k])
+        if len(picked) == n:
+            break
+    return picked
+
+
+# ---- convergence ---------------------------------------------------------------------------------------------
+
+def similarity(dataset: str, metric: str) -> dict:
+    """One precomputed N x N similarity matrix with display labels."""
+    cat = catalogue()
+    _check_choice("dataset", dataset, cat["similarity_datasets"])
+    _check_choice("metric", metric, cat["similarity_metrics"])
+    sim = artifacts.load_similarity(dataset)
+    return {"keys": sim["keys"], "labels": [model_name(k) for k in sim["keys"]],
+            "matrix": np.asarray(sim["matrices"][metric], dtype=float), "n_texts": sim["n_texts"]}
+
+
+def _ridge_rows(task: str, regime: str) -> list[dict]:
+    return [r for r in artifacts.load_results() if r["task"] == task and r["regime"] == regime and r["map"] == "ridge"]
+
+
+def fit_quality(task: str, regime: str, measure: str) -> dict:
+    """Per ordered pair (row: client, column: provider), one fit-quality measure of the ridge map; NaN on the
+    diagonal, where no map is fitted."""
+    cat = catalogue()
+    _check_choice("task", task, [t for _, t in cat["tasks"]])
+    _check_choice("regime", regime, [r for _, r in cat["regimes"]])
+    _check_choice("measure", measure, list(FIT_MEASURES))
+    keys = [k for _, k in cat["encoders"]]
+    matrix = np.full((len(keys), len(keys)), np.nan)
+    for row in _ridge_rows(task, regime):
+        value = row["mapped_acc"] / row["baseline_acc"] if measure == "retained" else row[measure]
+        matrix[keys.index(row["source"]), keys.index(row["target"])] = value
+    return {"keys": keys, "labels": [model_name(k) for k in keys], "matrix": matrix}
+
+
+# ---- results -------------------------------------------------------------------------------------------------
+
+RESULT_COLUMNS = {
+    "source": "client model", "target": "provider model", "regime": "map fitted on", "map": "map",
+    "source_acc": "client native acc", "baseline_acc": "provider native acc", "mapped_acc": "mapped acc",
+    "auroc_native": "AUROC native", "auroc_mapped": "AUROC mapped", "r2": "map R²", "top1": "top-1 retrieval",
+}
+
+
+def results_table(task: str, regime: str | None = None) -> pd.DataFrame:
+    """The precomputed rows of one task (optionally one regime) as a table, accuracies in percent."""
+    _check_choice("task", task, [t for _, t in catalogue()["tasks"]])
+    rows = [r for r in artifacts.load_results() if r["task"] == task and regime in (None, r["regime"])]
+    frame = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
+    for column in ("source_acc", "baseline_acc", "mapped_acc"):
+        frame[column] = (100 * frame[column]).round(1)
+    frame = frame.round(3)
+    return frame.rename(columns=RESULT_COLUMNS)
+
+
+# ---- out-of-distribution detection ---------------------------------------------------------------------------
+
+def ood_comparison(task: str, source: str, target: str) -> dict:
+    """Energy scores in- and out-of-distribution, native (provider model) vs mapped (client model through the
+    demo regime's map), with the precomputed AUROC and FPR@95TPR."""
+    _check_pair(source, target, task)
+    regime = catalogue()["demo_regime"]
+    row = next(r for r in _ridge_rows(task, regime) if r["source"] == source and r["target"] == target)
+    task_titles = {t: title for title, t in catalogue()["tasks"]}
+    ood_task = TASKS[task].ood_name
+    return {
+        "scores": artifacts.load_ood_scores(task, source, target),
+        "metrics": {"native": {"auroc": row["auroc_native"], "fpr95": row["fpr95_native"]},
+                    "mapped": {"auroc": row["auroc_mapped"], "fpr95": row["fpr95_mapped"]}},
+        "in_name": task_titles.get(task, task), "out_name": task_titles.get(ood_task, ood_task), "regime": regime,
+    }
+
+
+# ---- secure inference ----------------------------------------------------------------------------------------
+
+_provider = Provider()
+_registered: set[str] = set()
+_register_lock = threading.Lock()
+
+
+def provider_model_id(task: str, source: str, target: str) -> str:
+    return f"{task}:{source}->{target}"
+
+
+def _served_model(task: str, source: str, target: str) -> str:
+    """Register the provider's head (paper mode) and its pre-composition with the map (sealed mode), once."""
+    model_id = provider_model_id(task, source, target)
+    with _register_lock:
+        if model_id not in _registered:
+            _provider.register(model_id, artifacts.load_head(task, target), artifacts.load_map(task, source, target))
+            _registered.add(model_id)
+    return model_id
+
+
+def new_client() -> ClientSession:
+    """Fresh CKKS keys for one browser or API session; the secret key never leaves the returned object."""
+    return ClientSession()
+
+
+def close_client(client: ClientSession | None) -> None:
+    """Drop the provider-side session (its public Galois keys) when a browser session ends."""
+    if client is not None:
+        for session_id in client.sessions.values():
+            _provider.close_session(session_id)
+
+
+@contextlib.contextmanager
+def _loading(what: str) -> Iterator[None]:
+    """Turn any failure while loading weights into a :class:`ModelLoadError` that names the model."""
+    try:
+        yield
+    except Exception as exc:  # a corrupt cache, a missing file or memory: the page needs a sentence, not a trace
+        raise ModelLoadError(f"{what} could not be loaded ({type(exc).__name__}: {str(exc)[:200]}). "
+                             "Try another model, or re-run scripts/install.sh.") from exc
+
+
+def check_query(text: str | None) -> str:
+    """The query text, or a readable refusal for empty and over-long input."""
+    if text is None or not str(text).strip():
+        raise ServiceError("The query is empty: type a sentence or pick an example.")
+    text = str(text).strip()
+    if len(text) > MAX_QUERY_CHARS:
+        raise ServiceError(f"The query has {len(text):,} characters; the limit is {MAX_QUERY_CHARS:,}. Shorten it.")
+    return text
+
+
+def _prediction(logits: np.ndarray, classes: list[str]) -> dict:
+    probs = softmax(np.asarray(logits, dtype=np.float64))
+    return {"label": classes[int(np.argmax(logits))], "logits": [float(v) for v in logits],
+            "probabilities": {c: float(p) for c, p in zip(classes, probs)}}
+
+
+def _embed_one(key: str, text: str, progress: ProgressFn | None, fraction: float, role: str) -> tuple[np.ndarray, float]:
+    _report(progress, fraction, f"loading the {role} model {model_name(key)} (first use only)")
+    from securealign.encoders import load_encoder
+
+    with _loading(f"The model {model_name(key)}"):
+        load_encoder(key)  # cached per process: only the first query pays
+    _report(progress, fraction + 0.1, f"embedding the query with {model_name(key)}")
+    start = time.perf_counter()
+    # user queries are never written to the embedding cache
+    z = embed(key, [text], use_cache=False, progress=False)[0]
+    return z.astype(np.float64), (time.perf_counter() - start) * 1e3
+
+
+def _step_kind(step) -> str:
+    """Which bar of the latency chart a protocol step belongs to."""
+    if step.party == "provider":
+        return "provider"
+    first = step.what.split()[0]
+    return {"map": "map", "send": "keys (once)"}.get(first, first)
+
+
+def classify(text: str, source: str, target: str, task: str, mode: str = "sealed", encrypted: bool = True,
+             client: ClientSession | None = None, progress: ProgressFn | None = None) -> tuple[dict, ClientSession | None]:
+    """One query, three ways: the provider's model on the raw text (reference), the client's embedding mapped in
+    plaintext, and the same under CKKS encryption. Returns the JSON-able comparison and the client session (new
+    keys are made when ``client`` is None and encryption is on)."""
+    text = check_query(text)
+    _check_pair(source, target, task)
+    _check_choice("mode", mode, list(MODES))
+    head, affine = artifacts.load_head(task, target), artifacts.load_map(task, source, target)
+    z_src, embed_src_ms = _embed_one(source, text, progress, 0.05, "client")
+    z_tgt, embed_tgt_ms = _embed_one(target, text, progress, 0.3, "provider")
+    start = time.perf_counter()
+    mapped_logits = plaintext_logits(z_src, head.V, head.c, affine.W, affine.b)
+    plain_ms = (time.perf_counter() - start) * 1e3
+    native_logits = plaintext_logits(z_tgt, head.V, head.c)
+    result = {
+        "query": text, "task": task, "source": source, "target": target, "mode": mode, "encrypted": bool(encrypted),
+        "source_name": model_name(source), "target_name": model_name(target), "classes": head.classes,
+        "native": _prediction(native_logits, head.classes),
+        "mapped_plaintext": _prediction(mapped_logits, head.classes),
+        "mapped_encrypted": None, "protocol": [], "key_material": {},
+        "timings_ms": {"embedding": embed_src_ms},
+        "reference_ms": {"provider model on the raw text": embed_tgt_ms, "plaintext map + head (numpy)": plain_ms},
+        "agreement": {"mapped_vs_native": bool(np.argmax(mapped_logits) == np.argmax(native_logits))},
+        "threat_model": THREAT_MODELS[mode],
+    }
+    if encrypted:
+        if client is None:
+            _report(progress, 0.6, "generating this session's CKKS keys")
+            client = new_client()
+        _report(progress, 0.7, "running the encrypted protocol")
+        model_id = _served_model(task, source, target)
+        logits, trace = run_encrypted_query(client, _provider, model_id, z_src, mode,
+                                            affine_map=affine if mode == "paper" else None)
+        result["mapped_encrypted"] = _prediction(logits, head.classes)
+        result["agreement"]["encrypted_vs_plaintext"] = bool(np.argmax(logits) == np.argmax(mapped_logits))
+        result["agreement"]["max_logit_error"] = float(np.max(np.abs(logits - mapped_logits)))
+        result["protocol"] = [vars(step) for step in trace.steps]
+        for step in trace.steps:
+            kind = _step_kind(step)
+            result["timings_ms"][kind] = result["timings_ms"].get(kind, 0.0) + step.ms
+        result["key_material"] = {"public_context_bytes": len(client.public_context()),
+                                  "rotation_steps": list(client.steps), "secret_key": "held by the client only",
+                                  "ckks_residue": trace.residue}
+    _report(progress, 1.0, "done")
+    return result, client
+
+
+# ---- generation ----------------------------------------------------------------------------------------------
+
+def generate(prompt: str, source: str, target: str, encrypted: bool = False, max_new_tokens: int = 16,
+             progress: ProgressFn | None = None) -> Iterator[dict]:
+    """Native source, native target and mapped continuations, streamed as snapshots (see
+    :func:`securealign.generation.stream_compare`); models and the map load first, with progress."""
+    if prompt is None or not str(prompt).strip():
+        raise ServiceError("The prompt is empty: type the beginning of a sentence.")
+    prompt = str(prompt)
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise ServiceError(f"The prompt has {len(prompt):,} characters; the limit is {MAX_PROMPT_CHARS:,}.")
+    causal = [k for _, k in catalogue()["causal"]]
+    _check_choice("source language model", source, causal)
+    _check_choice("target language model", target, causal)
+    if source == target:
+        raise ServiceError("Source and target are the same model; pick two different language models.")
+    if not 1 <= int(max_new_tokens) <= MAX_APP_NEW_TOKENS:
+        raise ServiceError(f"Ask for between 1 and {MAX_APP_NEW_TOKENS} new tokens.")
+    from securealign.generation import load_pair, stream_compare
+
+    _report(progress, 0.1, f"loading {model_name(source)} and {model_name(target)} and their map (first use only)")
+    with _loading(f"{model_name(source)} or {model_name(target)}"):
+        pair = load_pair(source, target)
+        if encrypted:
+            _report(progress, 0.6, "compiling the provider's encrypted vocabulary head (first use only)")
+            pair.encrypted_head  # noqa: B018 - a cached property: build it now, under the progress bar
+    _report(progress, 1.0, "generating")
+    yield from stream_compare(prompt, source, target, encrypted, int(max_new_tokens))
+
+
+# ---- export --------------------------------------------------------------------------------------------------
+
+def export_html(html: str, stem: str = "securealign-comparison") -> Path:
+    """Write a self-contained report page to a fresh temporary file (one per export, so sessions never clash)."""
+    folder = Path(tempfile.mkdtemp(prefix="securealign-export-"))
+    path = folder / f"{stem}.html"
+    path.write_text(html, encoding="utf-8")
+    return path
