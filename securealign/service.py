@@ -301,7 +301,7 @@ def classify(text: str, source: str, target: str, task: str, mode: str = "sealed
         for step in trace.steps:
             kind = _step_kind(step)
             result["timings_ms"][kind] = result["timings_ms"].get(kind, 0.0) + step.ms
-        result["key_material"] = {"public_context_bytes": len(client.public_context()),
+        result["key_material"] = {"key_id": client.key_id, "public_context_bytes": len(client.public_context()),
                                   "rotation_steps": list(client.steps), "secret_key": "held by the client only",
                                   "ckks_residue": trace.residue}
     _report(progress, 1.0, "done")

@@ -1,0 +1,170 @@
+"""The demo served for real: its Gradio API answers encrypted classification requests from a script, keeps one
+set of CKKS keys per session, refuses bad input with a readable message (never a traceback), survives a model
+that fails to load, exports a self-contained page; and the Space's Dockerfile lints clean.
+
+The app runs as ``python app.py`` in a subprocess with a model cache whose mpnet folder is corrupt (every other
+entry links to the real cache), so a real load failure is part of the same session as the real successes.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest_app import REPO, launch_app
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+
+from securealign import artifacts, service
+from securealign.crypto import plaintext_logits
+from securealign.embeddings import embed
+from securealign.paths import cache_dir
+
+SOURCE, TARGET, BROKEN = "minilm", "wordllama", "mpnet"
+
+
+@pytest.fixture(scope="module")
+def task() -> str:
+    return service.catalogue()["tasks"][0][1]
+
+
+@pytest.fixture(scope="module")
+def broken_cache(tmp_path_factory) -> Path:
+    """The real cache, entry by entry, except a corrupt copy of mpnet's assembled folder."""
+    real, fake = cache_dir(), tmp_path_factory.mktemp("cache")
+    for entry in real.iterdir():
+        if entry.name != "models":
+            (fake / entry.name).symlink_to(entry)
+    (fake / "models").mkdir()
+    for model in (real / "models").iterdir():
+        if model.name != "all-mpnet-base-v2":
+            (fake / "models" / model.name).symlink_to(model)
+    corrupt = fake / "models" / "all-mpnet-base-v2"
+    corrupt.mkdir()
+    (corrupt / "modules.json").write_text("{ this is not json")
+    return fake
+
+
+@pytest.fixture(scope="module")
+def app_url(broken_cache: Path):
+    with launch_app({"SECUREALIGN_CACHE": str(broken_cache)}) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def client(app_url: str) -> Client:
+    return Client(app_url, verbose=False)
+
+
+def _classify(client: Client, text: str, task: str, mode: str = "sealed", source: str = SOURCE,
+              target: str = TARGET, encrypted: bool = True) -> dict:
+    return client.predict(text, source, target, task, mode, encrypted, api_name="/classify")
+
+
+def _refusal(call) -> str:
+    with pytest.raises(AppError) as err:
+        call()
+    message = str(err.value)
+    assert "Traceback" not in message and 'File "' not in message
+    return message
+
+
+@pytest.mark.parametrize("mode", ["sealed", "paper"])
+def test_api_answers_an_encrypted_classification(client: Client, task: str, mode: str) -> None:
+    text = service.examples(task)[0]
+    result = _classify(client, text, task, mode)
+    # the encrypted prediction is the plaintext one, up to CKKS noise
+    assert result["mapped_encrypted"]["label"] == result["mapped_plaintext"]["label"]
+    assert result["agreement"]["encrypted_vs_plaintext"] is True
+    assert result["agreement"]["max_logit_error"] < 1e-3
+    # and the plaintext one is the library's own computation on the real models, not something the app made up
+    head, affine = artifacts.load_head(task, TARGET), artifacts.load_map(task, SOURCE, TARGET)
+    expected = plaintext_logits(embed(SOURCE, [text], use_cache=False)[0], head.V, head.c, affine.W, affine.b)
+    np.testing.assert_allclose(result["mapped_plaintext"]["logits"], expected, atol=1e-4)
+    np.testing.assert_allclose(result["mapped_encrypted"]["logits"], expected, atol=1e-3)
+    # the protocol trace: numbered steps, a provider step on a real ciphertext, a timing per part
+    steps = result["protocol"]
+    assert [s["number"] for s in steps] == list(range(1, len(steps) + 1))
+    provider = [s for s in steps if s["party"] == "provider"]
+    assert len(provider) == 1 and provider[0]["bytes"] > 10_000 and provider[0]["preview"]
+    assert {"embedding", "encrypt", "provider", "decrypt"} <= set(result["timings_ms"])
+    assert result["key_material"]["public_context_bytes"] > 100_000
+    assert result["threat_model"]["title"].lower().startswith(mode)
+
+
+def test_each_session_keeps_its_own_keys(app_url: str, task: str) -> None:
+    first, second = Client(app_url, verbose=False), Client(app_url, verbose=False)
+    text = service.examples(task)[1]
+    a1, a2 = _classify(first, text, task), _classify(first, text, task)
+    b1 = _classify(second, text, task)
+    assert a1["key_material"]["key_id"] == a2["key_material"]["key_id"] != b1["key_material"]["key_id"]
+    # the public context travels once per session, not with every query
+    assert any(s["what"].startswith("send the public context") for s in a1["protocol"])
+    assert not any(s["what"].startswith("send the public context") for s in a2["protocol"])
+
+
+def test_encryption_off_gives_the_plaintext_comparison_only(client: Client, task: str) -> None:
+    result = _classify(client, service.examples(task)[2], task, encrypted=False)
+    assert result["mapped_encrypted"] is None and result["protocol"] == []
+    assert set(result["native"]["probabilities"]) == set(result["classes"])
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("", "empty"),
+    ("   \n ", "empty"),
+    ("word " * 1000, "limit is 2,000"),
+])
+def test_bad_queries_get_a_readable_message(client: Client, task: str, text: str, expected: str) -> None:
+    assert expected in _refusal(lambda: _classify(client, text, task))
+
+
+def test_unknown_and_identical_models_are_refused(client: Client, task: str) -> None:
+    assert "not in the list of choices" in _refusal(lambda: _classify(client, "a query", task, source="gpt-9"))
+    assert "same model" in _refusal(lambda: _classify(client, "a query", task, target=SOURCE))
+
+
+def test_a_model_that_fails_to_load_is_reported_and_nothing_is_lost(client: Client, task: str) -> None:
+    message = _refusal(lambda: _classify(client, "a query about taxes", task, source=BROKEN))
+    assert "could not be loaded" in message and service.model_name(BROKEN) in message
+    # the same session goes on working with the other models
+    assert _classify(client, "a query about taxes", task)["mapped_encrypted"] is not None
+
+
+def test_generation_refuses_bad_prompts(client: Client) -> None:
+    assert "empty" in _refusal(lambda: client.predict("  ", "gemma3", "smollm2", False, 4, api_name="/generate"))
+    too_long = "x" * (service.MAX_PROMPT_CHARS + 1)
+    assert "limit" in _refusal(lambda: client.predict(too_long, "gemma3", "smollm2", False, 4, api_name="/generate"))
+
+
+def test_export_is_one_self_contained_page(task: str) -> None:
+    import app
+
+    result, _ = service.classify(service.examples(task)[0], SOURCE, TARGET, task)
+    cat = service.catalogue()
+    path = Path(app.export(result, cat["similarity_datasets"][0], cat["similarity_metrics"][0], task))
+    page = path.read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and page.count("Plotly.newPlot") == 3
+    assert "<script src=" not in page  # plotly.js is inlined: the page opens offline
+    assert "Protocol steps" in page and result["mapped_encrypted"]["label"] in page
+    shutil.rmtree(path.parent)
+
+
+def test_results_table_and_fit_quality_come_from_the_assets(task: str) -> None:
+    rows = [r for r in artifacts.load_results() if r["task"] == task]
+    assert len(service.results_table(task)) == len(rows)
+    fit = service.fit_quality(task, "task", "mapped_acc")
+    assert np.all(np.isnan(np.diag(fit["matrix"])))
+    i, j = fit["keys"].index(SOURCE), fit["keys"].index(TARGET)
+    row = next(r for r in rows if (r["source"], r["target"], r["regime"], r["map"]) == (SOURCE, TARGET, "task", "ridge"))
+    assert fit["matrix"][i, j] == pytest.approx(row["mapped_acc"])
+
+
+def test_dockerfile_lints_clean() -> None:
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    done = subprocess.run([hadolint, "--format", "json", str(REPO / "Dockerfile")], capture_output=True, text=True)
+    assert done.returncode == 0, json.dumps(json.loads(done.stdout or "[]"), indent=1) + done.stderr
