@@ -186,20 +186,34 @@ def ood_figure(task: str, source: str, target: str):
                                      out_name=f"out: {ood['out_name']}")
 
 
+def _generation_md(snap: dict) -> str:
+    def num(value, fmt: str = ".3f") -> str:
+        return "n/a" if value is None else format(value, fmt)
+
+    compat, fit = snap["compatibility"], snap["map"]
+    lines = [f"**Tokenizer compatibility** (the paper's predictor of success): exact token match "
+             f"{num(compat['exact_match_rate'])}, vocabulary Jaccard {num(compat['vocabulary_jaccard'])}  ",
+             f"**Map fit** on held-out tokens: R² {num(fit.get('r2'))}, next-token agreement "
+             f"{num(fit.get('next_token_agreement'))}  "]
+    if "encrypted_step" in snap:
+        step = snap["encrypted_step"]
+        lines.append(f"**Last encrypted token**: client encrypts {step['encrypt_ms']:.0f} ms, provider "
+                     f"{step['provider_ms']:.0f} ms, client decrypts {step['decrypt_ms']:.0f} ms; "
+                     f"{_bytes(step['bytes_up'])} up, {_bytes(step['bytes_down'])} down  ")
+    if snap.get("quality"):
+        quality = snap["quality"]
+        lines.append(f"**Quality**: mapped vs native target token agreement {num(quality['token_agreement'])}; "
+                     f"perplexity under the target: mapped {num(quality['perplexity_mapped'], '.1f')}, native "
+                     f"{num(quality['perplexity_native_target'], '.1f')}")
+    return "\n".join(lines)
+
+
 @_readable_errors
 def run_generation(prompt: str, source: str, target: str, encrypted: bool, max_new_tokens: float,
                    progress=gr.Progress()):
     for snap in service.generate(prompt, source, target, encrypted, int(max_new_tokens), _progress_fn(progress)):
-        lines = [f"**Tokenizer compatibility**: exact token match {snap['compatibility']['exact_match_rate']:.3f}, "
-                 f"vocabulary Jaccard {snap['compatibility']['vocabulary_jaccard']:.3f}  ",
-                 f"**Map fit** (held-out): R² {snap['map'].get('r2', float('nan')):.3f}, next-token agreement "
-                 f"{snap['map'].get('next_token_agreement', float('nan')):.3f}"]
-        if "encrypted_step" in snap:
-            lines.append(f"**Last encrypted step**: {snap['encrypted_step']}")
-        if snap.get("quality"):
-            lines.append(f"**Quality**: {snap['quality']}")
         yield (snap["texts"]["native_source"], snap["texts"]["native_target"], snap["texts"]["mapped"],
-               "\n".join(lines), figures.speed_bars({STREAM_NAMES[k]: v for k, v in snap["tokens_per_s"].items()}))
+               _generation_md(snap), figures.speed_bars({STREAM_NAMES[k]: v for k, v in snap["tokens_per_s"].items()}))
 
 
 @_readable_errors
