@@ -122,7 +122,7 @@ def _keys_md(result: dict) -> str:
 
 def _threat_md() -> str:
     parts = []
-    for mode, threat in THREAT_MODELS.items():
+    for threat in THREAT_MODELS.values():
         parts.append(f"## {threat['title']}\n"
                      f"| | in plain words |\n|---|---|\n"
                      f"| the client learns | {threat['client_learns']} |\n"
@@ -323,8 +323,10 @@ def build() -> gr.Blocks:
                             "target model's LM head, which picks the next token. Greedy, streamed token by token.")
                 causal = cat["causal"]
                 with gr.Row():
+                    # securealign.generation's defaults, spelled out: importing it would load torch at start-up
                     g_source = gr.Dropdown(causal, value="gemma3", label="source LM (reads)")
                     g_target = gr.Dropdown(causal, value="smollm2", label="target LM (its head writes)")
+                with gr.Row():
                     g_encrypted = gr.Checkbox(False, label="encrypt the vocabulary head (slow: seconds per token)")
                     g_tokens = gr.Slider(1, service.MAX_APP_NEW_TOKENS, value=12, step=1, label="new tokens")
                 g_prompt = gr.Textbox("The capital of France is", label=f"prompt (up to {service.MAX_PROMPT_CHARS} "

@@ -70,7 +70,6 @@ def catalogue() -> dict:
         "similarity_metrics": list(manifest["similarity_metrics"]),
         "regimes": [(f"{r}: {manifest['regime_descriptions'][r]}", r) for r in manifest["regimes"]],
         "demo_regime": manifest["demo_regime"],
-        "modes": list(MODES),
         "causal": [(spec.name, spec.key) for spec in list_models("causal")],
         "created": manifest["created"],
     }
@@ -82,12 +81,15 @@ def _check_choice(what: str, value: str, valid: list[str]) -> str:
     return value
 
 
+def _check_task(task: str) -> str:
+    return _check_choice("task", task, [t for _, t in catalogue()["tasks"]])
+
+
 def _check_pair(source: str, target: str, task: str) -> None:
-    cat = catalogue()
-    encoders = [k for _, k in cat["encoders"]]
+    encoders = [k for _, k in catalogue()["encoders"]]
     _check_choice("client model", source, encoders)
     _check_choice("provider model", target, encoders)
-    _check_choice("task", task, [t for _, t in cat["tasks"]])
+    _check_task(task)
     if source == target:
         raise ServiceError("Client and provider use the same model here; pick two different models to see a map at work.")
 
@@ -99,12 +101,11 @@ def model_name(key: str) -> str:
 @functools.lru_cache(maxsize=None)
 def examples(task: str, n: int = EXAMPLES_PER_TASK) -> list[str]:
     """Held-out test texts of ``task``, one per class in turn, so a presenter can pick a realistic query."""
-    _check_choice("task", task, [t for _, t in catalogue()["tasks"]])
-    data = load_task(task)
+    data = load_task(_check_task(task))
     picked: list[str] = []
     for k in range(len(data.test_texts)):
         label = int(data.test_labels[k])
-        if label == len(picked) % len(data.classes) and 40 <= len(data.test_texts[k]) <= 400:
+        if label == len(picked) % len(data.classes) and 40 <= len(data.test_texts[k]) <= 600:
             picked.append(data.test_texts[k])
         if len(picked) == n:
             break
@@ -131,7 +132,7 @@ def fit_quality(task: str, regime: str, measure: str) -> dict:
     """Per ordered pair (row: client, column: provider), one fit-quality measure of the ridge map; NaN on the
     diagonal, where no map is fitted."""
     cat = catalogue()
-    _check_choice("task", task, [t for _, t in cat["tasks"]])
+    _check_task(task)
     _check_choice("regime", regime, [r for _, r in cat["regimes"]])
     _check_choice("measure", measure, list(FIT_MEASURES))
     keys = [k for _, k in cat["encoders"]]
@@ -153,7 +154,7 @@ RESULT_COLUMNS = {
 
 def results_table(task: str, regime: str | None = None) -> pd.DataFrame:
     """The precomputed rows of one task (optionally one regime) as a table, accuracies in percent."""
-    _check_choice("task", task, [t for _, t in catalogue()["tasks"]])
+    _check_task(task)
     rows = [r for r in artifacts.load_results() if r["task"] == task and regime in (None, r["regime"])]
     frame = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
     for column in ("source_acc", "baseline_acc", "mapped_acc"):
