@@ -139,7 +139,7 @@ class CausalLM:
             enc = self.tokenizer(list(texts[start:start + batch_size]), padding=True, return_offsets_mapping=True,
                                  return_tensors="pt")
             if enc["input_ids"].shape[1] > MAX_TOKENS:
-                raise ValueError(f"a text has more than {MAX_TOKENS} tokens, the most accepted")
+                raise ValueError(f"a text is longer than {MAX_TOKENS} tokens; at most {MAX_TOKENS} are accepted")
             hidden = self.model.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
             for row, length in enumerate(enc["attention_mask"].sum(dim=1).tolist()):
                 # copies, so that a text's states do not keep the whole padded batch alive

@@ -38,7 +38,7 @@ def test_greedy_continues_with_sensible_text(lm) -> None:
 def test_lm_head_consumes_the_final_hidden_state(lm) -> None:
     """final_hidden is post-norm: hidden @ lm_head^T reproduces the model's own logits."""
     text = "Rain fell on the quiet town all night"
-    logits = lm.model(input_ids=torch.tensor([lm.tokens(text)[0]])).logits[0].detach().numpy()
+    logits = lm.model(input_ids=torch.from_numpy(lm.tokens(text)[0])[None]).logits[0].detach().numpy()
     mine = lm.logits(lm.final_hidden(text).hidden)
     assert np.allclose(mine, logits, atol=1e-3 * np.abs(logits).max())
     assert (mine.argmax(1) == logits.argmax(1)).all()

@@ -45,7 +45,7 @@ def test_pairing_on_real_tokenizations_that_differ() -> None:
 
 def test_exact_match_rate_and_jaccard() -> None:
     same = np.array([[0, 3], [3, 7]])
-    other = np.array([[0, 2], [2, 7]])
+    other = np.array([[0, 3], [3, 5], [5, 7]])
     assert exact_match_counts(same, other) == (1, 2)
     assert exact_match_rate([(same, same), (same, other)]) == pytest.approx(3 / 4)
     assert vocabulary_jaccard({"a", " the", "b"}, {" the", "b", "c"}) == pytest.approx(2 / 4)
