@@ -221,9 +221,8 @@ def results_frame(task: str, regime: str):
     return service.results_table(task, None if regime == "all" else regime)
 
 
-@_readable_errors
-def export(result: dict | None, dataset: str, metric: str, task: str):
-    """The figures and tables on screen, as one offline HTML page."""
+def comparison_page(result: dict | None, dataset: str, metric: str, task: str):
+    """The figures and tables on screen, as one offline HTML page; returns its path."""
     plots, tables = [similarity_figure(dataset, metric)], []
     intro = "No query has been run in this session yet."
     if result:
@@ -235,6 +234,11 @@ def export(result: dict | None, dataset: str, metric: str, task: str):
                  f"(provider), {result['mode']} mode. {predictions}.")
     tables.append((f"Precomputed results: {task}", results_frame(task, "all").to_html(index=False)))
     return service.export_html(figures.report_html("securealign comparison", intro, plots, tables))
+
+
+@_readable_errors
+def export(result: dict | None, dataset: str, metric: str, task: str):
+    return gr.File(value=str(comparison_page(result, dataset, metric, task)), visible=True)
 
 
 # ---- layout ----------------------------------------------------------------------------------------------------
@@ -353,7 +357,7 @@ def build() -> gr.Blocks:
                 gr.Markdown("Export the current comparison (last query, the selected heatmap, this task's table) as "
                             "one self-contained HTML page that opens offline, for slides.")
                 r_export = gr.Button("Export comparison (HTML)")
-                r_file = gr.File(label="exported page", height=90)
+                r_file = gr.File(label="exported page", visible=False)
                 r_export.click(export, [last_result, dataset, metric, r_task], r_file, api_visibility="private")
 
             with gr.Tab("What is protected", id="protected"):

@@ -84,10 +84,16 @@ def test_encrypted_and_plaintext_predictions_agree(page: Page, artifacts_dir: Pa
     page.screenshot(path=artifacts_dir / "ui-secure-inference.png", full_page=True)
 
 
-def test_other_views_render(page: Page, artifacts_dir: Path) -> None:
+def test_other_views_render_and_export(page: Page, artifacts_dir: Path) -> None:
     for tab, selector in (("OOD", ".js-plotly-plot"), ("Results", "table"), ("What is protected", "table")):
         page.get_by_role("tab", name=tab).click()
         expect(page.locator(f"[role=tabpanel]:visible {selector}").first).to_be_visible(timeout=30_000)
+        if tab == "Results":  # the export carries this session's last query
+            page.get_by_role("button", name="Export comparison (HTML)").click()
+            link = page.locator("a[download][href$='securealign-comparison.html']")
+            expect(link).to_be_visible(timeout=60_000)
+            exported = page.request.get(link.get_attribute("href")).text()
+            assert exported.startswith("<!DOCTYPE html>") and "mapped (encrypted)" in exported
         page.wait_for_timeout(500)
         page.screenshot(path=artifacts_dir / f"ui-{tab.split()[0].lower()}.png", full_page=True)
 
