@@ -3,7 +3,7 @@
 Prints the seconds from ``python app.py`` to the first page answering (target: under 30 s), against the time a bare
 ``python -c "import gradio"`` takes in the same run (the floor no Gradio app can beat), then the latency of the
 first encrypted query through the public API (which loads two encoders behind the progress bar) and of a warm one,
-with the per-part breakdown the page shows.
+with the per-part breakdown the page shows (plus the reference path: the provider's model on the raw text).
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ def main() -> None:
         client = Client(url, verbose=False)
         for label in ("first encrypted query (loads models)", "warm encrypted query"):
             seconds, result = _query(client, text, source, target, task)
-            parts = ", ".join(f"{name} {ms:.1f}" for name, ms in result["timings_ms"].items())
+            timings = {**result["timings_ms"], **result["reference_ms"]}
+            parts = ", ".join(f"{name} {ms:.1f}" for name, ms in timings.items())
             print(f"{label:42s} {seconds:6.1f} s   [{source} -> {target}, ms: {parts}]")
 
 
