@@ -143,7 +143,8 @@ def _threat_md() -> str:
 def similarity_figure(dataset: str, metric: str):
     sim = service.similarity(dataset, metric)
     return figures.heatmap(sim["matrix"], sim["labels"], sim["labels"], value_name=metric, row_axis="model",
-                           col_axis="model", title=f"{metric} between models on '{dataset}' ({sim['n_texts']} texts)")
+                           col_axis="model",
+                           title=f"{sim['metric_label']} between models on {sim['dataset_label']} ({sim['n_texts']} texts)")
 
 
 @_readable_errors
@@ -258,9 +259,9 @@ def build() -> gr.Blocks:
                             "geometry up to rotation and scale (CKA), the same neighbours (mutual k-NN) or the same "
                             "correlated directions (SVCCA).")
                 with gr.Row():
-                    dataset = gr.Dropdown(cat["similarity_datasets"], value=cat["similarity_datasets"][0],
+                    dataset = gr.Dropdown(cat["similarity_datasets"], value=cat["similarity_datasets"][0][1],
                                           label="texts")
-                    metric = gr.Dropdown(cat["similarity_metrics"], value=cat["similarity_metrics"][0],
+                    metric = gr.Dropdown(cat["similarity_metrics"], value=cat["similarity_metrics"][0][1],
                                          label="similarity metric")
                 sim_plot = gr.Plot(similarity_figure(dataset.value, metric.value), label="similarity heatmap",
                                    elem_id="similarity-plot")

@@ -39,6 +39,10 @@ FIT_MEASURES = {
     "retained": "accuracy retained (mapped / provider native)",
 }
 
+METRIC_LABELS = {"cka": "linear CKA", "cka_debiased": "debiased CKA", "mutual_knn": "mutual k-NN (k = 10)",
+                 "svcca": "SVCCA"}
+PUBLIC_LABEL = "public corpus (Guardian headlines, film plots)"
+
 ProgressFn = Callable[[float, str], None]
 
 
@@ -66,8 +70,9 @@ def catalogue() -> dict:
     return {
         "encoders": [(manifest["encoder_names"][k], k) for k in manifest["encoders"]],
         "tasks": [(manifest["task_titles"][t], t) for t in manifest["tasks"]],
-        "similarity_datasets": list(manifest["similarity_datasets"]),
-        "similarity_metrics": list(manifest["similarity_metrics"]),
+        "similarity_datasets": [(manifest["task_titles"].get(d, PUBLIC_LABEL if d == "public" else d), d)
+                                for d in manifest["similarity_datasets"]],
+        "similarity_metrics": [(METRIC_LABELS.get(m, m), m) for m in manifest["similarity_metrics"]],
         "regimes": [(f"{r}: {manifest['regime_descriptions'][r]}", r) for r in manifest["regimes"]],
         "demo_regime": manifest["demo_regime"],
         "causal": [(spec.name, spec.key) for spec in list_models("causal")],
@@ -117,10 +122,12 @@ def examples(task: str, n: int = EXAMPLES_PER_TASK) -> list[str]:
 def similarity(dataset: str, metric: str) -> dict:
     """One precomputed N x N similarity matrix with display labels."""
     cat = catalogue()
-    _check_choice("dataset", dataset, cat["similarity_datasets"])
-    _check_choice("metric", metric, cat["similarity_metrics"])
+    _check_choice("dataset", dataset, [d for _, d in cat["similarity_datasets"]])
+    _check_choice("metric", metric, [m for _, m in cat["similarity_metrics"]])
     sim = artifacts.load_similarity(dataset)
     return {"keys": sim["keys"], "labels": [model_name(k) for k in sim["keys"]],
+            "dataset_label": {d: label for label, d in cat["similarity_datasets"]}[dataset],
+            "metric_label": METRIC_LABELS.get(metric, metric),
             "matrix": np.asarray(sim["matrices"][metric], dtype=float), "n_texts": sim["n_texts"]}
 
 

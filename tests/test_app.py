@@ -146,7 +146,7 @@ def test_export_is_one_self_contained_page(task: str) -> None:
 
     result, _ = service.classify(service.examples(task)[0], SOURCE, TARGET, task)
     cat = service.catalogue()
-    path = app.comparison_page(result, cat["similarity_datasets"][0], cat["similarity_metrics"][0], task)
+    path = app.comparison_page(result, cat["similarity_datasets"][0][1], cat["similarity_metrics"][0][1], task)
     page = path.read_text(encoding="utf-8")
     assert page.startswith("<!DOCTYPE html>") and page.count("Plotly.newPlot") == 3
     assert "<script src=" not in page  # plotly.js is inlined: the page opens offline
