@@ -84,7 +84,8 @@ def energy_histograms(scores: Mapping[str, np.ndarray], metrics: Mapping[str, Ma
     ``scores`` has ``native_in``, ``native_out``, ``mapped_in``, ``mapped_out``; ``metrics`` maps "native" and
     "mapped" to ``{"auroc", "fpr95"}``, shown in the panel titles.
     """
-    titles = [f"{side}: AUROC {metrics[side]['auroc']:.3f}, FPR@95 {metrics[side]['fpr95']:.3f}"
+    names = {"native": "provider's model, native", "mapped": "client's model, mapped"}
+    titles = [f"{names[side]}: AUROC {metrics[side]['auroc']:.3f}, FPR@95 {metrics[side]['fpr95']:.3f}"
               for side in ("native", "mapped")]
     fig = make_subplots(rows=1, cols=2, subplot_titles=titles, shared_yaxes=True)
     all_scores = np.concatenate([np.asarray(v, dtype=float) for v in scores.values()])
