@@ -120,13 +120,16 @@ def main() -> int:
         rows.append(run_prompt(pair, prompt, args.tokens))
         print(f"[{len(rows)}/{args.prompts}] {prompt!r} -> {rows[-1]['mapped']!r} "
               f"(encrypted {'same' if rows[-1]['same'] else 'DIFFERENT'})", flush=True)
-    table = render(rows, pair, args.tokens)
+        write_doc(render(rows, pair, args.tokens))  # after every prompt, so a long run is never lost
+    print(render(rows, pair, args.tokens))
+    return 0
+
+
+def write_doc(table: str) -> None:
     doc = DOC.read_text()
     if START not in doc or END not in doc:
         raise SystemExit(f"{DOC} lacks the markers {START} / {END}")
     DOC.write_text(doc[: doc.index(START)] + table + doc[doc.index(END) + len(END):])
-    print(table)
-    return 0
 
 
 if __name__ == "__main__":

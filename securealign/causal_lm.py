@@ -176,8 +176,8 @@ class CausalLM:
         ids = self._encode(prompt)["input_ids"]
         past = None
         for _ in range(max_new_tokens):
-            out = self.model(input_ids=ids, past_key_values=past, use_cache=True)
-            past = out.past_key_values
+            out = self.model(input_ids=ids, cache=past, use_cache=True)
+            past = out.cache
             token = int(out.logits[0, -1].argmax())
             yield token
             if token in self.stop_ids:
