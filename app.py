@@ -46,7 +46,7 @@ def _readable_errors(fn):
     traceback; generators (streamed generation) are wrapped the same way."""
 
     def convert(exc: Exception) -> gr.Error:
-        return gr.Error(str(exc), title="Cannot do that", print_exception=False)
+        return gr.Error(str(exc), print_exception=False)
 
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)

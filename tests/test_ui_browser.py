@@ -66,8 +66,16 @@ def test_heatmap_renders(page: Page, artifacts_dir: Path) -> None:
     page.screenshot(path=artifacts_dir / "ui-convergence.png", full_page=True)
 
 
-def test_encrypted_and_plaintext_predictions_agree(page: Page, artifacts_dir: Path) -> None:
+def test_empty_query_shows_a_message_not_a_traceback(page: Page, artifacts_dir: Path) -> None:
     page.get_by_role("tab", name="Secure inference").click()
+    page.locator("#classify-button").click()
+    expect(page.get_by_text("The query is empty").first).to_be_visible(timeout=30_000)
+    assert "Traceback" not in page.locator("body").inner_text()
+    page.wait_for_timeout(1000)  # the toast slides in
+    page.screenshot(path=artifacts_dir / "ui-empty-query.png")
+
+
+def test_encrypted_and_plaintext_predictions_agree(page: Page, artifacts_dir: Path) -> None:
     choose(page, "client model (source)", service.model_name(CLIENT))
     choose(page, "provider model (target)", service.model_name(PROVIDER))
     example = service.examples(service.catalogue()["tasks"][0][1])[0]
