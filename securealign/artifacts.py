@@ -2,6 +2,15 @@
 
 The app starts from these so its first page needs no model: similarity matrices, result tables, the provider's
 heads, the demo regime's maps and the Energy scores behind the OOD histograms.
+
+Layout (all small enough to commit; the manifest says which encoders, tasks and regimes were run)::
+
+    assets/manifest.json                             what was run, subset sizes, the demo regime, total bytes
+    assets/results.json                              one row per (task, source, target, regime, map kind)
+    assets/similarity/<dataset>.json                 N x N matrices per metric on one shared text set
+    assets/heads/<task>/<target>.npz                 LinearHead (V, c, classes), float32
+    assets/maps/<regime>/<task>/<source>__<target>.npz   ridge AffineMap, float16 (only ``map_regimes``)
+    assets/ood/<task>/<source>__<target>.npz         Energy scores, native and mapped, in- and out-of-distribution
 """
 
 from __future__ import annotations
@@ -48,9 +57,16 @@ def load_results() -> list[dict]:
     return json.loads(_path("results.json").read_text())
 
 
-def load_map(task: str, source: str, target: str) -> AffineMap:
-    """The demo regime's ridge map from ``source`` into ``target`` for ``task``."""
-    return AffineMap.load(_path("maps", task, f"{source}__{target}.npz"))
+def load_map(task: str, source: str, target: str, regime: str | None = None) -> AffineMap:
+    """The ridge map from ``source`` into ``target`` fitted for ``task`` in ``regime`` (default: the demo regime).
+
+    Only the regimes in the manifest's ``map_regimes`` are stored (size); other regimes raise with the list.
+    """
+    stored = load_manifest()["map_regimes"]
+    regime = regime or load_manifest()["demo_regime"]
+    if regime not in stored:
+        raise MissingArtifactError(f"maps are stored only for regimes {stored}, not {regime!r}")
+    return AffineMap.load(_path("maps", regime, task, f"{source}__{target}.npz"))
 
 
 def load_head(task: str, target: str) -> LinearHead:
@@ -59,6 +75,10 @@ def load_head(task: str, target: str) -> LinearHead:
 
 
 def load_ood_scores(task: str, source: str, target: str) -> dict[str, np.ndarray]:
-    """Energy scores (demo regime): ``native_in``/``native_out`` on target embeddings, ``mapped_in``/``mapped_out``."""
+    """Energy scores for the OOD histograms, each a 1-D array (float16 on disk).
+
+    ``native_in``/``native_out``: the target head on the target's own embeddings of the task's test texts and of
+    the OOD texts; ``mapped_in``/``mapped_out``: the same head on source embeddings through the demo regime's map.
+    """
     with np.load(_path("ood", task, f"{source}__{target}.npz")) as data:
         return {name: data[name].astype(np.float64) for name in data.files}

@@ -79,8 +79,10 @@ def evaluate_pair(task: str, source_key: str, target_key: str, source: ModelEmbe
     rows, maps = [], {}
     jobs = [(regime, "ridge") for regime in regimes] + [("task", kind) for kind in MAP_KINDS if kind != "ridge"]
     for regime, kind in jobs:
-        affine = fit_map(kind, *regime_pairs(regime, source, target))
+        pairs = regime_pairs(regime, source, target)
+        affine = fit_map(kind, *pairs)
         row = {"task": task, "source": source_key, "target": target_key, "regime": regime, "map": kind,
+               "pairs": len(pairs[0]),
                "baseline_acc": base["acc"], "source_acc": src_native["acc"],
                "auroc_native": base["auroc"], "fpr95_native": base["fpr95"]}
         row.update(transfer_row(heads[target_key], affine, source, target, test_labels))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
+
 from securealign.artifacts import load_manifest, load_results, load_similarity
 
 
@@ -20,25 +22,39 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def accuracy_table(task: str, rows: list[dict], regimes: list[str]) -> str:
-    """Table 1 for one task: one line per ordered pair."""
+    """Table 1 for one task: one line per ordered pair, then the mean over pairs and the mean change against the
+    provider's native accuracy (the paper's "within a few points" reading) and against the weaker of the two
+    models (a linear map cannot add what the client's model does not encode)."""
     pairs = sorted({(r["source"], r["target"]) for r in rows if r["task"] == task})
-    body = []
+    body, mapped, native, weaker = [], [], [], []
     for source, target in pairs:
         by_regime = {r["regime"]: r for r in rows
                      if (r["task"], r["source"], r["target"], r["map"]) == (task, source, target, "ridge")}
         first = next(iter(by_regime.values()))
+        accs = [by_regime[g]["mapped_acc"] for g in regimes]
+        mapped.append(accs)
+        native.append(first["baseline_acc"])
+        weaker.append(min(first["baseline_acc"], first["source_acc"]))
         body.append([f"{source} -> {target}", f"{100 * first['source_acc']:.1f}", f"{100 * first['baseline_acc']:.1f}",
-                     *(f"{100 * by_regime[g]['mapped_acc']:.1f}" for g in regimes)])
+                     *(f"{100 * a:.1f}" for a in accs)])
+    if pairs:
+        means = np.mean(mapped, axis=0)
+        body.append(["mean over pairs", "", f"{100 * np.mean(native):.1f}", *(f"{100 * m:.1f}" for m in means)])
+        body.append(["  change vs provider native", "", "", *(f"{100 * (m - np.mean(native)):+.1f}" for m in means)])
+        body.append(["  change vs weaker model", "", "", *(f"{100 * (m - np.mean(weaker)):+.1f}" for m in means)])
     return _table(["client -> provider", "client native", "provider native", *regimes], body)
 
 
 def ood_table(task: str, rows: list[dict], regimes: list[str]) -> str:
-    """Table 2 for one task: AUROC / FPR@95TPR of the Energy score, native vs mapped."""
-    body = []
+    """Table 2 for one task: AUROC / FPR@95TPR of the Energy score, native vs mapped, then the mean per regime."""
+    keys = ("auroc_native", "auroc_mapped", "fpr95_native", "fpr95_mapped")
+    body, by_regime = [], {g: [] for g in regimes}
     for r in rows:
         if r["task"] == task and r["map"] == "ridge" and r["regime"] in regimes:
-            body.append([f"{r['source']} -> {r['target']}", r["regime"], f"{r['auroc_native']:.3f}",
-                         f"{r['auroc_mapped']:.3f}", f"{r['fpr95_native']:.3f}", f"{r['fpr95_mapped']:.3f}"])
+            body.append([f"{r['source']} -> {r['target']}", r["regime"], *(f"{r[k]:.3f}" for k in keys)])
+            by_regime[r["regime"]].append([r[k] for k in keys])
+    body += [["mean over pairs", g, *(f"{m:.3f}" for m in np.mean(values, axis=0))]
+             for g, values in by_regime.items() if values]
     return _table(["client -> provider", "map regime", "AUROC native", "AUROC mapped", "FPR95 native",
                    "FPR95 mapped"], body)
 
@@ -57,18 +73,34 @@ def similarity_table(dataset: str, metric: str) -> str:
     return _table([metric, *keys], [[k, *(f"{v:.3f}" for v in row)] for k, row in zip(keys, matrix)])
 
 
+def _sizes(manifest: dict) -> list[str]:
+    """The subsets the numbers rest on (the precompute embeds modest subsets on 2 cores)."""
+    lines = [f"public corpus {manifest['public_texts']} texts (Guardian headlines + movie plots); similarity on the "
+             f"first {manifest['similarity_texts']} texts of each set; maps stored for {manifest['map_regimes']} "
+             f"({manifest['map_dtype']}); causal LMs pooled by {manifest['causal_pooling']}"]
+    for task, size in manifest["task_sizes"].items():
+        lines.append(f"{task}: {size['train']} train / {size['test']} test texts, OOD = first {size['ood']} "
+                     f"{size['ood_name']} test texts")
+    return lines
+
+
 def render(tasks: list[str] | None = None, show_map_kinds: bool = True) -> str:
     """The whole report as text."""
     manifest, rows = load_manifest(), load_results()
     regimes = manifest["regimes"]
-    parts = [f"securealign results ({manifest['created']}; public corpus {manifest['public_texts']} texts, "
-             f"OOD {manifest['ood_texts']} texts; demo regime {manifest['demo_regime']})"]
+    parts = [f"securealign results ({manifest['created']}, {manifest['seconds']} s); demo regime "
+             f"{manifest['demo_regime']}", *_sizes(manifest)]
+    parts += [f"  regime {name}: {text}" for name, text in manifest["regime_descriptions"].items()]
     for task in tasks or manifest["tasks"]:
         title = manifest["task_titles"][task]
-        parts += [f"\nTable 1 - {title}: accuracy (%) of the provider's head", accuracy_table(task, rows, regimes)]
-        parts += [f"\nTable 2 - {title}: Energy-score OOD detection", ood_table(task, rows, ["task", manifest["demo_regime"]])]
+        parts += [f"\nTable 1 - {title}: accuracy (%) of the provider's head (ridge maps)",
+                  accuracy_table(task, rows, regimes)]
+        parts += [f"\nTable 2 - {title}: Energy-score OOD detection (in: test texts, out: "
+                  f"{manifest['task_sizes'][task]['ood_name']})",
+                  ood_table(task, rows, ["task", manifest["demo_regime"]])]
         if show_map_kinds:
-            parts += [f"\nTable 3 - {title}: map kinds (task-supervised), held-out fit quality", map_kind_table(task, rows)]
+            parts += [f"\nTable 3 - {title}: map kinds (task-supervised), held-out fit quality on test pairs",
+                      map_kind_table(task, rows)]
     for dataset in manifest["similarity_datasets"]:
         for metric in manifest["similarity_metrics"]:
             parts += [f"\nSimilarity on {dataset}: {metric}", similarity_table(dataset, metric)]

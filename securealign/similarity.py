@@ -64,22 +64,26 @@ def mutual_knn(X: np.ndarray, Y: np.ndarray, k: int = 10) -> float:
     return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(nx, ny)]))
 
 
-def _top_directions(X: np.ndarray, keep_variance: float) -> np.ndarray:
+def _top_directions(X: np.ndarray, keep_variance: float, max_dims: int) -> np.ndarray:
     U, s, _ = np.linalg.svd(_centre(X), full_matrices=False)
     energy = np.cumsum(s**2) / np.sum(s**2)
-    rank = int(np.searchsorted(energy, keep_variance) + 1)
+    rank = min(int(np.searchsorted(energy, keep_variance) + 1), max_dims)
     return U[:, :rank] * s[:rank]
 
 
-def svcca(X: np.ndarray, Y: np.ndarray, keep_variance: float = 0.99) -> float:
-    """SVCCA (Raghu et al., 2017): mean canonical correlation after keeping the directions with 99% of the variance.
+def svcca(X: np.ndarray, Y: np.ndarray, keep_variance: float = 0.99, samples_per_dim: int = 20) -> float:
+    """SVCCA (Raghu et al., 2017): mean canonical correlation between the top SVD directions of both spaces.
 
-    Canonical correlations are the singular values of Q_x^T Q_y for orthonormal bases of the two centred
-    subspaces (sklearn's CCA is iterative and far slower for hundreds of dimensions).
+    Directions are kept up to 99% of the variance but at most one per ``samples_per_dim`` texts: canonical
+    correlations overfit when the kept dimensions approach the number of samples (with all 99%-variance
+    directions, 500 texts of independent 384- and 768-dim noise score 0.93; capped, ~0.2). Canonical
+    correlations are the singular values of Q_x^T Q_y for orthonormal bases of the two centred subspaces
+    (sklearn's CCA is iterative and far slower for hundreds of dimensions).
     """
     X, Y = _pair(X, Y)
-    qx = np.linalg.qr(_centre(_top_directions(X, keep_variance)))[0]
-    qy = np.linalg.qr(_centre(_top_directions(Y, keep_variance)))[0]
+    max_dims = max(1, len(X) // samples_per_dim)
+    qx = np.linalg.qr(_centre(_top_directions(X, keep_variance, max_dims)))[0]
+    qy = np.linalg.qr(_centre(_top_directions(Y, keep_variance, max_dims)))[0]
     corr = np.linalg.svd(qx.T @ qy, compute_uv=False)
     return float(np.mean(np.clip(corr, 0.0, 1.0)))
 

@@ -66,27 +66,31 @@ def test_a_model_maps_onto_itself(tmp_path: Path) -> None:
 
 
 def test_task_supervised_maps_between_minilm_and_mpnet_on_rotten_tomatoes() -> None:
-    """The map loses almost nothing beyond what the source model itself knows.
+    """The issue's criterion and what the measurement shows instead, on the task's full 2,000/1,000 split.
 
-    MiniLM's own head reaches ~0.76 on this task and mpnet's ~0.845, so MiniLM -> mpnet is bounded by MiniLM's
-    information (measured 0.76-0.77 mapped, not within 5 points of mpnet's 0.845); the other direction, a stronger
-    source into a weaker target, keeps the target's baseline.
+    Asked: MiniLM -> mpnet mapped accuracy within 5 points of mpnet's baseline. Measured: mpnet 0.845, MiniLM
+    0.755, MiniLM -> mpnet 0.762 (ridge) / 0.768 (Procrustes), mpnet -> MiniLM 0.815. The mapped head is a linear
+    classifier on the client's embeddings, so it cannot beat the client's own information: MiniLM's linear
+    probe stays at 0.74-0.76 from 500 to 2,000 labels, 8-9 points under mpnet. So this test asserts what holds:
+    the map loses nothing of what the client model encodes (MiniLM -> mpnet keeps MiniLM's accuracy, and no
+    more), and with the stronger model as client the paper's "within a few points of the provider's baseline"
+    holds (mpnet -> MiniLM even beats MiniLM's own head, carrying mpnet's information across).
     """
     task = load_task("rotten_tomatoes")
     emb = {key: (embed(key, task.train_texts), embed(key, task.test_texts)) for key in ("minilm", "mpnet")}
     heads = {key: fit_head(train, task.train_labels, task.classes) for key, (train, _) in emb.items()}
     native = {key: heads[key].accuracy(test, task.test_labels) for key, (_, test) in emb.items()}
     assert native["mpnet"] > 0.8 and native["minilm"] > 0.7
+    mapped = {}
     for source, target in (("minilm", "mpnet"), ("mpnet", "minilm")):
         fitted = fit_ridge(emb[source][0], emb[target][0])
-        mapped = heads[target].accuracy(fitted.apply(emb[source][1]), task.test_labels)
-        ceiling = min(native[source], native[target])
-        assert mapped > ceiling - 0.03, (source, target, native, mapped)
+        mapped[source] = heads[target].accuracy(fitted.apply(emb[source][1]), task.test_labels)
         quality = fit_quality(fitted, emb[source][1], emb[target][1])
-        assert quality["cosine"] > 0.6 and quality["top1"] > 0.2, quality
-        if source == "mpnet":
-            assert mapped > native["minilm"] - 0.05  # the issue's "within 5 points of the target's baseline"
-            # a rotation-only map transfers too (measured 0.84, above ridge's 0.815: fewer parameters to overfit)
-            rotated = heads[target].accuracy(fit_procrustes(emb[source][0], emb[target][0]).apply(emb[source][1]),
-                                             task.test_labels)
-            assert rotated > native["minilm"] - 0.05
+        assert quality["cosine"] > 0.6 and quality["top1"] > 0.8, quality
+    # client MiniLM: the provider's mpnet head keeps MiniLM's own accuracy (the information ceiling) ...
+    assert native["minilm"] - 0.02 <= mapped["minilm"] <= native["minilm"] + 0.03, (native, mapped)
+    # ... client mpnet: within 5 points of the provider's (MiniLM's) baseline, as the paper's Table 1 reports
+    assert mapped["mpnet"] >= native["minilm"] - 0.05, (native, mapped)
+    # a rotation-only map transfers too (measured 0.84, above ridge's 0.815: fewer parameters to overfit)
+    rotated = fit_procrustes(emb["mpnet"][0], emb["minilm"][0]).apply(emb["mpnet"][1])
+    assert heads["minilm"].accuracy(rotated, task.test_labels) >= native["minilm"] - 0.05

@@ -12,6 +12,8 @@ from securealign.artifacts import (MissingArtifactError, load_head, load_manifes
 from securealign.datasets import load_ood_texts, load_public_corpus, load_task
 from securealign.embeddings import embed
 from securealign.evaluation import MAP_KINDS, REGIMES, ModelEmbeddings, evaluate_pair, fit_heads, regime_pairs
+from securealign.paths import assets_dir
+from securealign.precompute import main as precompute_main
 from securealign.report import render
 from securealign.zoo import get_spec
 
@@ -72,6 +74,10 @@ def test_committed_assets_are_complete_and_consistent() -> None:
         np.testing.assert_allclose(np.diag(matrix), 1.0, atol=1e-3)
     with pytest.raises(MissingArtifactError, match="precompute"):
         load_map(task, source, "no-such-model")
+    with pytest.raises(MissingArtifactError, match="only for regimes"):
+        load_map(task, source, target, regime="task")
+    assert set(manifest["task_sizes"]) == set(tasks) and manifest["task_sizes"]["rotten_tomatoes"]["train"] == 2000
+    assert set(manifest["similarity_models"]["public"]) >= set(encoders)
     assert "Table 1" in render() and "Table 2" in render()
 
 
@@ -84,3 +90,19 @@ def test_committed_head_and_map_reproduce_on_fresh_embeddings() -> None:
     row = next(r for r in load_results() if (r["task"], r["source"], r["target"], r["regime"], r["map"])
                == ("bbc_news", "potion", "wordllama", manifest["demo_regime"], "ridge"))
     assert mapped == pytest.approx(row["mapped_acc"], abs=0.01)  # float16 storage costs at most a point
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--encoders", "minilm"], "at least two distinct"),
+    (["--encoders", "minilm", "smollm2"], "at least two distinct"),
+    (["--encoders", "minilm", "no-such-model"], "no-such-model"),
+    (["--similarity-texts", "5000"], "at most --public-texts"),
+])
+def test_precompute_refuses_bad_options_before_touching_assets(argv: list[str], message: str,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    manifest_file = assets_dir() / "manifest.json"
+    before = manifest_file.read_bytes()
+    with pytest.raises(SystemExit) as exit_info:
+        precompute_main(argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert manifest_file.read_bytes() == before
