@@ -75,6 +75,7 @@ def test_empty_query_shows_a_message_not_a_traceback(page: Page, artifacts_dir: 
     assert "Traceback" not in page.locator("body").inner_text()
     page.wait_for_timeout(1000)  # the toast slides in
     page.screenshot(path=artifacts_dir / "ui-empty-query.png")
+    page.get_by_test_id("toast-close").first.click()  # so it does not cover the next screenshots
 
 
 def test_encrypted_and_plaintext_predictions_agree(page: Page, artifacts_dir: Path) -> None:
