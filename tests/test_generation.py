@@ -90,3 +90,13 @@ def test_generate_command(cross, capsys) -> None:
     assert generate_main([PROMPTS[0], "--max-new-tokens", "3", "--corpus-size", str(SMALL_CORPUS)]) == 0
     out = capsys.readouterr().out
     assert "mapped (gemma3 -> smollm2)" in out and "native_target:" in out and "exact_match_rate" in out
+
+
+def test_app_refuses_a_pair_whose_map_would_take_an_hour_to_fit() -> None:
+    from securealign import service
+    from securealign.generation.mapping import fitted_map_path
+
+    assert fitted_map_path("gemma3", "smollm2") is not None  # committed in assets/generation
+    if fitted_map_path("smollm2", "gemma3") is None:
+        with pytest.raises(service.ServiceError, match="about an hour"):
+            next(service.generate("The capital of France is", "smollm2", "gemma3"))

@@ -118,16 +118,26 @@ def map_cache_path(source_key: str, target_key: str, texts: list[str], lam: floa
     return cache_dir() / "generation" / f"map-{source_key}-{target_key}-{len(texts)}-{lam:g}-{digest}.npz"
 
 
+def fitted_map_path(source_key: str, target_key: str, texts: list[str] | None = None,
+                    lam: float = RIDGE_LAMBDA) -> Path | None:
+    """Where an already fitted map for the pair lies (the cache, else the copy committed in assets/), or None.
+
+    Lets callers with a user waiting (the app) refuse a pair whose fit would take the better part of an hour.
+    """
+    path = map_cache_path(source_key, target_key, default_corpus() if texts is None else texts, lam)
+    return next((c for c in (path, assets_dir() / "generation" / path.name) if c.exists()), None)
+
+
 def load_hidden_map(source_key: str, target_key: str, texts: list[str] | None = None,
                     lam: float = RIDGE_LAMBDA) -> HiddenMap:
     """The fitted map for a pair: from the cache, else the copy committed in assets/, else fitted once (minutes
     for the default 4,000 texts) and cached. Default corpus: the project's public corpus."""
     if texts is None:
         texts = default_corpus()
+    fitted = fitted_map_path(source_key, target_key, texts, lam)
+    if fitted is not None:
+        return HiddenMap.load(fitted)
     path = map_cache_path(source_key, target_key, texts, lam)
-    for candidate in (path, assets_dir() / "generation" / path.name):
-        if candidate.exists():
-            return HiddenMap.load(candidate)
     hmap = fit_hidden_map(source_key, target_key, texts, lam)
     path.parent.mkdir(parents=True, exist_ok=True)
     hmap.save(path)
