@@ -104,8 +104,8 @@ def test_each_session_keeps_its_own_keys(app_url: str, task: str) -> None:
     b1 = _classify(second, text, task)
     assert a1["key_material"]["key_id"] == a2["key_material"]["key_id"] != b1["key_material"]["key_id"]
     # the public context travels once per session, not with every query
-    assert any(s["what"].startswith("send the public context") for s in a1["protocol"])
-    assert not any(s["what"].startswith("send the public context") for s in a2["protocol"])
+    assert any(s["kind"] == "keys" for s in a1["protocol"])
+    assert not any(s["kind"] == "keys" for s in a2["protocol"])
 
 
 def test_encryption_off_gives_the_plaintext_comparison_only(client: Client, task: str) -> None:

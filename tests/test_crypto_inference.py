@@ -115,8 +115,9 @@ def test_trace_lists_the_protocol_steps_with_sizes(models, provider):
     _, first = run_encrypted_query(client, provider, m.model_id, m.test_source[0], "sealed")
     _, second = run_encrypted_query(client, provider, m.model_id, m.test_source[1], "sealed")
     assert [s.party for s in first.steps] == ["client", "client", "provider", "client"]
+    assert [s.kind for s in first.steps] == ["keys", "encrypt", "provider", "decrypt"]
     assert first.steps[0].bytes > 1_000_000 and "no secret key" in first.steps[0].what  # context, sent once
-    assert [s.party for s in second.steps] == ["client", "provider", "client"]  # session reused
+    assert [s.kind for s in second.steps] == ["encrypt", "provider", "decrypt"]  # session reused
     assert all(s.ms >= 0 for s in second.steps) and second.steps[0].preview.endswith("…")
     assert 0 < second.steps[0].bytes <= 500_000 and 0 < second.steps[1].bytes <= 500_000
     assert second.residue < 1e-4

@@ -45,10 +45,14 @@ def plaintext_logits(z: np.ndarray, V: np.ndarray, c: np.ndarray, W: np.ndarray 
     return z @ np.asarray(V, dtype=np.float64) + np.asarray(c, dtype=np.float64)
 
 
+STEP_KINDS = ("keys", "map", "encrypt", "provider", "decrypt")
+
+
 @dataclass
 class TraceStep:
     number: int
     party: str  # "client" | "provider"
+    kind: str  # one of STEP_KINDS: what the step does, for charts and sums that must not parse ``what``
     what: str
     ms: float
     bytes: int = 0
@@ -64,8 +68,10 @@ class Trace:
     steps: list[TraceStep] = field(default_factory=list)
     residue: float = float("nan")  # imaginary residue of the decrypted result: the CKKS error certificate
 
-    def add(self, party: str, what: str, ms: float, data: bytes | None = None) -> None:
-        self.steps.append(TraceStep(len(self.steps) + 1, party, what, round(ms, 3), len(data or b""),
+    def add(self, party: str, kind: str, what: str, ms: float, data: bytes | None = None) -> None:
+        if kind not in STEP_KINDS:
+            raise ValueError(f"unknown step kind {kind!r}; valid: {', '.join(STEP_KINDS)}")
+        self.steps.append(TraceStep(len(self.steps) + 1, party, kind, what, round(ms, 3), len(data or b""),
                                     preview(data) if data else ""))
 
     def ms(self, party: str | None = None) -> float:
@@ -104,13 +110,15 @@ def run_encrypted_query(client: ClientSession, provider, model_id: str, z: np.nd
         if x.shape != (W.shape[0],):
             raise DimensionError(f"embedding of shape {x.shape} does not fit the map's input dimension {W.shape[0]}")
         x = x @ W + b
-        trace.add("client", f"map z ({W.shape[0]}-d) into the provider's space with (W, b), in plaintext", _ms(start))
+        trace.add("client", "map", f"map z ({W.shape[0]}-d) into the provider's space with (W, b), in plaintext",
+                  _ms(start))
     if x.shape != (layout.d_in,):
         raise DimensionError(f"{mode} mode of {model_id!r} takes a {layout.d_in}-d vector, got shape {x.shape}")
     session_id = _ensure_session(client, provider, trace)
     start = time.perf_counter()
     query = client.encrypt_query(x, layout, mode)
-    trace.add("client", f"encrypt the {layout.d_in}-d vector (CKKS, packed {layout.blocks_per_ct}x)", _ms(start), query)
+    trace.add("client", "encrypt", f"encrypt the {layout.d_in}-d vector (CKKS, packed {layout.blocks_per_ct}x)",
+              _ms(start), query)
     start = time.perf_counter()
     try:
         result = provider.evaluate(session_id, model_id, query)
@@ -119,10 +127,12 @@ def run_encrypted_query(client: ClientSession, provider, model_id: str, z: np.nd
         session_id = _ensure_session(client, provider, trace)
         result = provider.evaluate(session_id, model_id, query)
     what = ("apply the pre-composed map and head (W V)^T, b V + c" if mode == "sealed" else "apply the head V, c")
-    trace.add("provider", f"{what} to the ciphertext ({layout.n_ciphertexts} result ciphertext(s))", _ms(start), result)
+    trace.add("provider", "provider", f"{what} to the ciphertext ({layout.n_ciphertexts} result ciphertext(s))",
+              _ms(start), result)
     start = time.perf_counter()
     logits, trace.residue = client.decrypt_checked(result)
-    trace.add("client", f"decrypt {len(logits)} logits and check the key (residue {trace.residue:.1e})", _ms(start))
+    trace.add("client", "decrypt", f"decrypt {len(logits)} logits and check the key (residue {trace.residue:.1e})",
+              _ms(start))
     return logits, trace
 
 
@@ -133,6 +143,6 @@ def _ensure_session(client: ClientSession, provider, trace: Trace) -> str:
         start = time.perf_counter()
         session_id = provider.open_session(context)
         client.sessions[provider.endpoint] = session_id
-        trace.add("client", "send the public context once (parameters + Galois keys, no secret key)", _ms(start),
-                  context)
+        trace.add("client", "keys", "send the public context once (parameters + Galois keys, no secret key)",
+                  _ms(start), context)
     return session_id
