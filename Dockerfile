@@ -14,7 +14,10 @@ ENV HOME=/home/user \
     PYTHONUNBUFFERED=1 \
     GRADIO_SERVER_NAME=0.0.0.0 \
     GRADIO_SERVER_PORT=7860 \
-    GRADIO_ANALYTICS_ENABLED=False
+    GRADIO_ANALYTICS_ENABLED=False \
+    PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu
+# PyPI's torch 2.13.0 for x86_64 is the CUDA build (several GB); PyTorch's CPU index offers 2.13.0+cpu, which
+# satisfies the pinned torch==2.13.0 and is preferred by pip, so the image carries the CPU build a Space runs
 WORKDIR /home/user/app
 
 # dependencies and models first, so a code-only change reuses this (large) layer
