@@ -25,7 +25,7 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 
 from securealign.crypto import ClientSession, Layout, Provider, RemoteProvider, plaintext_logits  # noqa: E402
 from securealign.crypto.demo import fit_task_models  # noqa: E402
-from securealign.crypto.secure_fit import fit_map_paper, fit_map_sealed  # noqa: E402
+from securealign.crypto.fit_client import fit_paper, fit_sealed  # noqa: E402
 from securealign.crypto.server import running_server  # noqa: E402
 from securealign.datasets import load_public_corpus  # noqa: E402
 from securealign.embeddings import embed  # noqa: E402
@@ -141,23 +141,29 @@ def bench_http(n_queries: int) -> None:
 
 
 def bench_secure_fit(rows: int) -> None:
-    """Secure fitting of the map on ``rows`` public texts vs the plaintext ridge solve of the same data."""
+    """Secure fitting of the map on ``rows`` public texts, in process and over HTTP on loopback, vs the plaintext
+    ridge solve of the same data."""
     texts = load_public_corpus(rows)
-    print(f"\nsecure fitting of the ridge map on {rows} public texts (one-time; plaintext ridge for comparison)")
+    print(f"\nsecure fitting of the ridge map on {rows} public texts (one-time; plaintext ridge for comparison; "
+          "up = client -> provider)")
     for source, target in (("wordllama", "minilm"), ("minilm", "mpnet")):
         z_b, z_a = embed(source, texts, progress=False), embed(target, texts, progress=False)
         start = time.perf_counter()
         x = np.hstack([z_b, np.ones((rows, 1))])
         np.linalg.solve(x.T @ x + 1e-2 * np.eye(x.shape[1]), x.T @ z_a)
         plain_ms = (time.perf_counter() - start) * 1e3
-        for fit in (fit_map_paper, fit_map_sealed):
-            start = time.perf_counter()
-            _, _, cost = fit(z_b, z_a, 1e-2, progress=False)
-            total = (time.perf_counter() - start) * 1e3
-            print(f"  {source} -> {target:6s} {fit.__name__:15s} {total / 1e3:6.1f} s (client "
-                  f"{cost.ms['client'] / 1e3:5.1f} s, provider {cost.ms['provider'] / 1e3:5.1f} s), "
-                  f"{cost.bytes_up / 1e6:6.1f} MB key holder -> evaluator, {cost.bytes_down / 1e6:5.1f} MB back; "
-                  f"plaintext {plain_ms:5.1f} ms, ratio {total / plain_ms:7.0f}")
+        provider = Provider()
+        provider.add_public_set("public", texts, z_a)
+        with running_server(provider) as url, RemoteProvider(url) as remote:
+            for where, party in (("in-process", provider), ("HTTP", remote)):
+                for mode, fit in (("paper", fit_paper), ("sealed", fit_sealed)):
+                    start = time.perf_counter()
+                    *_, cost = fit(party, "public", texts, z_b, 1e-2, progress=False)
+                    total = (time.perf_counter() - start) * 1e3
+                    print(f"  {source} -> {target:6s} {mode:6s} {where:10s} {total / 1e3:6.1f} s (client "
+                          f"{cost.ms['client'] / 1e3:5.1f} s, provider {cost.ms['provider'] / 1e3:5.1f} s), "
+                          f"{cost.bytes_up / 1e6:6.1f} MB up, {cost.bytes_down / 1e6:5.1f} MB down; "
+                          f"plaintext {plain_ms:5.1f} ms, ratio {total / plain_ms:7.0f}")
 
 
 def main() -> int:

@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "precompute": ("securealign.precompute", "compute maps, heads, similarity matrices and metrics into assets/"),
     "report": ("securealign.report", "print the paper-style result tables from assets/"),
     "serve": ("securealign.crypto.server", "run the encrypted-inference provider as an HTTP service"),
+    "fit": ("securealign.crypto.fit_client", "fit a map securely against a running provider (paper or sealed)"),
     "generate": ("securealign.generation.cli", "cross-model text generation from a prompt"),
 }
 

@@ -55,8 +55,15 @@ class UnknownSessionError(ProtocolError):
     status = 404
 
 
+class UnknownFitError(ProtocolError):
+    """A secure-fit job or public text set the provider does not hold (never opened, finished or expired)."""
+
+    status = 404
+
+
 ERRORS: dict[str, type[ProtocolError]] = {
     cls.__name__: cls
     for cls in (ProtocolError, WireFormatError, LimitExceededError, IntegrityError, KeyMismatchError,
-                SecretKeyRefusedError, ParameterError, DimensionError, UnknownModelError, UnknownSessionError)
+                SecretKeyRefusedError, ParameterError, DimensionError, UnknownModelError, UnknownSessionError,
+                UnknownFitError)
 }

@@ -22,10 +22,13 @@ import tenseal.sealapi as seal
 from securealign.crypto import ckks, wire
 from securealign.crypto.errors import (DimensionError, KeyMismatchError, LimitExceededError, ParameterError,
                                        UnknownModelError, UnknownSessionError)
+from securealign.crypto.fit_jobs import FitJobs
 from securealign.crypto.layout import Layout
 
 # In-memory Galois keys take about twice their seeded serialized size (the seed is expanded on load).
 _MEMORY_PER_CONTEXT_BYTE = 2
+# maps from sealed secure fits the provider keeps for its own records (each at most ~5 MB)
+_KEPT_FITTED_MAPS = 16
 
 
 @dataclass
@@ -143,8 +146,11 @@ class Provider:
     endpoint = "in-process"
 
     def __init__(self, *, session_ttl: float = 900.0, max_sessions: int = 64,
-                 max_session_bytes: int = 512 << 20) -> None:
+                 max_session_bytes: int = 512 << 20, max_fits: int = 4) -> None:
         self.sessions = SessionStore(session_ttl, max_sessions, max_session_bytes)
+        self.fits = FitJobs(session_ttl, max_fits)
+        # sealed secure fits: fit id -> (W, b), decrypted here and never sent back to the client
+        self.fitted_maps: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._models: dict[str, ServedModel] = {}
 
     # models ---------------------------------------------------------------------------------------------------
@@ -241,3 +247,53 @@ class Provider:
         reply = {"key": session.key_id, "query": message.digest_hex, "model": model_id, "mode": meta["mode"],
                  "layout": head.layout.to_dict(), "compute_ms": round((time.perf_counter() - started) * 1e3, 3)}
         return wire.encode(wire.MessageType.RESULT, reply, blobs)
+
+    # secure fitting of the map (the provider's half; see fit_jobs.py) --------------------------------------------
+    def add_public_set(self, name: str, texts: list[str], Z) -> None:
+        """Offer secure fits on ``texts``, which the provider has embedded as ``Z`` (one row per text)."""
+        self.fits.add_set(name, texts, Z)
+
+    def public_sets(self) -> dict[str, dict]:
+        return self.fits.sets()
+
+    def open_fit(self, public_set: str, mode: str, width: int, model: str | None = None) -> dict:
+        """Start a secure fit of a client's map of row width ``width`` (its dimension + 1). In sealed mode,
+        ``model`` names a served head that the fitted map will be composed with and served as a new model."""
+        if model is not None:
+            if mode != "sealed":
+                raise ParameterError("only a sealed fit serves its map with a head; a paper fit gives the client W")
+            head = self._model(model).heads["paper"]
+            dim = self.fits.sets().get(public_set, {}).get("provider_dim")
+            if dim is not None and head.layout.d_in != dim:
+                raise DimensionError(f"model {model!r} takes {head.layout.d_in}-d input, but public set "
+                                     f"{public_set!r} holds {dim}-d embeddings")
+        return self.fits.open(public_set, mode, width, model).info()
+
+    def close_fit(self, fit_id: str) -> None:
+        self.fits.close(fit_id)
+
+    def add_fit_rows(self, fit_id: str, batch: bytes) -> int:
+        """Paper mode: a batch of the client's encrypted rows of ``[Z_B, 1]``; returns the rows received so far."""
+        return self.fits.add_rows(fit_id, batch)
+
+    def fit_product(self, fit_id: str) -> bytes:
+        """Paper mode: ``Enc(Z_A^T [Z_B, 1])`` for the client to decrypt."""
+        return self.fits.product(fit_id)
+
+    def fit_rows(self, fit_id: str, start: int) -> bytes:
+        """Sealed mode: the provider's encrypted rows of ``Z_A`` from row ``start``."""
+        return self.fits.rows(fit_id, start)
+
+    def finish_fit(self, fit_id: str, product: bytes) -> dict:
+        """Sealed mode: decrypt ``[W; b]`` and, if the fit named a head, serve map + head as a new model."""
+        job, W, b = self.fits.finish(fit_id, product)
+        self.fitted_maps[fit_id] = (W, b)
+        while len(self.fitted_maps) > _KEPT_FITTED_MAPS:
+            self.fitted_maps.popitem(last=False)
+        served = None
+        if job.model_id is not None:
+            model = self._model(job.model_id)
+            head = model.heads["paper"]
+            served = f"{job.model_id}@fit-{fit_id[:8]}"
+            self.register_sealed(served, W, b, head.matrix.T, head.bias, model.classes)
+        return {"fit_id": fit_id, "model": served, "map_shape": [int(W.shape[0]), int(W.shape[1])]}

@@ -12,8 +12,9 @@ _OCTETS = {"content-type": "application/octet-stream"}
 class RemoteProvider:
     """Talks to ``python -m securealign serve``; refusals come back as the same ``ProtocolError`` subclasses."""
 
-    def __init__(self, url: str, timeout: float = 30.0) -> None:
+    def __init__(self, url: str, timeout: float = 30.0, fit_timeout: float = 600.0) -> None:
         self.endpoint = url.rstrip("/")
+        self.fit_timeout = fit_timeout  # a batch of up to 255 encrypted rows takes the provider tens of seconds
         self._http = httpx.Client(base_url=self.endpoint, timeout=timeout)
 
     def close(self) -> None:
@@ -57,3 +58,28 @@ class RemoteProvider:
     def evaluate(self, session_id: str, model_id: str, query: bytes) -> bytes:
         return self._call("POST", "/evaluate", params={"session": session_id, "model": model_id},
                           content=query, headers=_OCTETS).content
+
+    # secure fitting ---------------------------------------------------------------------------------------------
+    def public_sets(self) -> dict[str, dict]:
+        return self._call("GET", "/public-sets").json()
+
+    def open_fit(self, public_set: str, mode: str, width: int, model: str | None = None) -> dict:
+        params = {"public_set": public_set, "mode": mode, "width": width, **({"model": model} if model else {})}
+        return self._call("POST", "/fits", params=params).json()
+
+    def close_fit(self, fit_id: str) -> None:
+        self._call("DELETE", f"/fits/{fit_id}")
+
+    def add_fit_rows(self, fit_id: str, batch: bytes) -> int:
+        return self._call("POST", f"/fits/{fit_id}/rows", content=batch, headers=_OCTETS,
+                          timeout=self.fit_timeout).json()["rows_received"]
+
+    def fit_product(self, fit_id: str) -> bytes:
+        return self._call("GET", f"/fits/{fit_id}/product", timeout=self.fit_timeout).content
+
+    def fit_rows(self, fit_id: str, start: int) -> bytes:
+        return self._call("GET", f"/fits/{fit_id}/rows", params={"start": start}, timeout=self.fit_timeout).content
+
+    def finish_fit(self, fit_id: str, product: bytes) -> dict:
+        return self._call("POST", f"/fits/{fit_id}/product", content=product, headers=_OCTETS,
+                          timeout=self.fit_timeout).json()

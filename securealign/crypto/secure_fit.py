@@ -1,25 +1,28 @@
-"""Secure fitting of the ridge map from public data (the paper's two-party protocol), and its sealed variant.
+"""The primitive of secure fitting: the encrypted cross-product, with its key holder and its evaluator.
 
-Both rest on one primitive, the encrypted cross-product ``Enc(Y^T X)``: the key holder encrypts the rows of ``X``
+Secure fitting of the ridge map from public data (the paper's two-party protocol) and its sealed variant rest on
+one primitive, the encrypted cross-product ``Enc(Y^T X)``: the key holder encrypts the rows of ``X``
 (each row repeated ``g = 4096 // p`` times, one ciphertext per row), the other party multiplies them slot-wise by its
 plaintext rows of ``Y`` and sums over rows, with no rotations at all; the result holds ``g`` rows of ``Y^T X`` per
 ciphertext. Cost: n * ceil(q / g) plaintext multiplications; traffic: n ciphertexts up, ceil(q / g) down.
 
-- Paper mode (``fit_map_paper``): the client holds the key and encrypts ``[Z_B, 1]``; the provider returns
+- Paper mode (``fit_client.fit_paper``): the client holds the key and encrypts ``[Z_B, 1]``; the provider returns
   ``Enc(Z_A^T [Z_B, 1])``; the client decrypts it and solves the ridge system locally, so the client learns W.
-- Sealed mode (``fit_map_sealed``): the provider must obtain W but should learn nothing else of the client's
+- Sealed mode (``fit_client.fit_sealed``): the provider must obtain W but should learn nothing else of the client's
   data. The ridge solution is ``W' = G^-1 X^T Z_A = (X G^-1)^T Z_A`` with ``X = [Z_B, 1]`` and
   ``G = X^T X + alpha D`` (the client's own data), so the provider encrypts ``Z_A`` under a key of its own, the
   client computes ``Enc((X G^-1)^T Z_A) = Enc(W')`` with its plaintext ``X G^-1``, and the provider decrypts exactly
   ``[W; b]``: it never sees ``Z_B``, ``G`` or ``X^T Z_A``, and the client sees only ciphertexts.
+
+The provider's half of both runs in ``fit_jobs.py`` (in-process or behind ``python -m securealign serve``), the
+client's half in ``fit_client.py``.
 """
 
 from __future__ import annotations
 
 import math
 import secrets
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
@@ -68,19 +71,6 @@ class CrossLayout:
         return np.vstack(rows)[: self.q]
 
 
-@dataclass
-class FitCost:
-    """What a secure fit cost: rows, bytes each way and milliseconds per party."""
-
-    rows: int
-    bytes_up: int = 0
-    bytes_down: int = 0
-    ms: dict[str, float] = field(default_factory=dict)
-
-    def add_ms(self, party: str, start: float) -> None:
-        self.ms[party] = self.ms.get(party, 0.0) + (time.perf_counter() - start) * 1e3
-
-
 class KeyHolder:
     """The party that encrypts ``X`` and decrypts ``Enc(Y^T X)``; its secret key never leaves this object."""
 
@@ -90,13 +80,20 @@ class KeyHolder:
 
     def encrypt_rows(self, X: np.ndarray, q: int) -> Iterator[bytes]:
         """MATRIX messages of up to ``BATCH_ROWS`` encrypted rows each, laid out for a q-row cross-product."""
-        X = _finite("X", X)
-        layout = CrossLayout(X.shape[1], q)
+        X = finite_matrix("X", X)
         for start in range(0, len(X), BATCH_ROWS):
-            rows = X[start : start + BATCH_ROWS]
-            blobs = [self._keys.encrypt(layout.pack_row(x)) for x in rows]
-            meta = {"key": self.key_id, "stage": "rows", "rows": len(rows), "cols": layout.p, "q": q}
-            yield wire.encode(wire.MessageType.MATRIX, meta, blobs)
+            yield self.encrypt_batch(X, q, start)
+
+    def encrypt_batch(self, X: np.ndarray, q: int, start: int) -> bytes:
+        """One MATRIX message: rows ``start`` to ``start + BATCH_ROWS`` of ``X``, encrypted for a q-row product."""
+        X = finite_matrix("X", X)
+        if not 0 <= start < len(X):
+            raise DimensionError(f"row {start} is outside the {len(X)} rows")
+        layout = CrossLayout(X.shape[1], q)
+        rows = X[start : start + BATCH_ROWS]
+        blobs = [self._keys.encrypt(layout.pack_row(x)) for x in rows]
+        meta = {"key": self.key_id, "stage": "rows", "rows": len(rows), "cols": layout.p, "q": q, "start": start}
+        return wire.encode(wire.MessageType.MATRIX, meta, blobs)
 
     def decrypt(self, data: bytes) -> np.ndarray:
         """``Y^T X`` from the evaluator's MATRIX message, after the key and noise check."""
@@ -116,7 +113,7 @@ class CrossProductEvaluator:
     """The party holding plaintext ``Y``: accumulates ``Enc(Y^T X)`` batch by batch (any number of rows streams)."""
 
     def __init__(self, Y: np.ndarray, *, progress: bool = True) -> None:
-        self.Y = _finite("Y", Y)
+        self.Y = finite_matrix("Y", Y)
         self._acc: list[seal.Ciphertext] | None = None
         self._layout: CrossLayout | None = None
         self._key: str | None = None
@@ -129,6 +126,8 @@ class CrossProductEvaluator:
         meta = message.meta
         if meta["stage"] != "rows" or meta["rows"] != len(message.blobs) or meta.get("q") != self.Y.shape[1]:
             raise ParameterError("expected a batch of encrypted rows laid out for this cross-product")
+        if meta.get("start", self._done) != self._done:
+            raise ParameterError(f"batch starts at row {meta['start']}, but row {self._done} is next: send in order")
         layout = CrossLayout(meta["cols"], self.Y.shape[1])
         if self._layout is None:
             self._layout, self._key = layout, meta["key"]
@@ -151,6 +150,10 @@ class CrossProductEvaluator:
             self._done += 1
             self._bar.update(1)
 
+    @property
+    def rows_done(self) -> int:
+        return self._done
+
     def result(self) -> bytes:
         """The MATRIX message holding ``Enc(Y^T X)``, once every row has been added."""
         if self._acc is None or self._done != len(self.Y):
@@ -162,80 +165,9 @@ class CrossProductEvaluator:
         return wire.encode(wire.MessageType.MATRIX, meta, [ckks.save_bytes(ct) for ct in self._acc])
 
 
-def _finite(name: str, array: np.ndarray) -> np.ndarray:
+def finite_matrix(name: str, array: np.ndarray) -> np.ndarray:
+    """``array`` as float64 if it is a finite, non-empty matrix; both parties check their inputs with it."""
     array = np.asarray(array, dtype=np.float64)
     if array.ndim != 2 or 0 in array.shape or not np.all(np.isfinite(array)):
         raise DimensionError(f"{name} must be a finite, non-empty 2-d array, got shape {array.shape}")
     return array
-
-
-def _with_ones(Z: np.ndarray) -> np.ndarray:
-    return np.hstack([Z, np.ones((len(Z), 1))])
-
-
-def _regularised_gram(X: np.ndarray, alpha: float) -> np.ndarray:
-    """``X^T X + alpha D`` where D leaves the intercept column unpenalised (ridge on centred data, as scikit-learn)."""
-    penalty = np.full(X.shape[1], float(alpha))
-    penalty[-1] = 0.0
-    return X.T @ X + np.diag(penalty)
-
-
-def _split(solution: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return solution[:-1], solution[-1]
-
-
-def _cross_product(holder: KeyHolder, X: np.ndarray, Y: np.ndarray, cost: FitCost, holder_party: str,
-                   other_party: str, progress: bool) -> np.ndarray:
-    """Run the primitive between the two roles, counting bytes and time per party."""
-    evaluator = CrossProductEvaluator(Y, progress=progress)
-    start = time.perf_counter()
-    for batch in holder.encrypt_rows(X, Y.shape[1]):
-        cost.add_ms(holder_party, start)
-        cost.bytes_up += len(batch)
-        start = time.perf_counter()
-        evaluator.add(batch)
-        cost.add_ms(other_party, start)
-        start = time.perf_counter()
-    start = time.perf_counter()
-    product = evaluator.result()
-    cost.add_ms(other_party, start)
-    cost.bytes_down += len(product)
-    start = time.perf_counter()
-    decrypted = holder.decrypt(product)
-    cost.add_ms(holder_party, start)
-    return decrypted
-
-
-def _check_pairs(Z_B: np.ndarray, Z_A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    Z_B, Z_A = _finite("Z_B", Z_B), _finite("Z_A", Z_A)
-    if len(Z_B) != len(Z_A):
-        raise DimensionError(f"{len(Z_B)} client rows but {len(Z_A)} provider rows: the public texts must be paired")
-    return Z_B, Z_A
-
-
-def fit_map_paper(Z_B: np.ndarray, Z_A: np.ndarray, alpha: float, *, progress: bool = True
-                  ) -> tuple[np.ndarray, np.ndarray, FitCost]:
-    """Paper mode: the client ends up with (W, b); the provider saw only ciphertexts of ``[Z_B, 1]``."""
-    Z_B, Z_A = _check_pairs(Z_B, Z_A)
-    X, cost = _with_ones(Z_B), FitCost(len(Z_B))
-    cross = _cross_product(KeyHolder(), X, Z_A, cost, "client", "provider", progress)  # Z_A^T X
-    start = time.perf_counter()
-    solution = np.linalg.solve(_regularised_gram(X, alpha), cross.T)
-    cost.add_ms("client", start)
-    return (*_split(solution), cost)
-
-
-def fit_map_sealed(Z_B: np.ndarray, Z_A: np.ndarray, alpha: float, *, progress: bool = True
-                   ) -> tuple[np.ndarray, np.ndarray, FitCost]:
-    """Sealed mode: the provider ends up with (W, b) and nothing else; the client saw only ciphertexts of ``Z_A``.
-
-    Here ``bytes_up`` counts the provider's encrypted rows and ``bytes_down`` the client's encrypted W.
-    """
-    Z_B, Z_A = _check_pairs(Z_B, Z_A)
-    cost = FitCost(len(Z_B))
-    start = time.perf_counter()
-    X = _with_ones(Z_B)
-    weights = np.linalg.solve(_regularised_gram(X, alpha), X.T).T  # X G^-1, the client's plaintext
-    cost.add_ms("client", start)
-    solution = _cross_product(KeyHolder(), Z_A, weights, cost, "provider", "client", progress)  # (X G^-1)^T Z_A
-    return (*_split(solution), cost)

@@ -76,6 +76,39 @@ def create_app(provider: Provider) -> FastAPI:
         result = await run_in_threadpool(provider.evaluate, session, model, query)
         return Response(result, media_type="application/octet-stream")
 
+    # secure fitting of the map: paper mode streams rows in and a product out, sealed mode the other way round
+    @app.get("/public-sets")
+    def public_sets() -> dict:
+        return provider.public_sets()
+
+    @app.post("/fits")
+    def open_fit(public_set: str, mode: str, width: int, model: str | None = None) -> dict:
+        return provider.open_fit(public_set, mode, width, model)
+
+    @app.delete("/fits/{fit_id}")
+    def close_fit(fit_id: str) -> dict:
+        provider.close_fit(fit_id)
+        return {"closed": fit_id}
+
+    @app.post("/fits/{fit_id}/rows")
+    async def add_fit_rows(fit_id: str, request: Request) -> dict:
+        batch = await _read_body(request, wire.MessageType.MATRIX)
+        return {"rows_received": await run_in_threadpool(provider.add_fit_rows, fit_id, batch)}
+
+    @app.get("/fits/{fit_id}/product")
+    async def fit_product(fit_id: str) -> Response:
+        return Response(await run_in_threadpool(provider.fit_product, fit_id), media_type="application/octet-stream")
+
+    @app.get("/fits/{fit_id}/rows")
+    async def fit_rows(fit_id: str, start: int) -> Response:
+        batch = await run_in_threadpool(provider.fit_rows, fit_id, start)
+        return Response(batch, media_type="application/octet-stream")
+
+    @app.post("/fits/{fit_id}/product")
+    async def finish_fit(fit_id: str, request: Request) -> dict:
+        product = await _read_body(request, wire.MessageType.MATRIX)
+        return await run_in_threadpool(provider.finish_fit, fit_id, product)
+
     return app
 
 
@@ -121,6 +154,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--demo", action="append", default=[], metavar="TASK:SOURCE:TARGET",
                         help="serve a head fitted on real TARGET embeddings of TASK with a task-supervised map from "
                              "SOURCE (e.g. bbc_news:minilm:mpnet); repeatable")
+    parser.add_argument("--public-set", action="append", default=[], metavar="NAME=MODEL[:N]",
+                        help="offer secure fits on the first N public-corpus texts (default 1000) embedded with the "
+                             "zoo model MODEL (e.g. public=minilm:1000); repeatable")
     parser.add_argument("--session-ttl", type=float, default=900.0, help="seconds a session lives after last use")
     parser.add_argument("--max-sessions", type=int, default=64)
     parser.add_argument("--max-session-mb", type=int, default=512, help="memory bound for cached public contexts")
@@ -143,8 +179,19 @@ def main(argv: list[str]) -> int:
 
         m = fit_task_models(*parts)
         provider.register_sealed(m.model_id, m.W, m.b, m.V, m.c, m.classes)
+    for spec in args.public_set:
+        name, sep, rest = spec.partition("=")
+        key, _, n = rest.partition(":")
+        if not sep or not key or (n and not n.isdigit()):
+            parser.error(f"--public-set expects NAME=MODEL[:N], got {spec!r}")
+        from securealign.datasets import load_public_corpus
+        from securealign.embeddings import embed
+
+        texts = load_public_corpus(int(n or 1000))
+        provider.add_public_set(name, texts, embed(key, texts))
     if not provider.models():
         print("warning: no models registered (use --model ID=FILE.npz or --demo TASK:SOURCE:TARGET)")
+    print(f"public sets for secure fitting: {list(provider.public_sets()) or 'none'}")
     print(f"serving {provider.models()} on http://{args.host}:{args.port}", flush=True)
     uvicorn.run(create_app(provider), host=args.host, port=args.port, log_level="info")
     return 0

@@ -1,0 +1,156 @@
+"""The client's half of secure fitting, against a provider in-process (``Provider``) or over HTTP (``RemoteProvider``).
+
+Both parties embed the same public texts with their own models: the provider has registered its embeddings
+``Z_A`` as a public set, the client brings ``Z_B``. The fitted map is the ridge solution of ``Z_B -> Z_A`` with an
+unpenalised intercept (equal to scikit-learn's ``Ridge``):
+
+- ``fit_paper``: the client learns ``(W, b)``; the provider sees only ciphertexts of ``[Z_B, 1]``.
+- ``fit_sealed``: the provider learns ``(W, b)`` and nothing else of the client's data, and can serve map + head
+  in sealed mode; the client sees only ciphertexts of ``Z_A``.
+
+``python -m securealign fit`` runs either against a running ``python -m securealign serve``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from securealign.crypto.errors import DimensionError, ParameterError
+from securealign.crypto.fit_jobs import texts_digest
+from securealign.crypto.secure_fit import CrossProductEvaluator, KeyHolder, finite_matrix
+
+
+@dataclass
+class FitCost:
+    """What a secure fit cost: rows, bytes each way (client -> provider is up) and milliseconds per party.
+
+    The provider's milliseconds are measured around its calls, so over HTTP they include the transfer.
+    """
+
+    rows: int
+    bytes_up: int = 0
+    bytes_down: int = 0
+    ms: dict[str, float] = field(default_factory=dict)
+
+    def add_ms(self, party: str, start: float) -> float:
+        """Charge the time since ``start`` to ``party``; returns now, the next step's start."""
+        now = time.perf_counter()
+        self.ms[party] = self.ms.get(party, 0.0) + (now - start) * 1e3
+        return now
+
+
+def _with_ones(Z: np.ndarray) -> np.ndarray:
+    return np.hstack([Z, np.ones((len(Z), 1))])
+
+
+def _regularised_gram(X: np.ndarray, alpha: float) -> np.ndarray:
+    """``X^T X + alpha D`` where D leaves the intercept column unpenalised (ridge on centred data, as scikit-learn)."""
+    penalty = np.full(X.shape[1], float(alpha))
+    penalty[-1] = 0.0
+    return X.T @ X + np.diag(penalty)
+
+
+def _open(provider, public_set: str, texts: list[str], Z_B: np.ndarray, mode: str, model: str | None) -> dict:
+    """Open a fit and check that both sides embedded the same texts, in the same order."""
+    Z_B = finite_matrix("Z_B", Z_B)
+    if len(texts) != len(Z_B):
+        raise DimensionError(f"{len(texts)} texts but {len(Z_B)} client embeddings")
+    info = provider.open_fit(public_set, mode, Z_B.shape[1] + 1, model)
+    if info["texts"] != texts_digest(texts) or info["rows"] != len(Z_B):
+        provider.close_fit(info["fit_id"])
+        raise ParameterError(f"public set {public_set!r} holds {info['rows']} texts that differ from the client's "
+                             f"{len(Z_B)}: both parties must embed the same texts in the same order")
+    return info
+
+
+def fit_paper(provider, public_set: str, texts: list[str], Z_B: np.ndarray, alpha: float, *,
+              progress: bool = True) -> tuple[np.ndarray, np.ndarray, FitCost]:
+    """The paper's protocol: returns the client's ``(W, b)`` and the cost; the provider saw only ciphertexts."""
+    info = _open(provider, public_set, texts, Z_B, "paper", None)
+    start, cost = time.perf_counter(), FitCost(len(Z_B))
+    X, holder = _with_ones(np.asarray(Z_B, dtype=np.float64)), KeyHolder()
+    with tqdm(total=len(X), desc="secure fit (paper): rows encrypted and sent", unit="row",
+              disable=not progress) as bar:
+        for batch in holder.encrypt_rows(X, info["provider_dim"]):
+            start = cost.add_ms("client", start)
+            cost.bytes_up += len(batch)
+            received = provider.add_fit_rows(info["fit_id"], batch)
+            start = cost.add_ms("provider", start)
+            bar.update(received - bar.n)
+    product = provider.fit_product(info["fit_id"])
+    start = cost.add_ms("provider", start)
+    cost.bytes_down += len(product)
+    cross = holder.decrypt(product)  # Z_A^T X
+    solution = np.linalg.solve(_regularised_gram(X, alpha), cross.T)
+    cost.add_ms("client", start)
+    return solution[:-1], solution[-1], cost
+
+
+def fit_sealed(provider, public_set: str, texts: list[str], Z_B: np.ndarray, alpha: float, *,
+               model: str | None = None, progress: bool = True) -> tuple[dict, FitCost]:
+    """The sealed variant: the provider decrypts ``(W, b)``; the client gets only the provider's receipt (the
+    fit id and, when ``model`` names a served head, the id of the new sealed model) and the cost."""
+    info = _open(provider, public_set, texts, Z_B, "sealed", model)
+    start, cost = time.perf_counter(), FitCost(len(Z_B))
+    X = _with_ones(np.asarray(Z_B, dtype=np.float64))
+    weights = np.linalg.solve(_regularised_gram(X, alpha), X.T).T  # X G^-1: n x (d_B + 1), the client's plaintext
+    evaluator = CrossProductEvaluator(weights, progress=False)
+    start = cost.add_ms("client", start)
+    with tqdm(total=len(X), desc="secure fit (sealed): encrypted rows received", unit="row",
+              disable=not progress) as bar:
+        for row in range(0, len(X), info["batch_rows"]):
+            batch = provider.fit_rows(info["fit_id"], row)
+            start = cost.add_ms("provider", start)
+            cost.bytes_down += len(batch)
+            evaluator.add(batch)
+            start = cost.add_ms("client", start)
+            bar.update(evaluator.rows_done - bar.n)
+    product = evaluator.result()  # Enc((X G^-1)^T Z_A) = Enc([W; b]) under the provider's key
+    start = cost.add_ms("client", start)
+    cost.bytes_up += len(product)
+    receipt = provider.finish_fit(info["fit_id"], product)
+    cost.add_ms("provider", start)
+    return receipt, cost
+
+
+def main(argv: list[str]) -> int:
+    """`python -m securealign fit`: fit a map securely against a running provider (`python -m securealign serve`)."""
+    parser = argparse.ArgumentParser(prog="python -m securealign fit", description=main.__doc__)
+    parser.add_argument("--provider", default="http://127.0.0.1:8765", help="the provider's URL")
+    parser.add_argument("--public-set", default="public", help="name of a public set the provider offers")
+    parser.add_argument("--client-model", required=True, help="the client's zoo model key (e.g. wordllama)")
+    parser.add_argument("--mode", choices=("paper", "sealed"), default="paper")
+    parser.add_argument("--model", help="sealed mode: a served head to compose the map with (served as a new model)")
+    parser.add_argument("--alpha", type=float, default=1.0, help="ridge penalty")
+    parser.add_argument("--out", type=Path, help="paper mode: write W, b to this .npz")
+    args = parser.parse_args(argv)
+    from securealign.crypto.remote import RemoteProvider
+    from securealign.datasets import load_public_corpus
+    from securealign.embeddings import embed
+
+    with RemoteProvider(args.provider) as provider:
+        sets = provider.public_sets()
+        if args.public_set not in sets:
+            parser.error(f"the provider offers public sets {sorted(sets) or 'none'}, not {args.public_set!r}")
+        texts = load_public_corpus(sets[args.public_set]["rows"])
+        Z_B = embed(args.client_model, texts)
+        if args.mode == "paper":
+            W, b, cost = fit_paper(provider, args.public_set, texts, Z_B, args.alpha)
+            print(f"fitted W {W.shape[0]} x {W.shape[1]} and b in paper mode; the provider saw only ciphertexts")
+            if args.out:
+                np.savez(args.out, W=W, b=b)
+                print(f"wrote {args.out}")
+        else:
+            receipt, cost = fit_sealed(provider, args.public_set, texts, Z_B, args.alpha, model=args.model)
+            served = receipt["model"] or "none (no --model given)"
+            print(f"the provider holds a {receipt['map_shape'][0]} x {receipt['map_shape'][1]} map from fit "
+                  f"{receipt['fit_id']}; sealed model served as: {served}")
+    print(f"{cost.rows} rows, {cost.bytes_up / 1e6:.1f} MB up, {cost.bytes_down / 1e6:.1f} MB down, client "
+          f"{cost.ms.get('client', 0) / 1e3:.1f} s, provider {cost.ms.get('provider', 0) / 1e3:.1f} s")
+    return 0

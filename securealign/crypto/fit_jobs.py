@@ -1,0 +1,159 @@
+"""The provider's half of secure fitting across a network: public text sets and fit jobs.
+
+A public set is the provider's own embeddings ``Z_A`` of texts both parties know, named by a digest of those texts
+so the client can check that it embedded the same texts in the same order. A fit job runs one secure fit
+against a set (the maths is in ``secure_fit.py``):
+
+- paper mode: the job is a ``CrossProductEvaluator`` on ``Z_A``; the client streams in encrypted rows of
+  ``[Z_B, 1]`` and takes out ``Enc(Z_A^T [Z_B, 1])``, from which it solves ``(W, b)`` itself;
+- sealed mode: the job is a ``KeyHolder`` of the provider's own; the client pulls encrypted rows of ``Z_A``,
+  multiplies them by its plaintext ``X G^-1`` and sends back ``Enc([W; b])``, which only the provider decrypts.
+
+Jobs are bounded in number and expire like sessions, so abandoned fits cannot pile up on the provider.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from securealign.crypto import wire
+from securealign.crypto.errors import DimensionError, LimitExceededError, ParameterError, UnknownFitError
+from securealign.crypto.secure_fit import BATCH_ROWS, CrossProductEvaluator, KeyHolder, finite_matrix
+
+FIT_MODES = ("paper", "sealed")
+
+
+def texts_digest(texts: list[str]) -> str:
+    """A name for an ordered list of texts: both parties must embed exactly these, in this order."""
+    return hashlib.sha256(json.dumps(list(texts), ensure_ascii=False).encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class PublicSet:
+    """The provider's embeddings of a public text set."""
+
+    name: str
+    digest: str
+    Z: np.ndarray  # n x d_A
+
+
+@dataclass
+class FitJob:
+    fit_id: str
+    mode: str
+    public: PublicSet
+    width: int  # the client's row width p = d_B + 1 (its embeddings plus the intercept column)
+    model_id: str | None  # sealed mode: the served head the fitted map is composed with
+    evaluator: CrossProductEvaluator | None  # paper mode
+    holder: KeyHolder | None  # sealed mode
+    expires_at: float
+
+    def info(self) -> dict:
+        """What the client needs to run its half."""
+        return {"fit_id": self.fit_id, "mode": self.mode, "public_set": self.public.name,
+                "texts": self.public.digest, "rows": len(self.public.Z), "provider_dim": self.public.Z.shape[1],
+                "client_width": self.width, "batch_rows": BATCH_ROWS, "model": self.model_id}
+
+
+class FitJobs:
+    """Public sets by name and open fit jobs by id, with an expiry and a cap on concurrent jobs."""
+
+    def __init__(self, ttl_seconds: float = 900.0, max_jobs: int = 4) -> None:
+        self.ttl, self.max_jobs = ttl_seconds, max_jobs
+        self._sets: dict[str, PublicSet] = {}
+        self._jobs: dict[str, FitJob] = {}
+        self._lock = threading.Lock()
+
+    def add_set(self, name: str, texts: list[str], Z: np.ndarray) -> PublicSet:
+        Z = finite_matrix("Z_A", Z)
+        if not isinstance(name, str) or not name.strip():
+            raise ParameterError("a public set needs a non-empty name")
+        if len(texts) != len(Z):
+            raise DimensionError(f"{len(texts)} texts but {len(Z)} embeddings in public set {name!r}")
+        self._sets[name] = PublicSet(name, texts_digest(texts), Z)
+        return self._sets[name]
+
+    def sets(self) -> dict[str, dict]:
+        return {name: {"texts": s.digest, "rows": len(s.Z), "provider_dim": s.Z.shape[1]}
+                for name, s in sorted(self._sets.items())}
+
+    def open(self, public_set: str, mode: str, width: int, model_id: str | None) -> FitJob:
+        if public_set not in self._sets:
+            raise UnknownFitError(f"unknown public set {public_set!r}; held: {', '.join(self._sets) or 'none'}")
+        if mode not in FIT_MODES:
+            raise ParameterError(f"fit mode must be one of {FIT_MODES}, got {mode!r}")
+        if not isinstance(width, int) or not 2 <= width <= 4096:
+            raise DimensionError(f"client width {width!r} must be an embedding dimension + 1, between 2 and 4096")
+        public = self._sets[public_set]
+        job = FitJob(secrets.token_urlsafe(18), mode, public, width, model_id,
+                     CrossProductEvaluator(public.Z, progress=False) if mode == "paper" else None,
+                     KeyHolder() if mode == "sealed" else None, time.monotonic() + self.ttl)
+        with self._lock:
+            self._drop_expired()
+            if len(self._jobs) >= self.max_jobs:
+                raise LimitExceededError(f"{self.max_jobs} secure fits are already running; try again later")
+            self._jobs[job.fit_id] = job
+        return job
+
+    def get(self, fit_id: str, mode: str) -> FitJob:
+        with self._lock:
+            self._drop_expired()
+            job = self._jobs.get(fit_id)
+            if job is None:
+                raise UnknownFitError(f"no secure fit {fit_id!r} (never opened, finished or expired)")
+            if job.mode != mode:
+                raise ParameterError(f"fit {fit_id!r} runs in {job.mode} mode; this step belongs to {mode} mode")
+            job.expires_at = time.monotonic() + self.ttl
+            return job
+
+    def close(self, fit_id: str) -> None:
+        with self._lock:
+            self._jobs.pop(fit_id, None)
+
+    # paper mode: the provider evaluates ---------------------------------------------------------------------
+    def add_rows(self, fit_id: str, batch: bytes) -> int:
+        """Add a batch of the client's encrypted rows; returns how many rows the job has received."""
+        job = self.get(fit_id, "paper")
+        cols = wire.decode(batch, wire.MessageType.MATRIX).meta["cols"]
+        if cols != job.width:
+            raise DimensionError(f"rows of width {cols}; the fit was opened for width {job.width}")
+        job.evaluator.add(batch)
+        return job.evaluator.rows_done
+
+    def product(self, fit_id: str) -> bytes:
+        """``Enc(Z_A^T [Z_B, 1])`` once every row is in; the job then ends."""
+        message = self.get(fit_id, "paper").evaluator.result()
+        self.close(fit_id)
+        return message
+
+    # sealed mode: the provider holds the key ---------------------------------------------------------------
+    def rows(self, fit_id: str, start: int) -> bytes:
+        """A batch of the provider's encrypted rows of ``Z_A`` from row ``start``, laid out for the client."""
+        job = self.get(fit_id, "sealed")
+        return job.holder.encrypt_batch(job.public.Z, job.width, start)
+
+    def finish(self, fit_id: str, product: bytes) -> tuple[FitJob, np.ndarray, np.ndarray]:
+        """Decrypt the client's ``Enc([W; b])``; returns the job and the map, which never leaves the provider."""
+        job = self.get(fit_id, "sealed")
+        meta = wire.decode(product, wire.MessageType.MATRIX).meta
+        if (meta["rows"], meta["cols"]) != (job.width, job.public.Z.shape[1]):
+            raise DimensionError(f"encrypted map of {meta['rows']} x {meta['cols']}; expected "
+                                 f"{job.width} x {job.public.Z.shape[1]}")
+        solution = job.holder.decrypt(product)
+        self.close(fit_id)
+        return job, solution[:-1], solution[-1]
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def _drop_expired(self) -> None:
+        now = time.monotonic()
+        for fit_id in [f for f, job in self._jobs.items() if job.expires_at < now]:
+            del self._jobs[fit_id]
