@@ -6,7 +6,8 @@ Started by ``scripts/demo.sh`` and by the Hugging Face Space (``Dockerfile``); h
 precomputed ``assets/`` alone, and models load on first use behind a progress bar.
 
 Public API (``gradio_client``): ``/classify`` takes (text, client model, provider model, task, mode, encrypted)
-and returns the comparison as JSON; see docs/app.md.
+and returns the comparison as JSON; ``/secure_fit`` (client model, provider model, mode, public texts) fits a map
+under encryption; ``/generate`` streams cross-model text. See docs/app.md.
 """
 
 from __future__ import annotations
@@ -180,6 +181,37 @@ def show_query(result: dict | None):
             _protocol_table(result), _keys_md(result))
 
 
+def _fit_md(result: dict) -> str:
+    holder = ("the client now holds the map; the provider saw only ciphertexts of the client's embeddings"
+              if result["mode"] == "paper" else
+              "the provider now holds the map and can serve map + head in sealed mode; the client saw only "
+              "ciphertexts of the provider's embeddings, and its receipt carries no map")
+    secure, plain = result["quality_secure"], result["quality_plaintext"]
+    work = ("The client encrypts its rows, then decrypts and solves; the provider multiplies ciphertexts."
+            if result["mode"] == "paper" else
+            "The provider encrypts its rows and decrypts the map; the client multiplies ciphertexts.")
+    return "\n".join([
+        f"**{result['source_name']} (client) → {result['target_name']} (provider), {result['mode']} mode, "
+        f"{result['n_texts']} public texts**: {holder} ({result['map_shape'][0]} × {result['map_shape'][1]}).  ",
+        f"**Cost**: {result['secure_ms'] / 1e3:.1f} s under encryption vs {result['plaintext_ms']:.0f} ms for the "
+        f"plaintext ridge fit; {_bytes(result['bytes_up'])} client → provider, {_bytes(result['bytes_down'])} "
+        f"provider → client. {work}  ",
+        f"**Same map as in plaintext**: largest difference from the plaintext ridge solution "
+        f"{result['max_abs_difference']:.1e} (CKKS noise; λ = {result['lambda']} fixed in advance).  ",
+        f"**How good the map is** on {result['held_out']} held-out public texts: R² {secure['r2']:.3f} "
+        f"(plaintext {plain['r2']:.3f}), mean cosine {secure['cosine']:.3f}, top-1 retrieval {secure['top1']:.1%}. "
+        "More texts give a better map at a linear cost."])
+
+
+@_readable_errors
+def run_secure_fit(source: str, target: str, mode: str, n_texts: float, progress=gr.Progress(track_tqdm=True)):
+    """Fit the client's map on public texts under encryption and compare it with the plaintext fit (JSON)."""
+    result = service.secure_fit(source, target, mode, int(n_texts), _progress_fn(progress))
+    timings = {"client": result["party_ms"]["client"], "provider": result["party_ms"]["provider"],
+               "plaintext ridge": result["plaintext_ms"]}
+    return result, _fit_md(result), figures.latency_bars(timings, title="Secure fit vs plaintext (ms)")
+
+
 @_readable_errors
 def ood_figure(task: str, source: str, target: str):
     ood = service.ood_comparison(task, source, target)
@@ -311,6 +343,27 @@ def build() -> gr.Blocks:
                                             "embedding, in plaintext and under CKKS encryption; returns JSON.") \
                     .success(show_query, q_json, [q_summary, q_probs, q_latency, q_steps, q_keys],
                              api_visibility="private")
+
+            with gr.Tab("Secure fit", id="fit"):
+                gr.Markdown("The map itself can be fitted without either party showing its embeddings: both embed "
+                            "the same public texts, and the ridge solution is computed through encrypted "
+                            "cross-products. In **paper** mode the client ends up with the map; in **sealed** mode "
+                            "only the provider does. Both parties run here, exchanging real ciphertexts.")
+                with gr.Row():
+                    f_source = gr.Dropdown(encoders, value=source, label="client model (source)")
+                    f_target = gr.Dropdown(encoders, value=target, label="provider model (target)")
+                    f_texts = gr.Dropdown(list(service.FIT_TEXTS), value=512, label="public texts to fit on")
+                f_mode = gr.Radio([("sealed: the provider gets the map", "sealed"),
+                                   ("paper: the client gets the map", "paper")], value="sealed", label="fit mode")
+                f_run = gr.Button("Fit the map under encryption", variant="primary", elem_id="fit-button")
+                f_summary = gr.Markdown(elem_id="fit-summary")
+                f_plot = gr.Plot(label="time per party")
+                with gr.Accordion("raw result (what the /secure_fit API returns)", open=False):
+                    f_json = gr.JSON()
+                f_run.click(run_secure_fit, [f_source, f_target, f_mode, f_texts], [f_json, f_summary, f_plot],
+                            api_name="secure_fit", concurrency_limit=1, concurrency_id="secure_fit",
+                            api_description="Fit the client's map on public texts under CKKS encryption and "
+                                            "compare it with the plaintext ridge fit; returns JSON.")
 
             with gr.Tab("OOD", id="ood"):
                 gr.Markdown("Can the provider's head still tell its own kind of text from unrelated text when it "

@@ -100,6 +100,13 @@ class RidgeStats:
         return AffineMap(W, mean_a - mean_b @ W, kind, lam, {"n": self.n})
 
 
+def absolute_alpha(Zb: np.ndarray, lam: float) -> float:
+    """The ridge penalty in scikit-learn's convention (``X^T X + alpha I`` on centred data) equal to this module's
+    relative ``lam``; the secure fit takes it in that form, and only the client's own data sets it."""
+    Zb = np.asarray(Zb, dtype=np.float64)
+    return float(lam * max(Zb.var(axis=0).mean(), 1e-12) * len(Zb))
+
+
 def _stats(Zb: np.ndarray, Za: np.ndarray, batch_size: int = 4096) -> RidgeStats:
     stats = RidgeStats(Zb.shape[1], Za.shape[1])
     for start in range(0, len(Zb), batch_size):

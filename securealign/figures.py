@@ -20,7 +20,8 @@ VARIANT_COLOURS = {
     "mapped (encrypted)": "#55A868",
 }
 PART_COLOURS = {"embedding": "#8172B3", "map": "#CCB974", "keys (once)": "#BBBBBB", "encrypt": "#55A868",
-                "provider": "#C44E52", "decrypt": "#64B5CD", "head (plaintext)": "#DD8452"}
+                "provider": "#C44E52", "decrypt": "#64B5CD", "head (plaintext)": "#DD8452", "client": "#4C72B0",
+                "plaintext ridge": "#DD8452"}
 _LAYOUT = dict(template="plotly_white", margin=dict(l=10, r=10, t=50, b=10), font=dict(size=13))
 
 

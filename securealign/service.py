@@ -21,15 +21,19 @@ import numpy as np
 import pandas as pd
 from scipy.special import softmax
 
-from securealign import artifacts
+from securealign import alignment, artifacts
 from securealign.crypto import MODES, THREAT_MODELS, ClientSession, Provider, plaintext_logits, run_encrypted_query
-from securealign.datasets import TASKS, load_task
+from securealign.crypto.fit_client import fit_paper, fit_sealed
+from securealign.datasets import TASKS, load_public_corpus, load_task
 from securealign.embeddings import embed
 from securealign.zoo import get_spec, list_models
 
 MAX_QUERY_CHARS = 2000
 MAX_PROMPT_CHARS = 500
 MAX_APP_NEW_TOKENS = 48  # the library allows 128; on 2 shared cores a live demo stays short
+FIT_TEXTS = (64, 128, 256, 512, 1024)  # public texts a live secure fit may use (~15 ms of work per text)
+FIT_HELD_OUT = 200  # the public texts after the fitted ones, to measure the fitted map
+FIT_LAMBDA = 0.3  # fixed in advance (best held-out R^2 at 256-1,000 texts over pairs tried): choosing it by validation would need both parties' embeddings in the clear
 EXAMPLES_PER_TASK = 5
 FIT_MEASURES = {
     "r2": "held-out R² of the map",
@@ -310,6 +314,59 @@ def classify(text: str, source: str, target: str, task: str, mode: str = "sealed
                                   "ckks_residue": trace.residue}
     _report(progress, 1.0, "done")
     return result, client
+
+
+# ---- secure fitting of the map ------------------------------------------------------------------------------
+
+def secure_fit(source: str, target: str, mode: str = "sealed", n_texts: int = 512,
+               progress: ProgressFn | None = None) -> dict:
+    """Fit the client's map on ``n_texts`` public texts under encryption (both parties in this process), and check
+    it against the plaintext ridge fit of the same texts; returns the JSON-able comparison."""
+    encoders = [k for _, k in catalogue()["encoders"]]
+    _check_choice("client model", source, encoders)
+    _check_choice("provider model", target, encoders)
+    _check_choice("mode", mode, list(MODES))
+    if source == target:
+        raise ServiceError("Client and provider use the same model here; pick two different models to fit a map.")
+    if n_texts not in FIT_TEXTS:
+        raise ServiceError(f"Fit on one of {', '.join(map(str, FIT_TEXTS))} public texts, not {n_texts!r}.")
+    texts = load_public_corpus(n_texts + FIT_HELD_OUT)
+    fit_texts = texts[:n_texts]
+    embeddings = {}
+    for fraction, (role, key) in ((0.05, ("client", source)), (0.15, ("provider", target))):
+        _report(progress, fraction, f"the {role} embeds {len(texts)} public texts with {model_name(key)}")
+        with _loading(f"The model {model_name(key)}"):
+            embeddings[role] = embed(key, texts, progress=False).astype(np.float64)
+    z_b, z_a = embeddings["client"], embeddings["provider"]
+    alpha = alignment.absolute_alpha(z_b[:n_texts], FIT_LAMBDA)
+    provider = Provider()  # a fit of its own: nothing from the demo's served models is involved
+    provider.add_public_set("public", fit_texts, z_a[:n_texts])
+    _report(progress, 0.3, f"secure fit in {mode} mode: encrypting and multiplying {n_texts} rows")
+    start = time.perf_counter()
+    if mode == "paper":
+        W, b, cost = fit_paper(provider, "public", fit_texts, z_b[:n_texts], alpha)
+        receipt = None
+    else:
+        receipt, cost = fit_sealed(provider, "public", fit_texts, z_b[:n_texts], alpha)
+        W, b = provider.fitted_maps[receipt["fit_id"]]  # the provider's copy; the client's receipt has no map
+    secure_ms = (time.perf_counter() - start) * 1e3
+    start = time.perf_counter()
+    reference = alignment.fit_ridge(z_b[:n_texts], z_a[:n_texts], lam=FIT_LAMBDA)
+    plain_ms = (time.perf_counter() - start) * 1e3
+    _report(progress, 0.95, f"measuring both maps on {FIT_HELD_OUT} held-out public texts")
+    held_b, held_a = z_b[n_texts:], z_a[n_texts:]
+    return {
+        "source": source, "target": target, "source_name": model_name(source), "target_name": model_name(target),
+        "mode": mode, "n_texts": n_texts, "held_out": FIT_HELD_OUT, "lambda": FIT_LAMBDA, "alpha": alpha,
+        "map_shape": [int(W.shape[0]), int(W.shape[1])],
+        "who_holds_the_map": "client" if mode == "paper" else "provider", "receipt": receipt,
+        "max_abs_difference": float(max(np.max(np.abs(W - reference.W)), np.max(np.abs(b - reference.b)))),
+        "secure_ms": secure_ms, "plaintext_ms": plain_ms,
+        "party_ms": {party: float(ms) for party, ms in cost.ms.items()},
+        "bytes_up": cost.bytes_up, "bytes_down": cost.bytes_down,
+        "quality_secure": alignment.fit_quality(alignment.AffineMap(W, b), held_b, held_a),
+        "quality_plaintext": alignment.fit_quality(reference, held_b, held_a),
+    }
 
 
 # ---- generation ----------------------------------------------------------------------------------------------

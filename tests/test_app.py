@@ -135,6 +135,18 @@ def test_a_model_that_fails_to_load_is_reported_and_nothing_is_lost(client: Clie
     assert _classify(client, "a query about taxes", task)["mapped_encrypted"] is not None
 
 
+def test_api_fits_a_map_under_encryption(client: Client) -> None:
+    """The sealed fit over the app's API: the provider's map equals the plaintext ridge fit; the client gets none."""
+    result, summary, _ = client.predict(SOURCE, TARGET, "sealed", 64, api_name="/secure_fit")
+    assert result["max_abs_difference"] < 1e-4 and result["who_holds_the_map"] == "provider"
+    assert set(result["receipt"]) == {"fit_id", "model", "map_shape"}  # the client's receipt carries no map
+    assert result["bytes_up"] > 0 and result["bytes_down"] > 64 * 50_000  # 64 real ciphertexts came down
+    assert abs(result["quality_secure"]["r2"] - result["quality_plaintext"]["r2"]) < 1e-4
+    assert "Same map as in plaintext" in summary
+    assert "same model" in _refusal(lambda: client.predict(SOURCE, SOURCE, "paper", 64, api_name="/secure_fit"))
+    assert _refusal(lambda: client.predict(SOURCE, TARGET, "paper", 100, api_name="/secure_fit"))
+
+
 def test_generation_refuses_bad_prompts(client: Client) -> None:
     assert "empty" in _refusal(lambda: client.predict("  ", "gemma3", "smollm2", False, 4, api_name="/generate"))
     too_long = "x" * (service.MAX_PROMPT_CHARS + 1)

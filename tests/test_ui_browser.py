@@ -42,8 +42,9 @@ def page(app_url: str):
 
 
 def choose(page: Page, label: str, option: str) -> None:
-    """Pick ``option`` in the Gradio dropdown labelled ``label`` (options live in the list the input controls)."""
-    box = page.get_by_label(label, exact=True)
+    """Pick ``option`` in the dropdown labelled ``label`` on the visible tab (options live in the list the input
+    controls); tabs reuse labels, so the search stays inside the visible one."""
+    box = page.locator("[role=tabpanel]:visible").get_by_label(label, exact=True)
     box.click()
     page.locator(f"#{box.get_attribute('aria-controls')} [role=option]", has_text=option).first.click()
     expect(box).to_have_value(re.compile(re.escape(option)))  # long options are shown shortened
@@ -93,6 +94,16 @@ def test_encrypted_and_plaintext_predictions_agree(page: Page, artifacts_dir: Pa
     expect(page.locator("#protocol-steps")).to_contain_text("provider")
     page.wait_for_timeout(1000)  # let the plots finish drawing before the screenshot
     page.screenshot(path=artifacts_dir / "ui-secure-inference.png", full_page=True)
+
+
+def test_secure_fit_runs_in_the_page(page: Page, artifacts_dir: Path) -> None:
+    page.get_by_role("tab", name="Secure fit").click()
+    choose(page, "client model (source)", service.model_name(CLIENT))
+    choose(page, "provider model (target)", service.model_name(PROVIDER))
+    page.locator("#fit-button").click()
+    expect(page.locator("#fit-summary")).to_contain_text("Same map as in plaintext", timeout=300_000)
+    expect(page.locator("[role=tabpanel]:visible .js-plotly-plot").first).to_be_visible()
+    page.screenshot(path=artifacts_dir / "ui-secure-fit.png", full_page=True)
 
 
 def test_other_views_render_and_export(page: Page, artifacts_dir: Path) -> None:
