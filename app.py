@@ -145,7 +145,8 @@ def similarity_figure(dataset: str, metric: str):
     sim = service.similarity(dataset, metric)
     return figures.heatmap(sim["matrix"], sim["labels"], sim["labels"], value_name=metric, row_axis="model",
                            col_axis="model",
-                           title=f"{sim['metric_label']} between models on {sim['dataset_label']} ({sim['n_texts']} texts)")
+                           title=f"{sim['metric_label']} between models on {sim['dataset_label']} "
+                                 f"({sim['n_texts']} texts)")
 
 
 @_readable_errors

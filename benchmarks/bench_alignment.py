@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a scri
 import numpy as np  # noqa: E402
 from sklearn.linear_model import Ridge  # noqa: E402
 
-from securealign.alignment import RidgeStats, fit_ridge  # noqa: E402
+from securealign.alignment import RidgeStats, absolute_alpha, fit_ridge  # noqa: E402
 
 LAMBDA = 0.1
 
@@ -33,12 +33,6 @@ def _time(fn: Callable[[], object], repeats: int = 3) -> float:
         fn()
         best = min(best, time.perf_counter() - start)
     return best
-
-
-def _sklearn_alpha(Zb: np.ndarray) -> float:
-    """Our lambda is relative to the mean source variance on covariances; sklearn's alpha is on raw sums."""
-    centred = Zb - Zb.mean(0)
-    return LAMBDA * len(Zb) * float(np.sum(centred**2) / len(Zb) / Zb.shape[1])
 
 
 def main() -> None:
@@ -53,8 +47,8 @@ def main() -> None:
             ours = RidgeStats(d_b, d_a).update(Zb, Za).solve(LAMBDA)
             fixed = _time(lambda: RidgeStats(d_b, d_a).update(Zb, Za).solve(LAMBDA))
             Zb64, Za64 = Zb.astype(np.float64), Za.astype(np.float64)
-            reference = Ridge(alpha=_sklearn_alpha(Zb64), solver="cholesky").fit(Zb64, Za64)
-            sklearn_s = _time(lambda: Ridge(alpha=_sklearn_alpha(Zb64), solver="cholesky").fit(Zb64, Za64))
+            reference = Ridge(alpha=absolute_alpha(Zb64, LAMBDA), solver="cholesky").fit(Zb64, Za64)
+            sklearn_s = _time(lambda: Ridge(alpha=absolute_alpha(Zb64, LAMBDA), solver="cholesky").fit(Zb64, Za64))
             diff = np.abs(ours.W - reference.coef_.T).max()
             validated = _time(lambda: fit_ridge(Zb, Za), repeats=1)
             base_fixed, base_val = base_fixed or fixed, base_val or validated

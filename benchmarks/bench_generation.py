@@ -85,7 +85,8 @@ def run(n_prompts: int, n_tokens: int) -> int:
           f"giant {layout.giant}, {layout.rotations} rotations and {layout.d * layout.n_ciphertexts:,} "
           f"plaintext products per token")
     print(f"provider set-up: {compile_s:.1f} s to encode {layout.d * layout.n_ciphertexts:,} diagonals "
-          f"({head.provider.plaintext_bytes / 1e9:.2f} GB of plaintexts); Galois keys {len(head.key_bytes) / 1e3:.0f} KB "
+          f"({head.provider.plaintext_bytes / 1e9:.2f} GB of plaintexts); "
+          f"Galois keys {len(head.key_bytes) / 1e3:.0f} KB "
           f"(steps {layout.steps}), sent once")
 
     parts: dict[str, list[float]] = {"source": [], "encrypt": [], "provider": [], "decrypt": [], "total": []}

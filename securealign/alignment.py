@@ -54,7 +54,7 @@ class AffineMap:
         np.savez_compressed(path, W=self.W.astype(dtype), b=self.b.astype(dtype), kind=self.kind, lam=self.lam)
 
     @classmethod
-    def load(cls, path: Path) -> "AffineMap":
+    def load(cls, path: Path) -> AffineMap:
         """Read a map written by :meth:`save`, back in float64 whatever it was stored as."""
         with np.load(path) as data:
             return cls(data["W"].astype(np.float64), data["b"].astype(np.float64), str(data["kind"]),
@@ -71,13 +71,14 @@ class RidgeStats:
         self.bb = np.zeros((source_dim, source_dim))
         self.ba = np.zeros((source_dim, target_dim))
 
-    def update(self, Zb: np.ndarray, Za: np.ndarray) -> "RidgeStats":
+    def update(self, Zb: np.ndarray, Za: np.ndarray) -> RidgeStats:
         """Add one mini-batch of paired rows."""
         Zb, Za = np.asarray(Zb, dtype=np.float64), np.asarray(Za, dtype=np.float64)
         if Zb.ndim != 2 or Za.ndim != 2 or len(Zb) != len(Za):
             raise ValueError(f"need paired 2-D batches, got {Zb.shape} and {Za.shape}")
         if Zb.shape[1] != self.sum_b.size or Za.shape[1] != self.sum_a.size:
-            raise ValueError(f"batch dims {Zb.shape[1]}->{Za.shape[1]} do not match {self.sum_b.size}->{self.sum_a.size}")
+            raise ValueError(f"batch dims {Zb.shape[1]}->{Za.shape[1]} do not match "
+                             f"{self.sum_b.size}->{self.sum_a.size}")
         self.n += len(Zb)
         self.sum_b += Zb.sum(0)
         self.sum_a += Za.sum(0)
@@ -153,7 +154,8 @@ def procrustes_rotation(Zb: np.ndarray, Za: np.ndarray) -> np.ndarray:
 
 
 def fit_procrustes(Zb: np.ndarray, Za: np.ndarray) -> AffineMap:
-    """Orthogonal Procrustes as an affine map: centre, scale to unit Frobenius norm, pad, rotate, undo the target's scaling."""
+    """Orthogonal Procrustes as an affine map: centre, scale to unit Frobenius norm, pad, rotate, undo the
+    target's scaling."""
     Zb, Za = _paired(Zb, Za)
     Q = procrustes_rotation(Zb, Za)
     norm_b = np.linalg.norm(Zb - Zb.mean(0)) or 1.0

@@ -37,21 +37,22 @@ def _path(*parts: str) -> Path:
     return path
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_manifest() -> dict:
     """What was precomputed: encoders, tasks, regimes, the demo regime, similarity datasets and metrics, sizes."""
     return json.loads(_path("manifest.json").read_text())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_similarity(dataset: str) -> dict:
     """``{"keys": [...], "n_texts": int, "matrices": {metric: N x N list}}`` for one text set."""
     if dataset not in load_manifest()["similarity_datasets"]:
-        raise MissingArtifactError(f"no similarity for {dataset!r}; available: {load_manifest()['similarity_datasets']}")
+        raise MissingArtifactError(f"no similarity for {dataset!r}; "
+                                   f"available: {load_manifest()['similarity_datasets']}")
     return json.loads(_path("similarity", f"{dataset}.json").read_text())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_results() -> list[dict]:
     """Every (task, source, target, regime, map kind) row: accuracies, OOD metrics and fit quality."""
     return json.loads(_path("results.json").read_text())

@@ -218,7 +218,7 @@ class CausalLM:
         return {"last": np.concatenate(last).astype(np.float32), "mean": np.concatenate(mean).astype(np.float32)}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_causal_lm(key: str) -> CausalLM:
     """The zoo's causal LM ``key``, loaded once per process (converted on first use if set-up has not run)."""
     spec = get_spec(key)

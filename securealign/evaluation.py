@@ -92,6 +92,7 @@ def evaluate_pair(task: str, source_key: str, target_key: str, source: ModelEmbe
     return rows, maps
 
 
-def fit_heads(embeddings: dict[str, ModelEmbeddings], train_labels: np.ndarray, classes: list[str]) -> dict[str, LinearHead]:
+def fit_heads(embeddings: dict[str, ModelEmbeddings], train_labels: np.ndarray,
+              classes: list[str]) -> dict[str, LinearHead]:
     """Each model's own head on the task's training split (the provider's private labeled data)."""
     return {key: fit_head(emb.train, train_labels, classes) for key, emb in embeddings.items()}

@@ -47,7 +47,7 @@ class LinearHead:
                             classes=np.array(self.classes))
 
     @classmethod
-    def load(cls, path: Path) -> "LinearHead":
+    def load(cls, path: Path) -> LinearHead:
         with np.load(path) as data:
             return cls(data["V"].astype(np.float64), data["c"].astype(np.float64), [str(c) for c in data["classes"]])
 

@@ -33,7 +33,9 @@ MAX_PROMPT_CHARS = 500
 MAX_APP_NEW_TOKENS = 48  # the library allows 128; on 2 shared cores a live demo stays short
 FIT_TEXTS = (64, 128, 256, 512, 1024)  # public texts a live secure fit may use (~15 ms of work per text)
 FIT_HELD_OUT = 200  # the public texts after the fitted ones, to measure the fitted map
-FIT_LAMBDA = 0.3  # fixed in advance (best held-out R^2 at 256-1,000 texts over pairs tried): choosing it by validation would need both parties' embeddings in the clear
+# fixed in advance (best held-out R^2 at 256-1,000 texts over the pairs tried): choosing it by validation would
+# need both parties' embeddings in the clear
+FIT_LAMBDA = 0.3
 EXAMPLES_PER_TASK = 5
 FIT_MEASURES = {
     "r2": "held-out R² of the map",
@@ -100,14 +102,15 @@ def _check_pair(source: str, target: str, task: str) -> None:
     _check_choice("provider model", target, encoders)
     _check_task(task)
     if source == target:
-        raise ServiceError("Client and provider use the same model here; pick two different models to see a map at work.")
+        raise ServiceError("Client and provider use the same model here; "
+                           "pick two different models to see a map at work.")
 
 
 def model_name(key: str) -> str:
     return get_spec(key).name
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def examples(task: str, n: int = EXAMPLES_PER_TASK) -> list[str]:
     """Held-out test texts of ``task``, one per class in turn, so a presenter can pick a realistic query."""
     data = load_task(_check_task(task))
@@ -251,7 +254,8 @@ def _prediction(logits: np.ndarray, classes: list[str]) -> dict:
             "probabilities": {c: float(p) for c, p in zip(classes, probs)}}
 
 
-def _embed_one(key: str, text: str, progress: ProgressFn | None, fraction: float, role: str) -> tuple[np.ndarray, float]:
+def _embed_one(key: str, text: str, progress: ProgressFn | None, fraction: float,
+               role: str) -> tuple[np.ndarray, float]:
     _report(progress, fraction, f"loading the {role} model {model_name(key)} (first use only)")
     from securealign.encoders import load_encoder
 
@@ -269,7 +273,8 @@ _STEP_BARS = {"keys": "keys (once)"}
 
 
 def classify(text: str, source: str, target: str, task: str, mode: str = "sealed", encrypted: bool = True,
-             client: ClientSession | None = None, progress: ProgressFn | None = None) -> tuple[dict, ClientSession | None]:
+             client: ClientSession | None = None,
+             progress: ProgressFn | None = None) -> tuple[dict, ClientSession | None]:
     """One query, three ways: the provider's model on the raw text (reference), the client's embedding mapped in
     plaintext, and the same under CKKS encryption. Returns the JSON-able comparison and the client session (new
     keys are made when ``client`` is None and encryption is on)."""

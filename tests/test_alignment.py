@@ -7,9 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.linear_model import Ridge
 
-from securealign.alignment import (AffineMap, RidgeStats, fit_lstsq, fit_map, fit_procrustes, fit_quality,
-                                   fit_ridge, procrustes_rotation)
+from securealign.alignment import (AffineMap, RidgeStats, absolute_alpha, fit_lstsq, fit_map, fit_procrustes,
+                                   fit_quality, fit_ridge, procrustes_rotation)
 from securealign.datasets import load_public_corpus, load_task
 from securealign.embeddings import embed
 from securealign.heads import fit_head
@@ -26,6 +27,16 @@ def test_streamed_fit_equals_one_shot() -> None:
     one_shot = RidgeStats(24, 16).update(Zb, Za).solve(0.1)
     np.testing.assert_allclose(streamed.W, one_shot.W, atol=1e-6)
     np.testing.assert_allclose(streamed.b, one_shot.b, atol=1e-6)
+
+
+def test_relative_lambda_is_sklearns_ridge_at_the_absolute_alpha() -> None:
+    """The secure fit takes scikit-learn's alpha; ``absolute_alpha`` must give the same map as our relative lambda."""
+    Zb = RNG.normal(size=(300, 20)) * RNG.uniform(0.1, 3.0, size=20)
+    Za = Zb @ RNG.normal(size=(20, 9)) + RNG.normal(size=(300, 9))
+    ours = fit_ridge(Zb, Za, lam=0.3)
+    reference = Ridge(alpha=absolute_alpha(Zb, 0.3)).fit(Zb, Za)
+    np.testing.assert_allclose(ours.W, reference.coef_.T, atol=1e-10)
+    np.testing.assert_allclose(ours.b, reference.intercept_, atol=1e-10)
 
 
 def test_lstsq_recovers_an_exact_affine_relation() -> None:

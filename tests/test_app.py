@@ -172,7 +172,8 @@ def test_results_table_and_fit_quality_come_from_the_assets(task: str) -> None:
     fit = service.fit_quality(task, "task", "mapped_acc")
     assert np.all(np.isnan(np.diag(fit["matrix"])))
     i, j = fit["keys"].index(SOURCE), fit["keys"].index(TARGET)
-    row = next(r for r in rows if (r["source"], r["target"], r["regime"], r["map"]) == (SOURCE, TARGET, "task", "ridge"))
+    row = next(r for r in rows
+               if (r["source"], r["target"], r["regime"], r["map"]) == (SOURCE, TARGET, "task", "ridge"))
     assert fit["matrix"][i, j] == pytest.approx(row["mapped_acc"])
 
 

@@ -17,7 +17,8 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
+from collections.abc import Callable
 
 import numpy as np
 import tenseal.sealapi as seal
@@ -177,7 +178,7 @@ class KeyPair:
     keygen: seal.KeyGenerator
 
     @classmethod
-    def generate(cls) -> "KeyPair":
+    def generate(cls) -> KeyPair:
         keygen = seal.KeyGenerator(context())
         secret = keygen.secret_key()
         return cls(secret, seal.Encryptor(context(), secret), seal.Decryptor(context(), secret), keygen)

@@ -6,7 +6,7 @@ import hashlib
 import secrets
 import threading
 from collections import OrderedDict
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 

@@ -42,7 +42,7 @@ class Layout:
     n_ciphertexts: int
 
     @classmethod
-    def plan(cls, d_in: int, n_classes: int) -> "Layout":
+    def plan(cls, d_in: int, n_classes: int) -> Layout:
         if not 1 <= d_in <= SLOTS:
             raise DimensionError(f"input dimension {d_in} is outside 1..{SLOTS} (one ciphertext's slots)")
         if n_classes < 1:
@@ -52,7 +52,7 @@ class Layout:
         return cls(d_in, n_classes, block, per_ct, math.ceil(n_classes / per_ct))
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Layout":
+    def from_dict(cls, data: dict) -> Layout:
         """A layout received from the other party, re-planned and compared so a forged one is refused."""
         try:
             layout = cls.plan(int(data["d_in"]), int(data["n_classes"]))

@@ -41,7 +41,7 @@ class CompiledHead:
     plaintexts: list[tuple[seal.Plaintext, seal.Plaintext]]
 
     @classmethod
-    def compile(cls, matrix: np.ndarray, bias: np.ndarray) -> "CompiledHead":
+    def compile(cls, matrix: np.ndarray, bias: np.ndarray) -> CompiledHead:
         layout = Layout.plan(matrix.shape[1], matrix.shape[0])
         plaintexts = [(ckks.encode(w, ckks.top_parms_id(), ckks.SCALE),
                        ckks.encode(o, ckks.bottom_parms_id(), ckks.rescaled_scale()))

@@ -20,7 +20,7 @@ class RemoteProvider:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> "RemoteProvider":
+    def __enter__(self) -> RemoteProvider:
         return self
 
     def __exit__(self, *exc) -> None:

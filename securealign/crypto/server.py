@@ -12,7 +12,7 @@ import contextlib
 import threading
 import time
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import uvicorn

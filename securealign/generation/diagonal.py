@@ -45,7 +45,7 @@ class DiagonalLayout:
     giant: int
 
     @classmethod
-    def plan(cls, d: int, vocab: int) -> "DiagonalLayout":
+    def plan(cls, d: int, vocab: int) -> DiagonalLayout:
         if not 1 <= d <= SLOTS // 2:
             raise DimensionError(f"input dimension {d} is outside 1..{SLOTS // 2}")
         if vocab < 1:

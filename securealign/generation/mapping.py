@@ -52,7 +52,7 @@ class HiddenMap:
                                                            "metrics": self.metrics}))
 
     @classmethod
-    def load(cls, path: Path) -> "HiddenMap":
+    def load(cls, path: Path) -> HiddenMap:
         with np.load(path) as data:
             meta = json.loads(str(data["meta"]))
             return cls(meta["source"], meta["target"], data["W"], data["b"], meta["metrics"])

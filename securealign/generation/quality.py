@@ -29,7 +29,7 @@ def perplexity(model_key: str, prompt: str, continuation: str) -> float:
     return float(np.exp(-scored.mean()))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def compatibility(source_key: str, target_key: str, n_texts: int = COMPATIBILITY_TEXTS) -> dict[str, float]:
     """Exact token match rate on public text and vocabulary Jaccard for a (source, target) pair."""
     source, target = load_causal_lm(source_key), load_causal_lm(target_key)
