@@ -89,6 +89,48 @@ def test_tampered_and_reframed_ciphertext_never_yields_a_prediction(setup):
     _good_round_trip(setup)
 
 
+def _mutate(blob: bytes, trial: int, rng: np.random.Generator) -> bytes:
+    """Bit flips anywhere, a changed byte in SEAL's header, or random bytes of the same length."""
+    out = bytearray(blob)
+    if trial % 3 == 0:
+        for i in rng.integers(0, len(out), size=int(rng.integers(1, 9))):
+            out[i] ^= 1 << int(rng.integers(0, 8))
+    elif trial % 3 == 1:
+        out[int(rng.integers(0, 64))] = int(rng.integers(0, 256))
+    else:
+        out = bytearray(rng.integers(0, 256, size=len(out), dtype=np.uint8).tobytes())
+    return bytes(out)
+
+
+def test_random_reframed_tampering_is_refused_or_harmless(setup):
+    """A man in the middle who alters ciphertexts and recomputes the digest, 60 times each way (seeded): the
+    provider answers or raises a ProtocolError (never another exception), and the client either refuses the result
+    or shows logits equal to the true ones (a change that did not matter), never wrong predictions."""
+    m, provider, layout, client, session = setup
+    rng, refused, harmless = np.random.default_rng(7), 0, 0
+    for trial in range(60):
+        query = wire.decode(_query(setup, trial % len(m.test_source)), wire.MessageType.QUERY)
+        try:
+            provider.evaluate(session, "rt", wire.encode(wire.MessageType.QUERY, query.meta,
+                                                         [_mutate(query.blobs[0], trial, rng)]))
+        except ProtocolError:
+            pass
+    for trial in range(60):
+        z = m.test_source[trial % len(m.test_source)]
+        result = wire.decode(provider.evaluate(session, "rt", client.encrypt_query(z, layout, "sealed")),
+                             wire.MessageType.RESULT)
+        forged = wire.encode(wire.MessageType.RESULT, result.meta, [_mutate(result.blobs[0], trial, rng)])
+        try:
+            logits = client.decrypt_result(forged)
+        except ProtocolError:
+            refused += 1
+            continue
+        assert np.max(np.abs(logits - plaintext_logits(z, m.V, m.c, m.W, m.b))) < 1e-3
+        harmless += 1
+    assert refused >= 55 and refused + harmless == 60
+    _good_round_trip(setup)
+
+
 def test_query_from_another_session_is_refused_by_the_provider(setup):
     m, _, layout, _, _ = setup
     stranger = ClientSession([layout])
