@@ -6,8 +6,8 @@ Started by ``scripts/demo.sh`` and by the Hugging Face Space (``Dockerfile``); h
 precomputed ``assets/`` alone, and models load on first use behind a progress bar.
 
 Public API (``gradio_client``): ``/classify`` takes (text, client model, provider model, task, mode, encrypted)
-and returns the comparison as JSON; ``/secure_fit`` (client model, provider model, mode, public texts) fits a map
-under encryption; ``/generate`` streams cross-model text. See docs/app.md.
+and returns the comparison as JSON; ``/secure_fit`` (client model, provider model, mode, public texts, task) fits a
+map under encryption; ``/generate`` streams cross-model text. See docs/app.md.
 """
 
 from __future__ import annotations
@@ -201,13 +201,24 @@ def _fit_md(result: dict) -> str:
         f"{result['max_abs_difference']:.1e} (CKKS noise; λ = {result['lambda']} fixed in advance).  ",
         f"**How good the map is** on {result['held_out']} held-out public texts: R² {secure['r2']:.3f} "
         f"(plaintext {plain['r2']:.3f}), mean cosine {secure['cosine']:.3f}, top-1 retrieval {secure['top1']:.1%}. "
-        "More texts give a better map at a linear cost."])
+        "More texts give a better map at a linear cost.  ", *_task_md(result["task_accuracy"])])
+
+
+def _task_md(acc: dict | None) -> list[str]:
+    if acc is None:
+        return []
+    return [f"**What the map is for** ({acc['title']}, all {acc['n_test']:,} test texts): the provider's head is right "
+            f"on {acc['provider_native']:.1%} of its own embeddings and on {acc['through_this_map']:.1%} of the "
+            f"client's embeddings through this map (the precomputed public-only map, fitted on "
+            f"{acc['public_map_texts']:,} texts: {acc['public_map_precomputed']:.1%})."]
 
 
 @_readable_errors
-def run_secure_fit(source: str, target: str, mode: str, n_texts: float, progress=gr.Progress(track_tqdm=True)):
-    """Fit the client's map on public texts under encryption and compare it with the plaintext fit (JSON)."""
-    result = service.secure_fit(source, target, mode, int(n_texts), _progress_fn(progress))
+def run_secure_fit(source: str, target: str, mode: str, n_texts: float, task: str,
+                   progress=gr.Progress(track_tqdm=True)):
+    """Fit the client's map on public texts under encryption, compare it with the plaintext fit and measure the
+    provider's task head through it (JSON)."""
+    result = service.secure_fit(source, target, mode, int(n_texts), task, _progress_fn(progress))
     timings = {"client": result["party_ms"]["client"], "provider": result["party_ms"]["provider"],
                "plaintext ridge": result["plaintext_ms"]}
     return result, _fit_md(result), figures.latency_bars(timings, title="Secure fit vs plaintext (ms)")
@@ -354,14 +365,16 @@ def build() -> gr.Blocks:
                     f_source = gr.Dropdown(encoders, value=source, label="client model (source)")
                     f_target = gr.Dropdown(encoders, value=target, label="provider model (target)")
                     f_texts = gr.Dropdown(list(service.FIT_TEXTS), value=512, label="public texts to fit on")
-                f_mode = gr.Radio([("sealed: the provider gets the map", "sealed"),
-                                   ("paper: the client gets the map", "paper")], value="sealed", label="fit mode")
+                with gr.Row():
+                    f_mode = gr.Radio([("sealed: the provider gets the map", "sealed"),
+                                       ("paper: the client gets the map", "paper")], value="sealed", label="fit mode")
+                    f_task = gr.Dropdown(tasks, value=first_task, label="provider's task (to measure the map on)")
                 f_run = gr.Button("Fit the map under encryption", variant="primary", elem_id="fit-button")
                 f_summary = gr.Markdown(elem_id="fit-summary")
                 f_plot = gr.Plot(label="time per party")
                 with gr.Accordion("raw result (what the /secure_fit API returns)", open=False):
                     f_json = gr.JSON()
-                f_run.click(run_secure_fit, [f_source, f_target, f_mode, f_texts], [f_json, f_summary, f_plot],
+                f_run.click(run_secure_fit, [f_source, f_target, f_mode, f_texts, f_task], [f_json, f_summary, f_plot],
                             api_name="secure_fit", concurrency_limit=1, concurrency_id="secure_fit",
                             api_description="Fit the client's map on public texts under CKKS encryption and "
                                             "compare it with the plaintext ridge fit; returns JSON.")

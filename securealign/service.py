@@ -323,13 +323,31 @@ def classify(text: str, source: str, target: str, task: str, mode: str = "sealed
 
 # ---- secure fitting of the map ------------------------------------------------------------------------------
 
-def secure_fit(source: str, target: str, mode: str = "sealed", n_texts: int = 512,
+def _task_accuracy(task: str, source: str, target: str, affine: alignment.AffineMap,
+                   progress: ProgressFn | None) -> dict:
+    """What the fitted map is for: the provider's head on its own test embeddings vs on the client's through the
+    map, on the task's full test split, beside the precomputed public-only map (fitted on the whole corpus)."""
+    data, head = load_task(task), artifacts.load_head(task, target)
+    _report(progress, 0.9, f"classifying {len(data.test_texts)} held-out {task} texts through the map")
+    z_b, z_a = (embed(key, data.test_texts, progress=False) for key in (source, target))
+    public = next(r for r in _ridge_rows(task, "public") if (r["source"], r["target"]) == (source, target))
+    return {"task": task, "title": data.title, "n_test": len(data.test_texts),
+            "provider_native": head.accuracy(z_a, data.test_labels),
+            "through_this_map": head.accuracy(affine.apply(z_b), data.test_labels),
+            "public_map_precomputed": public["mapped_acc"], "public_map_texts": public["pairs"]}
+
+
+def secure_fit(source: str, target: str, mode: str = "sealed", n_texts: int = 512, task: str | None = None,
                progress: ProgressFn | None = None) -> dict:
     """Fit the client's map on ``n_texts`` public texts under encryption (both parties in this process), and check
-    it against the plaintext ridge fit of the same texts; returns the JSON-able comparison."""
-    encoders = [k for _, k in catalogue()["encoders"]]
-    _check_choice("client model", source, encoders)
-    _check_choice("provider model", target, encoders)
+    it against the plaintext ridge fit of the same texts; with ``task``, also measure what the map is for: the
+    provider's head on the client's mapped test embeddings. Returns the JSON-able comparison."""
+    if task is None:
+        encoders = [k for _, k in catalogue()["encoders"]]
+        _check_choice("client model", source, encoders)
+        _check_choice("provider model", target, encoders)
+    else:
+        _check_pair(source, target, task)
     _check_choice("mode", mode, list(MODES))
     if source == target:
         raise ServiceError("Client and provider use the same model here; pick two different models to fit a map.")
@@ -358,8 +376,9 @@ def secure_fit(source: str, target: str, mode: str = "sealed", n_texts: int = 51
     start = time.perf_counter()
     reference = alignment.fit_ridge(z_b[:n_texts], z_a[:n_texts], lam=FIT_LAMBDA)
     plain_ms = (time.perf_counter() - start) * 1e3
-    _report(progress, 0.95, f"measuring both maps on {FIT_HELD_OUT} held-out public texts")
+    _report(progress, 0.85, f"measuring both maps on {FIT_HELD_OUT} held-out public texts")
     held_b, held_a = z_b[n_texts:], z_a[n_texts:]
+    secure_map = alignment.AffineMap(W, b)
     return {
         "source": source, "target": target, "source_name": model_name(source), "target_name": model_name(target),
         "mode": mode, "n_texts": n_texts, "held_out": FIT_HELD_OUT, "lambda": FIT_LAMBDA, "alpha": alpha,
@@ -369,8 +388,9 @@ def secure_fit(source: str, target: str, mode: str = "sealed", n_texts: int = 51
         "secure_ms": secure_ms, "plaintext_ms": plain_ms,
         "party_ms": {party: float(ms) for party, ms in cost.ms.items()},
         "bytes_up": cost.bytes_up, "bytes_down": cost.bytes_down,
-        "quality_secure": alignment.fit_quality(alignment.AffineMap(W, b), held_b, held_a),
+        "quality_secure": alignment.fit_quality(secure_map, held_b, held_a),
         "quality_plaintext": alignment.fit_quality(reference, held_b, held_a),
+        "task_accuracy": None if task is None else _task_accuracy(task, source, target, secure_map, progress),
     }
 
 
