@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from securealign.datasets import TASKS, _bbc_rows, load_ood_texts, load_public_corpus, load_task
+from securealign.datasets import TASKS, _bbc_rows, load_ood_texts, load_public_corpus, load_task, non_test_rows
 
 
 @pytest.mark.parametrize(
@@ -48,3 +48,13 @@ def test_public_corpus_and_ood_pairing() -> None:
         assert len(ood) == 50 and spec.ood_name != name
     with pytest.raises(ValueError, match="valid tasks"):
         load_task("imdb")
+
+
+@pytest.mark.parametrize("name", list(TASKS))
+def test_non_test_rows_hold_every_labeled_row_but_the_test_split(name: str) -> None:
+    task = load_task(name)
+    texts, labels = non_test_rows(name)
+    assert not set(texts) & set(task.test_texts) and set(task.train_texts) <= set(texts)
+    assert len(texts) == len(set(texts)) == len(labels) and set(labels.tolist()) == set(range(len(task.classes)))
+    train_labels = dict(zip(texts, labels.tolist()))
+    assert all(train_labels[t] == y for t, y in zip(task.train_texts, task.train_labels.tolist()))
