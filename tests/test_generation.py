@@ -92,11 +92,15 @@ def test_generate_command(cross, capsys) -> None:
     assert "mapped (gemma3 -> smollm2)" in out and "native_target:" in out and "exact_match_rate" in out
 
 
-def test_app_refuses_a_pair_whose_map_would_take_an_hour_to_fit() -> None:
+def test_app_refuses_a_pair_whose_map_would_take_an_hour_to_fit(monkeypatch, tmp_path) -> None:
+    """With no fitted copy in the cache or in assets/ (both pointed at empty folders), the app refuses the pair with
+    a readable message instead of starting an hour-long fit while a user waits."""
     from securealign import service
-    from securealign.generation.mapping import fitted_map_path
+    from securealign.generation import mapping
 
-    assert fitted_map_path("gemma3", "smollm2") is not None  # committed in assets/generation
-    if fitted_map_path("smollm2", "gemma3") is None:
-        with pytest.raises(service.ServiceError, match="about an hour"):
-            next(service.generate("The capital of France is", "smollm2", "gemma3"))
+    assert mapping.fitted_map_path("gemma3", "smollm2") is not None  # committed in assets/generation
+    monkeypatch.setenv("SECUREALIGN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(mapping, "assets_dir", lambda: tmp_path / "assets")
+    assert mapping.fitted_map_path("gemma3", "smollm2") is None
+    with pytest.raises(service.ServiceError, match="about an hour"):
+        next(service.generate("The capital of France is", "gemma3", "smollm2"))

@@ -91,7 +91,9 @@ def fit_ridge(x: np.ndarray, y: np.ndarray, lam: float = RIDGE_LAMBDA) -> tuple[
 def fit_quality(pred: np.ndarray, true: np.ndarray, lm_head: np.ndarray) -> dict[str, float]:
     """Held-out R^2 (variance-weighted), mean cosine, and how often the LM head picks the same next token."""
     cos = np.sum(pred * true, axis=1) / (np.linalg.norm(pred, axis=1) * np.linalg.norm(true, axis=1) + 1e-12)
-    same = np.argmax(pred @ lm_head.T, axis=1) == np.argmax(true @ lm_head.T, axis=1)
+    # in chunks: 40k held-out tokens against Gemma's 262k-token vocabulary would be a 42 GB logit matrix
+    same = np.concatenate([np.argmax(pred[i : i + 512] @ lm_head.T, axis=1)
+                           == np.argmax(true[i : i + 512] @ lm_head.T, axis=1) for i in range(0, len(true), 512)])
     return {"r2": float(r2_score(true, pred, multioutput="variance_weighted")), "cosine": float(cos.mean()),
             "next_token_agreement": float(same.mean()), "held_out_tokens": int(len(true))}
 
