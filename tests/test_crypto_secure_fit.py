@@ -11,8 +11,9 @@ from sklearn.linear_model import Ridge
 
 from securealign.crypto import ClientSession, Layout, Provider, RemoteProvider, plaintext_logits, run_encrypted_query
 from securealign.crypto.demo import fit_task_models
+from securealign.crypto import wire
 from securealign.crypto.errors import (DimensionError, KeyMismatchError, LimitExceededError, ParameterError,
-                                       UnknownFitError)
+                                       UnknownFitError, WireFormatError)
 from securealign.crypto.fit_client import fit_paper, fit_sealed
 from securealign.crypto.secure_fit import CrossProductEvaluator, KeyHolder
 from securealign.crypto.server import running_server
@@ -130,6 +131,24 @@ def test_bad_fit_requests_are_refused_over_http(public_pairs, bbc):
             for _ in range(4):
                 remote.open_fit(SET, "paper", 257)
         assert remote.describe("bbc")  # the provider keeps serving after every refusal
+
+
+def test_a_refused_batch_leaves_the_fit_intact(public_pairs, bbc):
+    """One corrupt ciphertext in a batch (digest recomputed): the whole batch is refused, nothing of it is added,
+    and the fit completes correctly when the intact batch follows."""
+    texts, z_b, z_a = public_pairs
+    provider = _provider(public_pairs, bbc)
+    provider.add_public_set("tiny", texts[:8], z_a[:8])
+    fit = provider.open_fit("tiny", "paper", z_b.shape[1] + 1)
+    holder, x = KeyHolder(), np.hstack([z_b[:8], np.ones((8, 1))])
+    batch = holder.encrypt_batch(x, z_a.shape[1], 0)
+    message = wire.decode(batch, wire.MessageType.MATRIX)
+    blobs = list(message.blobs)
+    blobs[5] = np.random.default_rng(0).integers(0, 256, len(blobs[5]), dtype=np.uint8).tobytes()
+    with pytest.raises(WireFormatError):
+        provider.add_fit_rows(fit["fit_id"], wire.encode(wire.MessageType.MATRIX, message.meta, blobs))
+    assert provider.add_fit_rows(fit["fit_id"], batch) == 8
+    np.testing.assert_allclose(holder.decrypt(provider.fit_product(fit["fit_id"])), z_a[:8].T @ x, atol=1e-4)
 
 
 def test_products_under_a_foreign_key_are_refused(public_pairs):

@@ -136,9 +136,10 @@ class CrossProductEvaluator:
             raise KeyMismatchError("batch differs in key or width from the first batch")
         if self._done + len(message.blobs) > len(self.Y):
             raise DimensionError(f"more encrypted rows than the {len(self.Y)} plaintext rows")
+        # every ciphertext is validated before any is accumulated: a refused batch leaves the job as it was
+        rows = [ckks.load_ciphertext(blob, parms_id=ckks.top_parms_id(), scale=ckks.SCALE) for blob in message.blobs]
         ev = ckks.evaluator()
-        for blob in message.blobs:
-            row = ckks.load_ciphertext(blob, parms_id=ckks.top_parms_id(), scale=ckks.SCALE)
+        for row in rows:
             y = self.Y[self._done]
             for t in range(layout.n_ciphertexts):
                 product = seal.Ciphertext()
