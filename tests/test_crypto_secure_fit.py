@@ -165,3 +165,24 @@ def test_products_under_a_foreign_key_are_refused(public_pairs):
         CrossProductEvaluator(z_a[:2], progress=False).result()
     with pytest.raises(DimensionError):
         CrossProductEvaluator(np.full((5, 3), np.nan), progress=False)
+
+
+def test_fit_command_against_a_running_provider(public_pairs, bbc, tmp_path, capsys):
+    """`python -m securealign fit` embeds the provider's public texts with the client's model and fits over HTTP."""
+    from securealign.crypto.fit_client import main as fit_main
+
+    texts, _, z_a = public_pairs
+    provider = _provider(public_pairs, bbc)
+    provider.add_public_set("small", texts[:64], z_a[:64])
+    out = tmp_path / "map.npz"
+    with running_server(provider) as url:
+        common = ["--provider", url, "--public-set", "small", "--client-model", "wordllama", "--alpha", "0.5"]
+        assert fit_main([*common, "--mode", "paper", "--out", str(out)]) == 0
+        assert fit_main([*common, "--mode", "sealed", "--model", "bbc"]) == 0
+    printed = capsys.readouterr().out
+    assert "fitted W 256 x 384" in printed and "sealed model served as: bbc@fit-" in printed
+    z_b = embed("wordllama", texts[:64], progress=False)
+    ridge = Ridge(alpha=0.5).fit(z_b, z_a[:64])
+    with np.load(out) as fitted:
+        assert np.max(np.abs(fitted["W"] - ridge.coef_.T)) < 1e-4
+    assert any(model.startswith("bbc@fit-") for model in provider.models())
