@@ -418,8 +418,8 @@ def generate(prompt: str, source: str, target: str, encrypted: bool = False, max
     if fitted_map_path(source, target) is None:
         raise ServiceError(
             f"No map from {model_name(source)} to {model_name(target)} has been fitted yet, and fitting one takes "
-            f"about an hour on 2 CPU cores. Pick the precomputed pair (Gemma 3 reads, SmolLM2 writes), or fit it "
-            f"once with `python -m securealign generate --source {source} --target {target} \"...\"`.")
+            "about an hour on 2 CPU cores. Pick a precomputed pair (Gemma 3 and SmolLM2, either way round), or "
+            f"fit it once with `python -m securealign generate --source {source} --target {target} \"...\"`.")
     _report(progress, 0.1, f"loading {model_name(source)} and {model_name(target)} and their map (first use only)")
     with _loading(f"{model_name(source)} or {model_name(target)}"):
         pair = load_pair(source, target)

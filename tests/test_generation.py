@@ -104,3 +104,17 @@ def test_app_refuses_a_pair_whose_map_would_take_an_hour_to_fit(monkeypatch, tmp
     assert mapping.fitted_map_path("gemma3", "smollm2") is None
     with pytest.raises(service.ServiceError, match="about an hour"):
         next(service.generate("The capital of France is", "gemma3", "smollm2"))
+
+
+def test_reverse_pair_runs_from_its_committed_map() -> None:
+    """SmolLM2 reads, Gemma 3's 262k-token head writes: the map fitted once on 4,000 texts is committed, so the app
+    serves this direction too without an hour's fit."""
+    from securealign import service
+    from securealign.generation import mapping
+
+    path = mapping.fitted_map_path("smollm2", "gemma3")
+    assert path is not None
+    fit = mapping.HiddenMap.load(path).metrics
+    assert fit["texts"] == 4000 and fit["r2"] > 0.4 and fit["next_token_agreement"] > 0.35
+    last = list(service.generate("The capital of France is", "smollm2", "gemma3", False, 3))[-1]
+    assert last["texts"]["mapped"].strip() and last["texts"]["native_target"].strip()
