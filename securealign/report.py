@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+from scipy.stats import binomtest
 
 from securealign.artifacts import load_manifest, load_results, load_similarity
 
@@ -84,6 +85,14 @@ def _sizes(manifest: dict) -> list[str]:
     return lines
 
 
+def sampling_note(accuracy: float, n_test: int) -> str:
+    """How far one accuracy could move by test-set sampling alone, so small differences in Table 1 are read as such."""
+    ci = binomtest(round(accuracy * n_test), n_test).proportion_ci(0.95, method="wilson")
+    return (f"  sampling uncertainty: one accuracy near {100 * accuracy:.0f}% on these {n_test:,} test texts has a 95% "
+            f"Wilson interval of {100 * ci.low:.1f}-{100 * ci.high:.1f} (about ±{50 * (ci.high - ci.low):.1f} points); "
+            "all pairs share the same test texts")
+
+
 def render(tasks: list[str] | None = None, show_map_kinds: bool = True) -> str:
     """The whole report as text."""
     manifest, rows = load_manifest(), load_results()
@@ -93,8 +102,9 @@ def render(tasks: list[str] | None = None, show_map_kinds: bool = True) -> str:
     parts += [f"  regime {name}: {text}" for name, text in manifest["regime_descriptions"].items()]
     for task in tasks or manifest["tasks"]:
         title = manifest["task_titles"][task]
+        native = np.mean([r["baseline_acc"] for r in rows if r["task"] == task])
         parts += [f"\nTable 1 - {title}: accuracy (%) of the provider's head (ridge maps)",
-                  accuracy_table(task, rows, regimes)]
+                  accuracy_table(task, rows, regimes), sampling_note(native, manifest["task_sizes"][task]["test"])]
         parts += [f"\nTable 2 - {title}: Energy-score OOD detection (in: test texts, out: "
                   f"{manifest['task_sizes'][task]['ood_name']})",
                   ood_table(task, rows, ["task", manifest["demo_regime"]])]

@@ -14,7 +14,7 @@ from securealign.embeddings import embed
 from securealign.evaluation import MAP_KINDS, REGIMES, ModelEmbeddings, evaluate_pair, fit_heads, regime_pairs
 from securealign.paths import assets_dir
 from securealign.precompute import main as precompute_main
-from securealign.report import render
+from securealign.report import render, sampling_note
 from securealign.zoo import get_spec
 
 
@@ -79,6 +79,12 @@ def test_committed_assets_are_complete_and_consistent() -> None:
     assert set(manifest["task_sizes"]) == set(tasks) and manifest["task_sizes"]["rotten_tomatoes"]["train"] == 2000
     assert set(manifest["similarity_models"]["public"]) >= set(encoders)
     assert "Table 1" in render() and "Table 2" in render()
+
+
+def test_sampling_note_gives_the_wilson_interval() -> None:
+    """750 of 1,000 right: the Wilson 95% interval is 72.2%-77.6% (textbook value), about ±2.7 points."""
+    note = sampling_note(0.75, 1000)
+    assert "72.2-77.6" in note and "±2.7" in note
 
 
 def test_committed_head_and_map_reproduce_on_fresh_embeddings() -> None:
