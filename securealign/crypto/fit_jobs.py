@@ -46,6 +46,8 @@ class PublicSet:
 
 @dataclass
 class FitJob:
+    """One secure fit in progress: which set, which mode, and the provider's half of the primitive for it."""
+
     fit_id: str
     mode: str
     public: PublicSet
