@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.stats import binomtest
 
 from securealign.alignment import AffineMap, fit_map, fit_quality
 from securealign.heads import LinearHead, energy_score, fit_head, ood_metrics
@@ -49,6 +50,16 @@ def regime_pairs(regime: str, source: ModelEmbeddings, target: ModelEmbeddings) 
     raise ValueError(f"unknown regime {regime!r}; valid regimes: {', '.join(REGIMES)}")
 
 
+def mcnemar_p(native_correct: np.ndarray, mapped_correct: np.ndarray) -> float:
+    """Exact McNemar test on the same test texts: is the mapped head right on a different number of texts than the
+    native one by more than chance? (Two-sided binomial test on the texts where exactly one of them is right.)"""
+    native_only = int(np.sum(native_correct & ~mapped_correct))
+    mapped_only = int(np.sum(mapped_correct & ~native_correct))
+    if native_only + mapped_only == 0:
+        return 1.0
+    return float(binomtest(native_only, native_only + mapped_only, 0.5).pvalue)
+
+
 def transfer_row(head: LinearHead, affine: AffineMap, source: ModelEmbeddings, target: ModelEmbeddings,
                  test_labels: np.ndarray) -> dict[str, float]:
     """Accuracy and OOD detection of the target head on mapped source embeddings, plus held-out fit quality."""
@@ -57,6 +68,7 @@ def transfer_row(head: LinearHead, affine: AffineMap, source: ModelEmbeddings, t
     quality = fit_quality(affine, source.test, target.test)
     return {
         "mapped_acc": head.accuracy(mapped_test, test_labels),
+        "p_vs_native": mcnemar_p(head.predict(target.test) == test_labels, head.predict(mapped_test) == test_labels),
         "auroc_mapped": ood["auroc"], "fpr95_mapped": ood["fpr95"],
         "r2": quality["r2"], "cosine": quality["cosine"], "top1": quality["top1"], "mean_rank": quality["mean_rank"],
         "lambda": affine.lam,

@@ -25,15 +25,19 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 def accuracy_table(task: str, rows: list[dict], regimes: list[str]) -> str:
     """Table 1 for one task: one line per ordered pair, then the mean over pairs and the mean change against the
     provider's native accuracy (the paper's "within a few points" reading) and against the weaker of the two
-    models (a linear map cannot add what the client's model does not encode)."""
+    models (a linear map cannot add what the client's model does not encode), and how many pairs differ from the
+    provider's native accuracy at p < 0.05 (exact McNemar test on the same test texts)."""
     pairs = sorted({(r["source"], r["target"]) for r in rows if r["task"] == task})
-    body, mapped, native, weaker = [], [], [], []
+    body, mapped, native, weaker, significant = [], [], [], [], []
     for source, target in pairs:
         by_regime = {r["regime"]: r for r in rows
                      if (r["task"], r["source"], r["target"], r["map"]) == (task, source, target, "ridge")}
         first = next(iter(by_regime.values()))
         accs = [by_regime[g]["mapped_acc"] for g in regimes]
         mapped.append(accs)
+        # -1 / +1: mapped significantly below / above the provider's native accuracy; 0: no significant difference
+        significant.append([np.sign(by_regime[g]["mapped_acc"] - first["baseline_acc"])
+                            if by_regime[g].get("p_vs_native", 1.0) < 0.05 else 0 for g in regimes])
         native.append(first["baseline_acc"])
         weaker.append(min(first["baseline_acc"], first["source_acc"]))
         body.append([f"{source} -> {target}", f"{100 * first['source_acc']:.1f}", f"{100 * first['baseline_acc']:.1f}",
@@ -43,6 +47,9 @@ def accuracy_table(task: str, rows: list[dict], regimes: list[str]) -> str:
         body.append(["mean over pairs", "", f"{100 * np.mean(native):.1f}", *(f"{100 * m:.1f}" for m in means)])
         body.append(["  change vs provider native", "", "", *(f"{100 * (m - np.mean(native)):+.1f}" for m in means)])
         body.append(["  change vs weaker model", "", "", *(f"{100 * (m - np.mean(weaker)):+.1f}" for m in means)])
+        if all("p_vs_native" in r for r in rows if r["task"] == task):
+            body.append(["  pairs below / above native (p<0.05)", "", "",
+                         *(f"{sum(d < 0 for d in col)} / {sum(d > 0 for d in col)}" for col in zip(*significant))])
     return _table(["client -> provider", "client native", "provider native", *regimes], body)
 
 

@@ -162,6 +162,7 @@ def fit_quality(task: str, regime: str, measure: str) -> dict:
 RESULT_COLUMNS = {
     "source": "client model", "target": "provider model", "regime": "map fitted on", "map": "map",
     "source_acc": "client native acc", "baseline_acc": "provider native acc", "mapped_acc": "mapped acc",
+    "p_vs_native": "p vs native (McNemar)",
     "auroc_native": "AUROC native", "auroc_mapped": "AUROC mapped", "r2": "map R²", "top1": "top-1 retrieval",
 }
 
@@ -173,7 +174,7 @@ def results_table(task: str, regime: str | None = None) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
     for column in ("source_acc", "baseline_acc", "mapped_acc"):
         frame[column] = (100 * frame[column]).round(1)
-    frame = frame.round(3)
+    frame = frame.round({c: 3 for c in RESULT_COLUMNS if c != "p_vs_native"})  # p-values keep their small digits
     return frame.rename(columns=RESULT_COLUMNS)
 
 

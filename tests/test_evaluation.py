@@ -11,7 +11,8 @@ from securealign.artifacts import (MissingArtifactError, load_head, load_manifes
                                    load_results, load_similarity)
 from securealign.datasets import load_ood_texts, load_public_corpus, load_task
 from securealign.embeddings import embed
-from securealign.evaluation import MAP_KINDS, REGIMES, ModelEmbeddings, evaluate_pair, fit_heads, regime_pairs
+from securealign.evaluation import (MAP_KINDS, REGIMES, ModelEmbeddings, evaluate_pair, fit_heads, mcnemar_p,
+                                    regime_pairs)
 from securealign.paths import assets_dir
 from securealign.precompute import main as precompute_main
 from securealign.report import render, sampling_note
@@ -79,6 +80,16 @@ def test_committed_assets_are_complete_and_consistent() -> None:
     assert set(manifest["task_sizes"]) == set(tasks) and manifest["task_sizes"]["rotten_tomatoes"]["train"] == 2000
     assert set(manifest["similarity_models"]["public"]) >= set(encoders)
     assert "Table 1" in render() and "Table 2" in render()
+
+
+def test_mcnemar_counts_only_the_texts_where_the_two_disagree() -> None:
+    both = np.ones(500, dtype=bool)
+    assert mcnemar_p(both, both) == 1.0  # identical predictions: no evidence of a difference
+    native, mapped = both.copy(), both.copy()
+    mapped[:20] = False  # 20 texts lost, none gained: p = 2 * 0.5**20
+    assert mcnemar_p(native, mapped) == pytest.approx(2 * 0.5**20)
+    native[20:30] = False  # 10 gained back: 20 vs 10 discordant, not significant at 0.05
+    assert 0.05 < mcnemar_p(native, mapped) < 0.15
 
 
 def test_sampling_note_gives_the_wilson_interval() -> None:
