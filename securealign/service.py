@@ -174,7 +174,8 @@ def results_table(task: str, regime: str | None = None) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
     for column in ("source_acc", "baseline_acc", "mapped_acc"):
         frame[column] = (100 * frame[column]).round(1)
-    frame = frame.round({c: 3 for c in RESULT_COLUMNS if c != "p_vs_native"})  # p-values keep their small digits
+    frame = frame.round({c: 3 for c in RESULT_COLUMNS if c != "p_vs_native"})
+    frame["p_vs_native"] = frame["p_vs_native"].map(lambda p: float(f"{p:.2g}"))  # two significant digits, sortable
     return frame.rename(columns=RESULT_COLUMNS)
 
 
