@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +74,22 @@ def load_map(task: str, source: str, target: str, regime: str | None = None) -> 
 def load_head(task: str, target: str) -> LinearHead:
     """The provider's head for ``task`` on ``target`` embeddings."""
     return LinearHead.load(_path("heads", task, f"{target}.npz"))
+
+
+def served_model_id(task: str, source: str, target: str) -> str:
+    """The id under which a provider serves ``target``'s head for ``task`` with the map from ``source``."""
+    return f"{task}:{source}->{target}"
+
+
+def demo_models() -> Iterator[tuple[str, LinearHead, AffineMap]]:
+    """Every (model id, head, demo-regime map) the assets hold: what a provider serves for the app's pairs."""
+    manifest = load_manifest()
+    for task in manifest["tasks"]:
+        for target in manifest["encoders"]:
+            head = load_head(task, target)
+            for source in manifest["encoders"]:
+                if source != target:
+                    yield served_model_id(task, source, target), head, load_map(task, source, target)
 
 
 def load_ood_scores(task: str, source: str, target: str) -> dict[str, np.ndarray]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import tempfile
 import threading
 import time
@@ -22,7 +23,9 @@ import pandas as pd
 from scipy.special import softmax
 
 from securealign import alignment, artifacts
-from securealign.crypto import MODES, THREAT_MODELS, ClientSession, Provider, plaintext_logits, run_encrypted_query
+from securealign.crypto import (MODES, THREAT_MODELS, ClientSession, Provider, RemoteProvider, plaintext_logits,
+                                run_encrypted_query)
+from securealign.crypto.errors import UnknownModelError
 from securealign.crypto.fit_client import fit_paper, fit_sealed
 from securealign.datasets import TASKS, load_public_corpus, load_task
 from securealign.embeddings import embed
@@ -199,22 +202,39 @@ def ood_comparison(task: str, source: str, target: str) -> dict:
 
 # ---- secure inference ----------------------------------------------------------------------------------------
 
-_provider = Provider()
+PROVIDER_URL_ENV = "SECUREALIGN_PROVIDER_URL"
+
+
+def _make_provider() -> Provider | RemoteProvider:
+    """In-process by default; with ``$SECUREALIGN_PROVIDER_URL`` the app's queries go over HTTP to a provider on
+    another machine (``python -m securealign serve --assets``), which then holds the heads and maps."""
+    url = os.environ.get(PROVIDER_URL_ENV)
+    return RemoteProvider(url) if url else Provider()
+
+
+_provider = _make_provider()
 _registered: set[str] = set()
 _register_lock = threading.Lock()
 
 
-def provider_model_id(task: str, source: str, target: str) -> str:
-    return f"{task}:{source}->{target}"
-
-
 def _served_model(task: str, source: str, target: str) -> str:
-    """Register the provider's head (paper mode) and its pre-composition with the map (sealed mode), once."""
-    model_id = provider_model_id(task, source, target)
+    """The provider's model for this pair: registered here once (head for paper mode, map + head pre-composed for
+    sealed mode), or, with a remote provider, checked to be served there."""
+    model_id = artifacts.served_model_id(task, source, target)
     with _register_lock:
-        if model_id not in _registered:
+        if model_id in _registered:
+            return model_id
+        if isinstance(_provider, RemoteProvider):
+            try:
+                _provider.describe(model_id)
+            except ConnectionError as exc:
+                raise ServiceError(f"The provider at {_provider.endpoint} cannot be reached ({exc}).") from exc
+            except UnknownModelError as exc:
+                raise ServiceError(f"The provider at {_provider.endpoint} does not serve {model_id}; start it with "
+                                   "`python -m securealign serve --assets`.") from exc
+        else:
             _provider.register(model_id, artifacts.load_head(task, target), artifacts.load_map(task, source, target))
-            _registered.add(model_id)
+        _registered.add(model_id)
     return model_id
 
 
@@ -307,8 +327,11 @@ def classify(text: str, source: str, target: str, task: str, mode: str = "sealed
             client = new_client()
         _report(progress, 0.7, "running the encrypted protocol")
         model_id = _served_model(task, source, target)
-        logits, trace = run_encrypted_query(client, _provider, model_id, z_src, mode,
-                                            affine_map=affine if mode == "paper" else None)
+        try:
+            logits, trace = run_encrypted_query(client, _provider, model_id, z_src, mode,
+                                                affine_map=affine if mode == "paper" else None)
+        except ConnectionError as exc:  # a remote provider went away mid-query: say so, keep the session
+            raise ServiceError(f"The provider could not be reached ({exc}). Try again in a moment.") from exc
         result["mapped_encrypted"] = _prediction(logits, head.classes)
         result["agreement"]["encrypted_vs_plaintext"] = bool(np.argmax(logits) == np.argmax(mapped_logits))
         result["agreement"]["max_logit_error"] = float(np.max(np.abs(logits - mapped_logits)))

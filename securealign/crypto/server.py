@@ -154,6 +154,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--demo", action="append", default=[], metavar="TASK:SOURCE:TARGET",
                         help="serve a head fitted on real TARGET embeddings of TASK with a task-supervised map from "
                              "SOURCE (e.g. bbc_news:minilm:mpnet); repeatable")
+    parser.add_argument("--assets", action="store_true",
+                        help="serve every head and demo-regime map in assets/ under the app's model ids, so the app "
+                             "can use this provider (SECUREALIGN_PROVIDER_URL)")
     parser.add_argument("--public-set", action="append", default=[], metavar="NAME=MODEL[:N]",
                         help="offer secure fits on the first N public-corpus texts (default 1000) embedded with the "
                              "zoo model MODEL (e.g. public=minilm:1000); repeatable")
@@ -179,6 +182,11 @@ def main(argv: list[str]) -> int:
 
         m = fit_task_models(*parts)
         provider.register_sealed(m.model_id, m.W, m.b, m.V, m.c, m.classes)
+    if args.assets:
+        from securealign.artifacts import demo_models
+
+        for model_id, head, affine in demo_models():
+            provider.register(model_id, head, affine)
     for spec in args.public_set:
         name, sep, rest = spec.partition("=")
         key, _, n = rest.partition(":")
@@ -190,7 +198,7 @@ def main(argv: list[str]) -> int:
         texts = load_public_corpus(int(n or 1000))
         provider.add_public_set(name, texts, embed(key, texts))
     if not provider.models():
-        print("warning: no models registered (use --model ID=FILE.npz or --demo TASK:SOURCE:TARGET)")
+        print("warning: no models registered (use --assets, --model ID=FILE.npz or --demo TASK:SOURCE:TARGET)")
     print(f"public sets for secure fitting: {list(provider.public_sets()) or 'none'}")
     print(f"serving {provider.models()} on http://{args.host}:{args.port}", flush=True)
     uvicorn.run(create_app(provider), host=args.host, port=args.port, log_level="info")

@@ -1,0 +1,67 @@
+"""The demo with its provider on the other side of a network: ``python -m securealign serve --assets`` in one
+process, ``python app.py`` with ``SECUREALIGN_PROVIDER_URL`` in another. Encrypted answers must equal the library's
+plaintext computation, the provider must see the app's session, and a provider that goes away must give a readable
+message, not a traceback.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import httpx
+import numpy as np
+import pytest
+from conftest_app import REPO, free_port, launch_app
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+
+from securealign import artifacts, service
+from securealign.crypto import plaintext_logits
+from securealign.embeddings import embed
+
+SOURCE, TARGET = "minilm", "wordllama"
+
+
+@pytest.fixture(scope="module")
+def provider_url():
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "securealign", "serve", "--assets", "--port", str(port)],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            if httpx.get(f"{url}/health", timeout=5).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("python -m securealign serve --assets did not start")
+        time.sleep(0.5)
+    yield url, proc
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_app_queries_a_remote_provider(provider_url) -> None:
+    url, proc = provider_url
+    served = httpx.get(f"{url}/models").json()["models"]
+    assert len(served) == sum(1 for _ in artifacts.demo_models())  # every task and ordered pair of the assets
+    task = service.catalogue()["tasks"][0][1]
+    text = service.examples(task)[0]
+    head, affine = artifacts.load_head(task, TARGET), artifacts.load_map(task, SOURCE, TARGET)
+    expected = plaintext_logits(embed(SOURCE, [text], use_cache=False)[0], head.V, head.c, affine.W, affine.b)
+    with launch_app({service.PROVIDER_URL_ENV: url}) as app_url:
+        client = Client(app_url, verbose=False)
+        for mode in ("sealed", "paper"):
+            result = client.predict(text, SOURCE, TARGET, task, mode, True, api_name="/classify")
+            np.testing.assert_allclose(result["mapped_encrypted"]["logits"], expected, atol=1e-3)
+        assert httpx.get(f"{url}/health").json()["sessions"] >= 1  # the app's public context reached the provider
+        proc.terminate()
+        proc.wait(timeout=30)
+        with pytest.raises(AppError) as err:
+            client.predict(text, SOURCE, TARGET, task, "sealed", True, api_name="/classify")
+        assert "could not be reached" in str(err.value) and "Traceback" not in str(err.value)
