@@ -197,8 +197,11 @@ def _fit_md(result: dict) -> str:
         f"**Cost**: {result['secure_ms'] / 1e3:.1f} s under encryption vs {result['plaintext_ms']:.0f} ms for the "
         f"plaintext ridge fit; {_bytes(result['bytes_up'])} client → provider, {_bytes(result['bytes_down'])} "
         f"provider → client. {work}  ",
-        f"**Same map as in plaintext**: largest difference from the plaintext ridge solution "
-        f"{result['max_abs_difference']:.1e} (CKKS noise; λ = {result['lambda']} fixed in advance).  ",
+        (f"**Same map as in plaintext**: largest difference from the plaintext ridge solution "
+         f"{result['max_abs_difference']:.1e} (CKKS noise; λ = {result['lambda']} fixed in advance).  "
+         if result["matches_plaintext"] else
+         f"**Warning: this map differs from the plaintext ridge solution** by up to "
+         f"{result['max_abs_difference']:.1e}; do not use it.  "),
         f"**How good the map is** on {result['held_out']} held-out public texts: R² {secure['r2']:.3f} "
         f"(plaintext {plain['r2']:.3f}), mean cosine {secure['cosine']:.3f}, top-1 retrieval {secure['top1']:.1%}. "
         "More texts give a better map at a linear cost.  ", *_task_md(result["task_accuracy"])])

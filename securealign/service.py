@@ -39,6 +39,7 @@ FIT_HELD_OUT = 200  # the public texts after the fitted ones, to measure the fit
 # fixed in advance, since choosing it by validation would need both parties' embeddings in the clear: near the best
 # held-out R^2 and top-1 retrieval at 256-1,024 texts on the pairs benchmarks/fit_lambda.py prints
 FIT_LAMBDA = 0.3
+FIT_MATCH_TOLERANCE = 1e-4  # CKKS noise on the map is ~1e-8; anything near this means the fit went wrong
 EXAMPLES_PER_TASK = 5
 FIT_MEASURES = {
     "r2": "held-out R² of the map",
@@ -99,11 +100,13 @@ def _check_task(task: str) -> str:
     return _check_choice("task", task, [t for _, t in catalogue()["tasks"]])
 
 
-def _check_pair(source: str, target: str, task: str) -> None:
+def _check_pair(source: str, target: str, task: str | None) -> None:
+    """Two different encoders of the catalogue and, unless ``task`` is None, a known task."""
     encoders = [k for _, k in catalogue()["encoders"]]
     _check_choice("client model", source, encoders)
     _check_choice("provider model", target, encoders)
-    _check_task(task)
+    if task is not None:
+        _check_task(task)
     if source == target:
         raise ServiceError("Client and provider use the same model here; "
                            "pick two different models to see a map at work.")
@@ -367,15 +370,8 @@ def secure_fit(source: str, target: str, mode: str = "sealed", n_texts: int = 51
     """Fit the client's map on ``n_texts`` public texts under encryption (both parties in this process), and check
     it against the plaintext ridge fit of the same texts; with ``task``, also measure what the map is for: the
     provider's head on the client's mapped test embeddings. Returns the JSON-able comparison."""
-    if task is None:
-        encoders = [k for _, k in catalogue()["encoders"]]
-        _check_choice("client model", source, encoders)
-        _check_choice("provider model", target, encoders)
-    else:
-        _check_pair(source, target, task)
+    _check_pair(source, target, task)
     _check_choice("mode", mode, list(MODES))
-    if source == target:
-        raise ServiceError("Client and provider use the same model here; pick two different models to fit a map.")
     if n_texts not in FIT_TEXTS:
         raise ServiceError(f"Fit on one of {', '.join(map(str, FIT_TEXTS))} public texts, not {n_texts!r}.")
     texts = load_public_corpus(n_texts + FIT_HELD_OUT)
@@ -404,12 +400,13 @@ def secure_fit(source: str, target: str, mode: str = "sealed", n_texts: int = 51
     _report(progress, 0.85, f"measuring both maps on {FIT_HELD_OUT} held-out public texts")
     held_b, held_a = z_b[n_texts:], z_a[n_texts:]
     secure_map = alignment.AffineMap(W, b)
+    difference = float(max(np.max(np.abs(W - reference.W)), np.max(np.abs(b - reference.b))))
     return {
         "source": source, "target": target, "source_name": model_name(source), "target_name": model_name(target),
         "mode": mode, "n_texts": n_texts, "held_out": FIT_HELD_OUT, "lambda": FIT_LAMBDA, "alpha": alpha,
         "map_shape": [int(W.shape[0]), int(W.shape[1])],
         "who_holds_the_map": "client" if mode == "paper" else "provider", "receipt": receipt,
-        "max_abs_difference": float(max(np.max(np.abs(W - reference.W)), np.max(np.abs(b - reference.b)))),
+        "max_abs_difference": difference, "matches_plaintext": difference < FIT_MATCH_TOLERANCE,
         "secure_ms": secure_ms, "plaintext_ms": plain_ms,
         "party_ms": {party: float(ms) for party, ms in cost.ms.items()},
         "bytes_up": cost.bytes_up, "bytes_down": cost.bytes_down,

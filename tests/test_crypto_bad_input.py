@@ -103,31 +103,38 @@ def _mutate(blob: bytes, trial: int, rng: np.random.Generator) -> bytes:
 
 
 def test_random_reframed_tampering_is_refused_or_harmless(setup):
-    """A man in the middle who alters ciphertexts and recomputes the digest, 60 times each way (seeded): the
-    provider answers or raises a ProtocolError (never another exception), and the client either refuses the result
-    or shows logits equal to the true ones (a change that did not matter), never wrong predictions."""
+    """A man in the middle who alters ciphertexts and recomputes the digest, 60 times each way (seeded). A tampered
+    query is refused by the provider, or its answer, re-pointed at the client's real query, is refused by the client
+    or shows the true logits; a tampered result likewise. Only ProtocolErrors are raised, never wrong predictions."""
     m, provider, layout, client, session = setup
-    rng, refused, harmless = np.random.default_rng(7), 0, 0
-    for trial in range(60):
-        query = wire.decode(_query(setup, trial % len(m.test_source)), wire.MessageType.QUERY)
-        try:
-            provider.evaluate(session, "rt", wire.encode(wire.MessageType.QUERY, query.meta,
-                                                         [_mutate(query.blobs[0], trial, rng)]))
-        except ProtocolError:
-            pass
-    for trial in range(60):
-        z = m.test_source[trial % len(m.test_source)]
-        result = wire.decode(provider.evaluate(session, "rt", client.encrypt_query(z, layout, "sealed")),
-                             wire.MessageType.RESULT)
-        forged = wire.encode(wire.MessageType.RESULT, result.meta, [_mutate(result.blobs[0], trial, rng)])
+    rng, outcomes = np.random.default_rng(7), []
+
+    def client_outcome(z: np.ndarray, result: wire.Message, blob: bytes, query_digest: str) -> str:
+        forged = wire.encode(wire.MessageType.RESULT, dict(result.meta, query=query_digest), [blob])
         try:
             logits = client.decrypt_result(forged)
         except ProtocolError:
-            refused += 1
-            continue
+            return "refused"
         assert np.max(np.abs(logits - plaintext_logits(z, m.V, m.c, m.W, m.b))) < 1e-3
-        harmless += 1
-    assert refused >= 55 and refused + harmless == 60
+        return "harmless"
+
+    for trial in range(60):  # tampered queries
+        z = m.test_source[trial % len(m.test_source)]
+        query = wire.decode(client.encrypt_query(z, layout, "sealed"), wire.MessageType.QUERY)
+        try:
+            answer = provider.evaluate(session, "rt", wire.encode(wire.MessageType.QUERY, query.meta,
+                                                                  [_mutate(query.blobs[0], trial, rng)]))
+        except ProtocolError:
+            outcomes.append("refused")
+            continue
+        result = wire.decode(answer, wire.MessageType.RESULT)
+        outcomes.append(client_outcome(z, result, result.blobs[0], query.digest_hex))
+    for trial in range(60):  # tampered results
+        z = m.test_source[trial % len(m.test_source)]
+        result = wire.decode(provider.evaluate(session, "rt", client.encrypt_query(z, layout, "sealed")),
+                             wire.MessageType.RESULT)
+        outcomes.append(client_outcome(z, result, _mutate(result.blobs[0], trial, rng), result.meta["query"]))
+    assert len(outcomes) == 120 and outcomes[:60].count("refused") >= 55 and outcomes[60:].count("refused") >= 55
     _good_round_trip(setup)
 
 

@@ -10,20 +10,21 @@ import time
 import numpy as np
 import pytest
 
-from securealign.crypto import (ClientSession, Layout, Provider, RemoteProvider, plaintext_logits,
-                                run_encrypted_query)
+from securealign.alignment import AffineMap
+from securealign.crypto import (
+    ClientSession,
+    Layout,
+    Provider,
+    RemoteProvider,
+    plaintext_logits,
+    run_encrypted_query,
+)
 from securealign.crypto.demo import fit_task_models
 from securealign.crypto.server import running_server
+from securealign.heads import LinearHead
 
 TASKS = ("rotten_tomatoes", "bbc_news")
 N_QUERIES = 200
-
-
-class AffineMap:
-    """The shape of the alignment module's map: what ``run_encrypted_query`` accepts for paper mode."""
-
-    def __init__(self, W, b):
-        self.W, self.b = W, b
 
 
 @pytest.fixture(scope="module")
@@ -95,14 +96,10 @@ def test_one_dimensional_input_needs_no_rotation(models):
 
 
 def test_register_accepts_head_and_map_objects(models):
-    """The alignment module's ``AffineMap`` and the heads module's ``LinearHead`` shapes, duck-typed."""
+    """The alignment module's ``AffineMap`` and the heads module's ``LinearHead``, as the app registers them."""
     m = models["bbc_news"]
-
-    class LinearHead:
-        V, c, classes = m.V, m.c, m.classes
-
     provider = Provider()
-    provider.register("bbc", LinearHead(), AffineMap(m.W, m.b))
+    provider.register("bbc", LinearHead(m.V, m.c, m.classes), AffineMap(m.W, m.b))
     info = provider.describe("bbc")
     assert info["classes"] == m.classes and set(info["modes"]) == {"paper", "sealed"}
     logits, _ = run_encrypted_query(ClientSession(), provider, "bbc", m.test_source[0], "sealed")

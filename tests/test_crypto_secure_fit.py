@@ -99,6 +99,8 @@ def test_bad_fit_requests_are_refused_over_http(public_pairs, bbc):
     texts, z_b, z_a = public_pairs
     provider = _provider(public_pairs, bbc)
     with running_server(provider) as url, RemoteProvider(url) as remote:
+        with pytest.raises(DimensionError):  # as many client embeddings as texts
+            fit_paper(remote, SET, texts[:10], z_b[:11], ALPHA, progress=False)
         with pytest.raises(ParameterError, match="same texts"):  # the client embedded other texts
             fit_paper(remote, SET, texts[::-1], z_b[::-1], ALPHA, progress=False)
         assert len(provider.fits) == 0  # the refused fit was closed
