@@ -95,8 +95,10 @@ def _summary(result: dict) -> str:
              line("native"), line("mapped_plaintext"), line("mapped_encrypted"), ""]
     if "encrypted_vs_plaintext" in agree:
         verdict = "agree" if agree["encrypted_vs_plaintext"] else "DISAGREE"
+        cause = ("CKKS noise" if agree["within_ckks_noise"] else
+                 "**more than CKKS noise: the provider's model is not this pair's**")
         lines.append(f"Encrypted and plaintext predictions **{verdict}**; largest logit difference "
-                     f"{agree['max_logit_error']:.1e} (CKKS noise).")
+                     f"{agree['max_logit_error']:.1e} ({cause}).")
     lines.append(f"Mapped prediction {'matches' if agree['mapped_vs_native'] else 'differs from'} "
                  "the provider model's own prediction on the raw text. For scale: "
                  + ", ".join(f"{name} {ms:.2f} ms" for name, ms in result["reference_ms"].items()) + ".")

@@ -25,7 +25,7 @@ from scipy.special import softmax
 from securealign import alignment, artifacts
 from securealign.crypto import (MODES, THREAT_MODELS, ClientSession, Provider, RemoteProvider, plaintext_logits,
                                 run_encrypted_query)
-from securealign.crypto.errors import UnknownModelError
+from securealign.crypto.errors import ProtocolError, UnknownModelError
 from securealign.crypto.fit_client import fit_paper, fit_sealed
 from securealign.datasets import TASKS, load_public_corpus, load_task
 from securealign.embeddings import embed
@@ -206,6 +206,8 @@ def ood_comparison(task: str, source: str, target: str) -> dict:
 # ---- secure inference ----------------------------------------------------------------------------------------
 
 PROVIDER_URL_ENV = "SECUREALIGN_PROVIDER_URL"
+# encrypted logits stay within ~1e-5 of plaintext; a larger gap means the provider's model is not this pair's
+ENCRYPTED_TOLERANCE = 1e-3
 
 
 def _make_provider() -> Provider | RemoteProvider:
@@ -250,7 +252,9 @@ def close_client(client: ClientSession | None) -> None:
     """Drop the provider-side session (its public Galois keys) when a browser session ends."""
     if client is not None:
         for session_id in client.sessions.values():
-            _provider.close_session(session_id)
+            # the page is already gone: a provider that expired the session or went away changes nothing
+            with contextlib.suppress(ConnectionError, ProtocolError):
+                _provider.close_session(session_id)
 
 
 @contextlib.contextmanager
@@ -338,6 +342,7 @@ def classify(text: str, source: str, target: str, task: str, mode: str = "sealed
         result["mapped_encrypted"] = _prediction(logits, head.classes)
         result["agreement"]["encrypted_vs_plaintext"] = bool(np.argmax(logits) == np.argmax(mapped_logits))
         result["agreement"]["max_logit_error"] = float(np.max(np.abs(logits - mapped_logits)))
+        result["agreement"]["within_ckks_noise"] = result["agreement"]["max_logit_error"] < ENCRYPTED_TOLERANCE
         result["protocol"] = [vars(step) for step in trace.steps]
         for step in trace.steps:
             bar = _STEP_BARS.get(step.kind, step.kind)

@@ -40,7 +40,8 @@ class RemoteProvider:
         except ValueError:
             error, detail = None, response.text[:200]
         if error is None or not isinstance(detail, str):
-            raise RuntimeError(f"provider answered HTTP {response.status_code}: {detail}")
+            # a proxy's error page, a crash, a validation error: still one readable refusal of the protocol family
+            raise ProtocolError(f"provider answered HTTP {response.status_code}: {str(detail)[:200]}")
         raise error(detail)
 
     def models(self) -> list[str]:
