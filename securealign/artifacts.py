@@ -59,6 +59,7 @@ def load_results() -> list[dict]:
     return json.loads(_path("results.json").read_text())
 
 
+@functools.cache
 def load_map(task: str, source: str, target: str, regime: str | None = None) -> AffineMap:
     """The ridge map from ``source`` into ``target`` fitted for ``task`` in ``regime`` (default: the demo regime).
 
@@ -71,6 +72,7 @@ def load_map(task: str, source: str, target: str, regime: str | None = None) -> 
     return AffineMap.load(_path("maps", regime, task, f"{source}__{target}.npz"))
 
 
+@functools.cache
 def load_head(task: str, target: str) -> LinearHead:
     """The provider's head for ``task`` on ``target`` embeddings."""
     return LinearHead.load(_path("heads", task, f"{target}.npz"))

@@ -20,19 +20,18 @@ VARIANT_COLOURS = {
     "mapped (encrypted)": "#55A868",
 }
 PART_COLOURS = {"embedding": "#8172B3", "map": "#CCB974", "keys (once)": "#BBBBBB", "encrypt": "#55A868",
-                "provider": "#C44E52", "decrypt": "#64B5CD", "head (plaintext)": "#DD8452", "client": "#4C72B0",
+                "provider": "#C44E52", "decrypt": "#64B5CD", "client": "#4C72B0",
                 "plaintext ridge": "#DD8452"}
 _LAYOUT = dict(template="plotly_white", margin=dict(l=10, r=10, t=50, b=10), font=dict(size=13))
 
 
 def heatmap(matrix: Sequence[Sequence[float]], row_labels: Sequence[str], col_labels: Sequence[str], *,
-            title: str, value_name: str, zmin: float | None = None, zmax: float | None = None,
-            row_axis: str = "", col_axis: str = "", fmt: str = ".2f") -> go.Figure:
+            title: str, value_name: str, row_axis: str = "", col_axis: str = "") -> go.Figure:
     """A labelled heatmap with each cell's value written in it; missing values (NaN/None) stay blank."""
     z = np.array([[np.nan if v is None else v for v in row] for row in matrix], dtype=float)
     fig = go.Figure(go.Heatmap(
-        z=z, x=list(col_labels), y=list(row_labels), zmin=zmin, zmax=zmax, colorscale="Viridis",
-        texttemplate=f"%{{z:{fmt}}}", textfont=dict(size=14),
+        z=z, x=list(col_labels), y=list(row_labels), colorscale="Viridis",
+        texttemplate="%{z:.2f}", textfont=dict(size=14),
         colorbar=dict(title=dict(text=value_name, side="right")),
         hovertemplate=f"{row_axis or 'row'}: %{{y}}<br>{col_axis or 'column'}: %{{x}}<br>"
                       f"{value_name}: %{{z:.4f}}<extra></extra>",
