@@ -4,6 +4,7 @@ Runs on a real head (logistic regression on MiniLM embeddings of Rotten Tomatoes
 """
 
 import gc
+import hashlib
 import struct
 
 import numpy as np
@@ -274,3 +275,41 @@ def test_provider_never_holds_a_secret_key(setup):
     assert [obj for obj in reachable if isinstance(obj, secret_types)] == []
     assert any(isinstance(obj, seal.SecretKey) for obj in _reachable(client))  # and would see a secret key
     assert not any(isinstance(obj, secret_types) for obj in _reachable(provider.sessions.get(session)))
+
+
+def _zeroed(blob: bytes, parms_id, scale: float) -> bytes:
+    """A transparent (all-zero) ciphertext at the blob's level: it decrypts to zero under any key, so whoever makes
+    one chooses what it decrypts to."""
+    ct = ckks.load_ciphertext(blob, parms_id=parms_id, scale=scale)
+    ct.dyn_array().clear()
+    ct.resize(ckks.context(), parms_id, 2)
+    return ckks.save_bytes(ct)
+
+
+def test_transparent_ciphertexts_are_refused_and_the_genuine_answer_still_counts(setup):
+    m, provider, layout, client, session = setup
+    query = _query(setup, 2)
+    message = wire.decode(query, wire.MessageType.QUERY)
+    forged_query = wire.encode(wire.MessageType.QUERY, message.meta,
+                               [_zeroed(message.blobs[0], ckks.top_parms_id(), ckks.SCALE)])
+    with pytest.raises(ParameterError, match="transparent"):
+        provider.evaluate(session, "rt", forged_query)
+    result = provider.evaluate(session, "rt", query)
+    answer = wire.decode(result, wire.MessageType.RESULT)
+    forged = wire.encode(wire.MessageType.RESULT, answer.meta,
+                         [_zeroed(b, ckks.bottom_parms_id(), ckks.rescaled_scale()) for b in answer.blobs])
+    with pytest.raises(ParameterError, match="transparent"):
+        client.decrypt_result(forged)
+    # the forged answer did not use up the query: the genuine one is still accepted, and only once
+    logits = client.decrypt_result(result)
+    assert np.max(np.abs(logits - plaintext_logits(m.test_source[2], m.V, m.c, m.W, m.b))) < 1e-3
+    with pytest.raises(ProtocolError, match="no pending query"):
+        client.decrypt_result(result)
+
+
+def test_deeply_nested_metadata_is_a_wire_format_error(setup):
+    """4 KB of nested brackets with a correct digest: the JSON parser's recursion limit becomes a refusal."""
+    meta, blob = b"[" * 2000 + b"]" * 2000, b"\0" * 16
+    header = struct.pack(">4sHBBI32s", wire.MAGIC, wire.VERSION, int(wire.MessageType.QUERY), 1, len(meta),
+                         hashlib.sha256(meta + blob).digest())
+    _refused(setup, WireFormatError, header + struct.pack(">Q", len(blob)) + meta + blob)

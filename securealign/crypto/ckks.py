@@ -145,6 +145,8 @@ def load_ciphertext(data: bytes, *, parms_id, scale: float) -> seal.Ciphertext:
     ct = load_bytes(seal.Ciphertext, data)
     if ct.size() != 2 or not ct.is_ntt_form():
         raise ParameterError(f"ciphertext has {ct.size()} parts; the protocol uses 2-part NTT-form ciphertexts")
+    if ct.is_transparent():  # c1 = 0 decrypts to c0 under any key: a forger could choose the result
+        raise ParameterError("ciphertext is transparent (it decrypts without a key), so it cannot be genuine")
     if ct.parms_id() != parms_id:
         raise ParameterError("ciphertext is at another modulus level than the protocol expects here")
     if not np.isclose(ct.scale, scale, rtol=1e-9):

@@ -81,13 +81,17 @@ class ClientSession:
         if message.meta["key"] != self.key_id:
             raise KeyMismatchError("the result was computed under another session's keys")
         with self._lock:
-            layout = self._pending.pop(message.meta["query"], None)
+            layout = self._pending.get(message.meta["query"])
         if layout is None:
             raise ProtocolError("the result answers no pending query of this session (stale, replayed or foreign)")
         if Layout.from_dict(message.meta["layout"]) != layout or len(message.blobs) != layout.n_ciphertexts:
             raise ParameterError("the result's layout differs from the query's")
         slots = self._keys.decrypt_products(message.blobs)
-        return layout.unpack_result(slots), check_real(slots)
+        residue = check_real(slots)
+        with self._lock:  # answered only once it checked out, so a forged result cannot use up the genuine one's slot
+            if self._pending.pop(message.meta["query"], None) is None:
+                raise ProtocolError("the result answers no pending query of this session (stale, replayed or foreign)")
+        return layout.unpack_result(slots), residue
 
 
 def check_real(slot_vectors: list[np.ndarray], max_noise: float = MAX_NOISE) -> float:

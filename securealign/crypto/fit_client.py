@@ -14,7 +14,9 @@ unpenalised intercept (equal to scikit-learn's ``Ridge``):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,10 +71,27 @@ def _open(provider, public_set: str, texts: list[str], Z_B: np.ndarray, mode: st
     return info
 
 
+@contextlib.contextmanager
+def _closed_on_failure(provider, fit_id: str) -> Iterator[None]:
+    """A fit that fails half-way is closed on the provider, so it does not hold one of its few slots until expiry."""
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(Exception):  # the provider may be the thing that failed
+            provider.close_fit(fit_id)
+        raise
+
+
 def fit_paper(provider, public_set: str, texts: list[str], Z_B: np.ndarray, alpha: float, *,
               progress: bool = True) -> tuple[np.ndarray, np.ndarray, FitCost]:
     """The paper's protocol: returns the client's ``(W, b)`` and the cost; the provider saw only ciphertexts."""
     info = _open(provider, public_set, texts, Z_B, "paper", None)
+    with _closed_on_failure(provider, info["fit_id"]):
+        return _fit_paper(provider, info, Z_B, alpha, progress)
+
+
+def _fit_paper(provider, info: dict, Z_B: np.ndarray, alpha: float,
+               progress: bool) -> tuple[np.ndarray, np.ndarray, FitCost]:
     start, cost = time.perf_counter(), FitCost(len(Z_B))
     X, holder = _with_ones(np.asarray(Z_B, dtype=np.float64)), KeyHolder()
     with tqdm(total=len(X), desc="secure fit (paper): rows encrypted and sent", unit="row",
@@ -97,6 +116,11 @@ def fit_sealed(provider, public_set: str, texts: list[str], Z_B: np.ndarray, alp
     """The sealed variant: the provider decrypts ``(W, b)``; the client gets only the provider's receipt (the
     fit id and, when ``model`` names a served head, the id of the new sealed model) and the cost."""
     info = _open(provider, public_set, texts, Z_B, "sealed", model)
+    with _closed_on_failure(provider, info["fit_id"]):
+        return _fit_sealed(provider, info, Z_B, alpha, progress)
+
+
+def _fit_sealed(provider, info: dict, Z_B: np.ndarray, alpha: float, progress: bool) -> tuple[dict, FitCost]:
     start, cost = time.perf_counter(), FitCost(len(Z_B))
     X = _with_ones(np.asarray(Z_B, dtype=np.float64))
     weights = np.linalg.solve(_regularised_gram(X, alpha), X.T).T  # X G^-1: n x (d_B + 1), the client's plaintext

@@ -19,7 +19,9 @@ import json
 import secrets
 import threading
 import time
-from dataclasses import dataclass
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -56,6 +58,7 @@ class FitJob:
     evaluator: CrossProductEvaluator | None  # paper mode
     holder: KeyHolder | None  # sealed mode
     expires_at: float
+    lock: threading.Lock = field(default_factory=threading.Lock)  # one step of a job at a time
 
     def info(self) -> dict:
         """What the client needs to run its half."""
@@ -119,21 +122,32 @@ class FitJobs:
         with self._lock:
             self._jobs.pop(fit_id, None)
 
+    @contextlib.contextmanager
+    def _step(self, fit_id: str, mode: str) -> Iterator[FitJob]:
+        """The job, held for one step: concurrent requests on it wait, and one that finds it finished is refused
+        (a second product would rescale the accumulators past the last level)."""
+        job = self.get(fit_id, mode)
+        with job.lock:
+            if self._jobs.get(fit_id) is not job:
+                raise UnknownFitError(f"secure fit {fit_id!r} has just finished")
+            yield job
+
     # paper mode: the provider evaluates ---------------------------------------------------------------------
     def add_rows(self, fit_id: str, batch: bytes) -> int:
         """Add a batch of the client's encrypted rows; returns how many rows the job has received."""
-        job = self.get(fit_id, "paper")
-        cols = wire.decode(batch, wire.MessageType.MATRIX).meta["cols"]
-        if cols != job.width:
-            raise DimensionError(f"rows of width {cols}; the fit was opened for width {job.width}")
-        job.evaluator.add(batch)
-        return job.evaluator.rows_done
+        with self._step(fit_id, "paper") as job:
+            cols = wire.decode(batch, wire.MessageType.MATRIX).meta["cols"]
+            if cols != job.width:
+                raise DimensionError(f"rows of width {cols}; the fit was opened for width {job.width}")
+            job.evaluator.add(batch)
+            return job.evaluator.rows_done
 
     def product(self, fit_id: str) -> bytes:
         """``Enc(Z_A^T [Z_B, 1])`` once every row is in; the job then ends."""
-        message = self.get(fit_id, "paper").evaluator.result()
-        self.close(fit_id)
-        return message
+        with self._step(fit_id, "paper") as job:
+            message = job.evaluator.result()
+            self.close(fit_id)
+            return message
 
     # sealed mode: the provider holds the key ---------------------------------------------------------------
     def rows(self, fit_id: str, start: int) -> bytes:
@@ -143,14 +157,14 @@ class FitJobs:
 
     def finish(self, fit_id: str, product: bytes) -> tuple[FitJob, np.ndarray, np.ndarray]:
         """Decrypt the client's ``Enc([W; b])``; returns the job and the map, which never leaves the provider."""
-        job = self.get(fit_id, "sealed")
-        meta = wire.decode(product, wire.MessageType.MATRIX).meta
-        if (meta["rows"], meta["cols"]) != (job.width, job.public.Z.shape[1]):
-            raise DimensionError(f"encrypted map of {meta['rows']} x {meta['cols']}; expected "
-                                 f"{job.width} x {job.public.Z.shape[1]}")
-        solution = job.holder.decrypt(product)
-        self.close(fit_id)
-        return job, solution[:-1], solution[-1]
+        with self._step(fit_id, "sealed") as job:
+            meta = wire.decode(product, wire.MessageType.MATRIX).meta
+            if (meta["rows"], meta["cols"]) != (job.width, job.public.Z.shape[1]):
+                raise DimensionError(f"encrypted map of {meta['rows']} x {meta['cols']}; expected "
+                                     f"{job.width} x {job.public.Z.shape[1]}")
+            solution = job.holder.decrypt(product)
+            self.close(fit_id)
+            return job, solution[:-1], solution[-1]
 
     def __len__(self) -> int:
         return len(self._jobs)

@@ -35,9 +35,8 @@ class RemoteProvider:
             return response
         try:
             body = response.json()
-            error = ERRORS.get(body.get("error"), ProtocolError)
-            detail = body.get("detail")
-        except ValueError:
+            error, detail = ERRORS.get(body.get("error"), ProtocolError), body.get("detail")
+        except (ValueError, AttributeError):  # not JSON, or JSON that is not an object
             error, detail = None, response.text[:200]
         if error is None or not isinstance(detail, str):
             # a proxy's error page, a crash, a validation error: still one readable refusal of the protocol family

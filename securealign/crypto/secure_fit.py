@@ -129,15 +129,15 @@ class CrossProductEvaluator:
         if meta.get("start", self._done) != self._done:
             raise ParameterError(f"batch starts at row {meta['start']}, but row {self._done} is next: send in order")
         layout = CrossLayout(meta["cols"], self.Y.shape[1])
-        if self._layout is None:
-            self._layout, self._key = layout, meta["key"]
-            self._acc = [None] * layout.n_ciphertexts
-        elif layout != self._layout or meta["key"] != self._key:
+        if self._layout is not None and (layout != self._layout or meta["key"] != self._key):
             raise KeyMismatchError("batch differs in key or width from the first batch")
         if self._done + len(message.blobs) > len(self.Y):
             raise DimensionError(f"more encrypted rows than the {len(self.Y)} plaintext rows")
-        # every ciphertext is validated before any is accumulated: a refused batch leaves the job as it was
+        # every ciphertext is validated before any state changes: a refused batch leaves the job as it was
         rows = [ckks.load_ciphertext(blob, parms_id=ckks.top_parms_id(), scale=ckks.SCALE) for blob in message.blobs]
+        if self._layout is None:
+            self._layout, self._key = layout, meta["key"]
+            self._acc = [None] * layout.n_ciphertexts
         ev = ckks.evaluator()
         for row in rows:
             y = self.Y[self._done]

@@ -135,7 +135,7 @@ def decode(data: bytes, expected: MessageType) -> Message:
         raise IntegrityError("payload does not match its digest: the message was altered or corrupted")
     try:
         meta = json.loads(body[:meta_len].decode())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # deep nesting fits in 4 KB
         raise WireFormatError(f"metadata is not JSON: {exc}") from None
     if not isinstance(meta, dict) or any(not isinstance(meta.get(k), t) for k, t in limits.schema.items()):
         raise WireFormatError(f"{expected.name} metadata must be an object with keys of types "
