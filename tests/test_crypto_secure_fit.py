@@ -27,7 +27,7 @@ SET = "public"
 @pytest.fixture(scope="module")
 def public_pairs():
     texts = load_public_corpus(200)
-    return texts, embed("wordllama", texts, progress=False), embed("minilm", texts, progress=False)
+    return texts, embed("wordllama", texts), embed("minilm", texts)
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +75,7 @@ def test_sealed_fit_gives_the_provider_the_map_and_serves_it(public_pairs, refer
     """The provider decrypts the ridge map, composes it with its real head, and classifies real client queries."""
     texts, z_b, _ = public_pairs
     provider = _provider(public_pairs, bbc)
-    receipt, cost = fit_sealed(provider, SET, texts, z_b, ALPHA, model="bbc", progress=False)
+    receipt, cost = fit_sealed(provider, SET, texts, z_b, ALPHA, model="bbc")
     assert set(receipt) == {"fit_id", "model", "map_shape"}  # the client's receipt carries no map
     W, b = provider.fitted_maps[receipt["fit_id"]]
     _assert_ridge(W, b, reference)
@@ -88,9 +88,9 @@ def test_both_fits_over_http(public_pairs, reference, bbc):
     provider = _provider(public_pairs, bbc)
     with running_server(provider) as url, RemoteProvider(url) as remote:
         assert remote.public_sets()[SET]["rows"] == 200
-        W, b, _ = fit_paper(remote, SET, texts, z_b, ALPHA, progress=False)
+        W, b, _ = fit_paper(remote, SET, texts, z_b, ALPHA)
         _assert_ridge(W, b, reference)
-        receipt, _ = fit_sealed(remote, SET, texts, z_b, ALPHA, model="bbc", progress=False)
+        receipt, _ = fit_sealed(remote, SET, texts, z_b, ALPHA, model="bbc")
         _assert_ridge(*provider.fitted_maps[receipt["fit_id"]], reference)
         _assert_serves_sealed(remote, receipt["model"], bbc, *provider.fitted_maps[receipt["fit_id"]])
 
@@ -100,9 +100,9 @@ def test_bad_fit_requests_are_refused_over_http(public_pairs, bbc):
     provider = _provider(public_pairs, bbc)
     with running_server(provider) as url, RemoteProvider(url) as remote:
         with pytest.raises(DimensionError):  # as many client embeddings as texts
-            fit_paper(remote, SET, texts[:10], z_b[:11], ALPHA, progress=False)
+            fit_paper(remote, SET, texts[:10], z_b[:11], ALPHA)
         with pytest.raises(ParameterError, match="same texts"):  # the client embedded other texts
-            fit_paper(remote, SET, texts[::-1], z_b[::-1], ALPHA, progress=False)
+            fit_paper(remote, SET, texts[::-1], z_b[::-1], ALPHA)
         assert len(provider.fits) == 0  # the refused fit was closed
         with pytest.raises(UnknownFitError):
             remote.open_fit("no-such-set", "paper", 257)
@@ -125,7 +125,7 @@ def test_bad_fit_requests_are_refused_over_http(public_pairs, bbc):
             remote.fit_product(paper["fit_id"])
         sealed = remote.open_fit(SET, "sealed", 257, "bbc")
         for q, error in ((100, DimensionError), (257, KeyMismatchError)):  # wrong shape; right shape, foreign key
-            stranger = CrossProductEvaluator(np.ones((2, q)), progress=False)
+            stranger = CrossProductEvaluator(np.ones((2, q)))
             stranger.add(KeyHolder().encrypt_batch(z_a[:2], q, 0))
             with pytest.raises(error):
                 remote.finish_fit(sealed["fit_id"], stranger.result())
@@ -156,7 +156,7 @@ def test_a_refused_batch_leaves_the_fit_intact(public_pairs, bbc):
 def test_products_under_a_foreign_key_are_refused(public_pairs):
     _, z_b, z_a = public_pairs
     holder, stranger = KeyHolder(), KeyHolder()
-    evaluator = CrossProductEvaluator(z_a[:4], progress=False)
+    evaluator = CrossProductEvaluator(z_a[:4])
     for batch in holder.encrypt_rows(z_b[:4], z_a.shape[1]):
         evaluator.add(batch)
     product = evaluator.result()
@@ -164,9 +164,9 @@ def test_products_under_a_foreign_key_are_refused(public_pairs):
         stranger.decrypt(product)
     assert np.allclose(holder.decrypt(product), z_a[:4].T @ z_b[:4], atol=1e-4)
     with pytest.raises(DimensionError):
-        CrossProductEvaluator(z_a[:2], progress=False).result()
+        CrossProductEvaluator(z_a[:2]).result()
     with pytest.raises(DimensionError):
-        CrossProductEvaluator(np.full((5, 3), np.nan), progress=False)
+        CrossProductEvaluator(np.full((5, 3), np.nan))
 
 
 def test_fit_command_against_a_running_provider(public_pairs, bbc, tmp_path, capsys):
@@ -183,7 +183,7 @@ def test_fit_command_against_a_running_provider(public_pairs, bbc, tmp_path, cap
         assert fit_main([*common, "--mode", "sealed", "--model", "bbc"]) == 0
     printed = capsys.readouterr().out
     assert "fitted W 256 x 384" in printed and "sealed model served as: bbc@fit-" in printed
-    z_b = embed("wordllama", texts[:64], progress=False)
+    z_b = embed("wordllama", texts[:64])
     ridge = Ridge(alpha=0.5).fit(z_b, z_a[:64])
     with np.load(out) as fitted:
         assert np.max(np.abs(fitted["W"] - ridge.coef_.T)) < 1e-4

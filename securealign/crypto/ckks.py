@@ -12,6 +12,7 @@ same context from these constants, so only Galois keys travel.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import tempfile
 import threading
@@ -138,6 +139,11 @@ def top_parms_id():
 def bottom_parms_id():
     """The level of a ciphertext after its one rescale."""
     return context().last_parms_id()
+
+
+def key_id(galois_keys: bytes) -> str:
+    """A session's key id: the digest of its serialized Galois keys, computed alike by client and provider."""
+    return hashlib.sha256(galois_keys).hexdigest()[:32]
 
 
 def load_ciphertext(data: bytes, *, parms_id, scale: float) -> seal.Ciphertext:

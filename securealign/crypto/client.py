@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import threading
 from collections import OrderedDict
@@ -40,7 +39,7 @@ class ClientSession:
         self.steps = (sorted({s for lay in layouts for s in lay.steps}) or [1]) if layouts else _all_steps()
         self._keys = ckks.KeyPair.generate()
         galois = self._keys.galois_keys_bytes(self.steps)
-        self.key_id = hashlib.sha256(galois).hexdigest()[:32]
+        self.key_id = ckks.key_id(galois)
         meta = {"key": self.key_id, "steps": self.steps, "blobs": list(wire.CONTEXT_BLOBS)}
         self._context = wire.encode(wire.MessageType.CONTEXT, meta, [ckks.parameters_bytes(), galois])
         self._pending: OrderedDict[str, Layout] = OrderedDict()

@@ -124,7 +124,7 @@ def _fit_sealed(provider, info: dict, Z_B: np.ndarray, alpha: float, progress: b
     start, cost = time.perf_counter(), FitCost(len(Z_B))
     X = _with_ones(np.asarray(Z_B, dtype=np.float64))
     weights = np.linalg.solve(_regularised_gram(X, alpha), X.T).T  # X G^-1: n x (d_B + 1), the client's plaintext
-    evaluator = CrossProductEvaluator(weights, progress=False)
+    evaluator = CrossProductEvaluator(weights)
     start = cost.add_ms("client", start)
     with tqdm(total=len(X), desc="secure fit (sealed): encrypted rows received", unit="row",
               disable=not progress) as bar:

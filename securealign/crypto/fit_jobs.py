@@ -98,7 +98,7 @@ class FitJobs:
             raise DimensionError(f"client width {width!r} must be an embedding dimension + 1, between 2 and 4096")
         public = self._sets[public_set]
         job = FitJob(secrets.token_urlsafe(18), mode, public, width, model_id,
-                     CrossProductEvaluator(public.Z, progress=False) if mode == "paper" else None,
+                     CrossProductEvaluator(public.Z) if mode == "paper" else None,
                      KeyHolder() if mode == "sealed" else None, time.monotonic() + self.ttl)
         with self._lock:
             self._drop_expired()

@@ -74,9 +74,6 @@ class Trace:
         self.steps.append(TraceStep(len(self.steps) + 1, party, kind, what, round(ms, 3), len(data or b""),
                                     preview(data) if data else ""))
 
-    def ms(self, party: str | None = None) -> float:
-        return sum(s.ms for s in self.steps if party is None or s.party == party)
-
 
 def preview(data: bytes, n: int = 12) -> str:
     """Hex of ``n`` bytes from the middle of a message (the header is constant; the body looks random)."""

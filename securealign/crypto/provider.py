@@ -9,7 +9,6 @@ about log2(d) rotations per result ciphertext.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import threading
 import time
@@ -63,7 +62,6 @@ class CompiledHead:
 
 @dataclass
 class ServedModel:
-    model_id: str
     classes: list[str]
     heads: dict[str, CompiledHead]  # mode -> computation
 
@@ -185,7 +183,7 @@ class Provider:
         classes = list(classes) if classes is not None else [str(k) for k in range(n_classes)]
         if len(classes) != n_classes:
             raise DimensionError(f"{len(classes)} class names for {n_classes} classes")
-        self._models[model_id] = ServedModel(model_id, classes, heads)
+        self._models[model_id] = ServedModel(classes, heads)
 
     def models(self) -> list[str]:
         return sorted(self._models)
@@ -214,7 +212,7 @@ class Provider:
         keys = ckks.load_bytes(seal.GaloisKeys, galois)
         if any(not keys.has_key(ckks.galois_element(s)) for s in steps):
             raise ParameterError("the context's Galois keys do not cover the rotation steps it declares")
-        if hashlib.sha256(galois).hexdigest()[:32] != message.meta["key"]:
+        if ckks.key_id(galois) != message.meta["key"]:
             raise KeyMismatchError("the context's key id does not match its Galois keys")
         session = self.sessions.add(message.meta["key"], frozenset(steps), keys,
                                     _MEMORY_PER_CONTEXT_BYTE * len(public_context))

@@ -27,7 +27,6 @@ from collections.abc import Iterator
 
 import numpy as np
 import tenseal.sealapi as seal
-from tqdm.auto import tqdm
 
 from securealign.crypto import ckks, wire
 from securealign.crypto.client import check_real
@@ -112,14 +111,12 @@ class KeyHolder:
 class CrossProductEvaluator:
     """The party holding plaintext ``Y``: accumulates ``Enc(Y^T X)`` batch by batch (any number of rows streams)."""
 
-    def __init__(self, Y: np.ndarray, *, progress: bool = True) -> None:
+    def __init__(self, Y: np.ndarray) -> None:
         self.Y = finite_matrix("Y", Y)
         self._acc: list[seal.Ciphertext] | None = None
         self._layout: CrossLayout | None = None
         self._key: str | None = None
         self._done = 0
-        self._bar = tqdm(total=len(self.Y), desc="secure fit: encrypted cross-product", unit="row",
-                         disable=not progress)
 
     def add(self, data: bytes) -> None:
         message = wire.decode(data, wire.MessageType.MATRIX)
@@ -149,7 +146,6 @@ class CrossProductEvaluator:
                 else:
                     ev.add_inplace(self._acc[t], product)
             self._done += 1
-            self._bar.update(1)
 
     @property
     def rows_done(self) -> int:
@@ -159,7 +155,6 @@ class CrossProductEvaluator:
         """The MATRIX message holding ``Enc(Y^T X)``, once every row has been added."""
         if self._acc is None or self._done != len(self.Y):
             raise DimensionError(f"{self._done} of {len(self.Y)} rows received; the cross-product is incomplete")
-        self._bar.close()
         for ct in self._acc:
             ckks.evaluator().rescale_to_next_inplace(ct)
         meta = {"key": self._key, "stage": "product", "rows": self._layout.q, "cols": self._layout.p}
