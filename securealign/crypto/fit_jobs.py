@@ -27,7 +27,7 @@ import numpy as np
 
 from securealign.crypto import wire
 from securealign.crypto.errors import DimensionError, LimitExceededError, ParameterError, UnknownFitError
-from securealign.crypto.secure_fit import BATCH_ROWS, CrossProductEvaluator, KeyHolder, finite_matrix
+from securealign.crypto.secure_fit import BATCH_ROWS, CrossLayout, CrossProductEvaluator, KeyHolder, finite_matrix
 
 FIT_MODES = ("paper", "sealed")
 
@@ -97,6 +97,11 @@ class FitJobs:
         if not isinstance(width, int) or not 2 <= width <= 4096:
             raise DimensionError(f"client width {width!r} must be an embedding dimension + 1, between 2 and 4096")
         public = self._sets[public_set]
+        # the product message (paper: d_A rows of width p; sealed: p rows of width d_A) must fit one MATRIX message
+        shape = (public.Z.shape[1], width) if mode == "paper" else (width, public.Z.shape[1])
+        if CrossLayout(shape[1], shape[0]).n_ciphertexts > BATCH_ROWS:
+            raise LimitExceededError(f"a {shape[0]} x {shape[1]} cross-product needs more than {BATCH_ROWS} "
+                                     "ciphertexts; use smaller embeddings")
         job = FitJob(secrets.token_urlsafe(18), mode, public, width, model_id,
                      CrossProductEvaluator(public.Z) if mode == "paper" else None,
                      KeyHolder() if mode == "sealed" else None, time.monotonic() + self.ttl)

@@ -42,6 +42,11 @@ class CompiledHead:
     @classmethod
     def compile(cls, matrix: np.ndarray, bias: np.ndarray) -> CompiledHead:
         layout = Layout.plan(matrix.shape[1], matrix.shape[0])
+        max_results = wire.LIMITS[wire.MessageType.RESULT].max_blobs
+        if layout.n_ciphertexts > max_results:  # refused now rather than after every query's full computation
+            raise LimitExceededError(f"{matrix.shape[0]} classes of {matrix.shape[1]}-d input need "
+                                     f"{layout.n_ciphertexts} result ciphertexts; a result carries at most "
+                                     f"{max_results}")
         plaintexts = [(ckks.encode(w, ckks.top_parms_id(), ckks.SCALE),
                        ckks.encode(o, ckks.bottom_parms_id(), ckks.rescaled_scale()))
                       for w, o in layout.pack_matrix(matrix, bias)]
