@@ -223,7 +223,7 @@ def run_secure_fit(source: str, target: str, mode: str, n_texts: float, task: st
                    progress=gr.Progress(track_tqdm=True)):
     """Fit the client's map on public texts under encryption, compare it with the plaintext fit and measure the
     provider's task head through it (JSON)."""
-    result = service.secure_fit(source, target, mode, int(n_texts), task, _progress_fn(progress))
+    result = service.secure_fit(source, target, mode, n_texts, task, _progress_fn(progress))
     timings = {"client": result["party_ms"]["client"], "provider": result["party_ms"]["provider"],
                "plaintext ridge": result["plaintext_ms"]}
     return result, _fit_md(result), figures.latency_bars(timings, title="Secure fit vs plaintext (ms)")
@@ -261,7 +261,7 @@ def _generation_md(snap: dict) -> str:
 @_readable_errors
 def run_generation(prompt: str, source: str, target: str, encrypted: bool, max_new_tokens: float,
                    progress=gr.Progress()):
-    for snap in service.generate(prompt, source, target, encrypted, int(max_new_tokens), _progress_fn(progress)):
+    for snap in service.generate(prompt, source, target, encrypted, max_new_tokens, _progress_fn(progress)):
         yield (snap["texts"]["native_source"], snap["texts"]["native_target"], snap["texts"]["mapped"],
                _generation_md(snap), figures.speed_bars({STREAM_NAMES[k]: v for k, v in snap["tokens_per_s"].items()}))
 

@@ -380,6 +380,7 @@ def secure_fit(source: str, target: str, mode: str = "sealed", n_texts: int = 51
     _check_choice("mode", mode, list(MODES))
     if n_texts not in FIT_TEXTS:
         raise ServiceError(f"Fit on one of {', '.join(map(str, FIT_TEXTS))} public texts, not {n_texts!r}.")
+    n_texts = int(n_texts)  # 512.0 from a slider or an API client is the same choice
     texts = load_public_corpus(n_texts + FIT_HELD_OUT)
     fit_texts = texts[:n_texts]
     embeddings = {}
@@ -438,7 +439,7 @@ def generate(prompt: str, source: str, target: str, encrypted: bool = False, max
     _check_choice("target language model", target, causal)
     if source == target:
         raise ServiceError("Source and target are the same model; pick two different language models.")
-    if not 1 <= int(max_new_tokens) <= MAX_APP_NEW_TOKENS:
+    if not isinstance(max_new_tokens, (int, float)) or not 1 <= int(max_new_tokens) <= MAX_APP_NEW_TOKENS:
         raise ServiceError(f"Ask for between 1 and {MAX_APP_NEW_TOKENS} new tokens.")
     from securealign.generation import load_pair, stream_compare
     from securealign.generation.mapping import fitted_map_path
