@@ -21,6 +21,9 @@ import pandas as pd
 from securealign import figures, service
 from securealign.crypto import THREAT_MODELS
 
+# The three API events take their arguments unconverted (preprocess=False): the service checks every one of them
+# before any work starts, so "abc" or 2.5 from an API client gets the service's sentence, not a slider's error.
+API_EVENT = {"preprocess": False}
 CONCURRENCY = 2  # two CPU cores on a Space: more parallel queries would only queue inside numpy and SEAL
 QUEUE_SIZE = 32
 PREDICTION_NAMES = {  # the names figures.VARIANT_COLOURS knows
@@ -355,7 +358,7 @@ def build() -> gr.Blocks:
                 q_task.change(example_choices, q_task, q_example, api_visibility="private")
                 q_example.change(lambda t: t or gr.skip(), q_example, q_text, api_visibility="private")
                 q_run.click(run_query, [q_text, q_source, q_target, q_task, q_mode, q_encrypted, keys],
-                            [q_json, last_result, keys], api_name="classify",
+                            [q_json, last_result, keys], api_name="classify", **API_EVENT,
                             api_description="Classify a text with the provider's head on the client's mapped "
                                             "embedding, in plaintext and under CKKS encryption; returns JSON.") \
                     .success(show_query, q_json, [q_summary, q_probs, q_latency, q_steps, q_keys],
@@ -380,7 +383,7 @@ def build() -> gr.Blocks:
                 with gr.Accordion("raw result (what the /secure_fit API returns)", open=False):
                     f_json = gr.JSON()
                 f_run.click(run_secure_fit, [f_source, f_target, f_mode, f_texts, f_task], [f_json, f_summary, f_plot],
-                            api_name="secure_fit", concurrency_limit=1, concurrency_id="secure_fit",
+                            api_name="secure_fit", concurrency_limit=1, concurrency_id="secure_fit", **API_EVENT,
                             api_description="Fit the client's map on public texts under CKKS encryption and "
                                             "compare it with the plaintext ridge fit; returns JSON.")
 
@@ -417,7 +420,7 @@ def build() -> gr.Blocks:
                 g_metrics = gr.Markdown()
                 g_speed = gr.Plot(label="speed")
                 g_run.click(run_generation, [g_prompt, g_source, g_target, g_encrypted, g_tokens],
-                            [g_src, g_tgt, g_map, g_metrics, g_speed], api_name="generate",
+                            [g_src, g_tgt, g_map, g_metrics, g_speed], api_name="generate", **API_EVENT,
                             concurrency_limit=1, concurrency_id="generation")
 
             with gr.Tab("Results", id="results"):

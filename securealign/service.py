@@ -90,9 +90,43 @@ def catalogue() -> dict:
     }
 
 
+def _shown(value: object) -> str:
+    """A caller's value, quoted for a refusal and cut short (an API client may send anything, of any size)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "…"
+
+
 def _check_choice(what: str, value: str, valid: list[str]) -> str:
-    if value not in valid:
-        raise ServiceError(f"Unknown {what} {value!r}. Choose one of: {', '.join(valid)}.")
+    if not isinstance(value, str) or value not in valid:
+        raise ServiceError(f"Unknown {what} {_shown(value)}. Choose one of: {', '.join(valid)}.")
+    return value
+
+
+def _check_flag(what: str, value: bool) -> bool:
+    """A yes/no input: only true or false, since ``bool("false")`` would silently mean yes."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ServiceError(f"{what} must be true or false, not {_shown(value)}.")
+    return bool(value)
+
+
+def _check_whole_number(what: str, value: int, low: int, high: int) -> int:
+    """A count between ``low`` and ``high``; 12.0 from a slider is 12, but 2.5, "12", None or true are refused
+    rather than rounded or cast (a cast would hide a caller's mistake)."""
+    whole = isinstance(value, (int, np.integer)) or (isinstance(value, (float, np.floating))
+                                                      and np.isfinite(value) and float(value).is_integer())
+    if isinstance(value, (bool, np.bool_)) or not whole or not low <= int(value) <= high:
+        raise ServiceError(f"{what} must be a whole number from {low} to {high:,}, not {_shown(value)}.")
+    return int(value)
+
+
+def _check_text(value: str, *, empty: str, what: str, limit: int) -> str:
+    """Non-empty text up to ``limit`` characters; anything that is not text is refused, not stringified."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise ServiceError(empty)
+    if not isinstance(value, str):
+        raise ServiceError(f"The {what} must be text, not {_shown(value)}.")
+    if len(value) > limit:
+        raise ServiceError(f"The {what} has {len(value):,} characters; the limit is {limit:,}. Shorten it.")
     return value
 
 
@@ -100,13 +134,11 @@ def _check_task(task: str) -> str:
     return _check_choice("task", task, [t for _, t in catalogue()["tasks"]])
 
 
-def _check_pair(source: str, target: str, task: str | None) -> None:
-    """Two different encoders of the catalogue and, unless ``task`` is None, a known task."""
+def _check_pair(source: str, target: str) -> None:
+    """Two different encoders of the catalogue."""
     encoders = [k for _, k in catalogue()["encoders"]]
     _check_choice("client model", source, encoders)
     _check_choice("provider model", target, encoders)
-    if task is not None:
-        _check_task(task)
     if source == target:
         raise ServiceError("Client and provider use the same model here; "
                            "pick two different models to see a map at work.")
@@ -190,7 +222,8 @@ def results_table(task: str, regime: str | None = None) -> pd.DataFrame:
 def ood_comparison(task: str, source: str, target: str) -> dict:
     """Energy scores in- and out-of-distribution, native (provider model) vs mapped (client model through the
     demo regime's map), with the precomputed AUROC and FPR@95TPR."""
-    _check_pair(source, target, task)
+    _check_task(task)
+    _check_pair(source, target)
     regime = catalogue()["demo_regime"]
     row = next(r for r in _ridge_rows(task, regime) if r["source"] == source and r["target"] == target)
     task_titles = {t: title for title, t in catalogue()["tasks"]}
@@ -268,13 +301,9 @@ def _loading(what: str) -> Iterator[None]:
 
 
 def check_query(text: str | None) -> str:
-    """The query text, or a readable refusal for empty and over-long input."""
-    if text is None or not str(text).strip():
-        raise ServiceError("The query is empty: type a sentence or pick an example.")
-    text = str(text).strip()
-    if len(text) > MAX_QUERY_CHARS:
-        raise ServiceError(f"The query has {len(text):,} characters; the limit is {MAX_QUERY_CHARS:,}. Shorten it.")
-    return text
+    """The query text, or a readable refusal for empty, over-long or non-text input."""
+    return _check_text(text.strip() if isinstance(text, str) else text, what="query", limit=MAX_QUERY_CHARS,
+                       empty="The query is empty: type a sentence or pick an example.")
 
 
 def _prediction(logits: np.ndarray, classes: list[str]) -> dict:
@@ -308,8 +337,10 @@ def classify(text: str, source: str, target: str, task: str, mode: str = "sealed
     plaintext, and the same under CKKS encryption. Returns the JSON-able comparison and the client session (new
     keys are made when ``client`` is None and encryption is on)."""
     text = check_query(text)
-    _check_pair(source, target, task)
+    _check_task(task)
+    _check_pair(source, target)
     _check_choice("mode", mode, list(MODES))
+    encrypted = _check_flag("encrypt", encrypted)
     head, affine = artifacts.load_head(task, target), artifacts.load_map(task, source, target)
     z_src, embed_src_ms = _embed_one(source, text, progress, 0.05, "client")
     z_tgt, embed_tgt_ms = _embed_one(target, text, progress, 0.3, "provider")
@@ -376,11 +407,13 @@ def secure_fit(source: str, target: str, mode: str = "sealed", n_texts: int = 51
     """Fit the client's map on ``n_texts`` public texts under encryption (both parties in this process), and check
     it against the plaintext ridge fit of the same texts; with ``task``, also measure what the map is for: the
     provider's head on the client's mapped test embeddings. Returns the JSON-able comparison."""
-    _check_pair(source, target, task)
+    _check_pair(source, target)
+    if task is not None:  # the task is optional here: without one, the map's quality is measured on public text only
+        _check_task(task)
     _check_choice("mode", mode, list(MODES))
+    n_texts = _check_whole_number("The number of public texts", n_texts, min(FIT_TEXTS), max(FIT_TEXTS))
     if n_texts not in FIT_TEXTS:
         raise ServiceError(f"Fit on one of {', '.join(map(str, FIT_TEXTS))} public texts, not {n_texts!r}.")
-    n_texts = int(n_texts)  # 512.0 from a slider or an API client is the same choice
     texts = load_public_corpus(n_texts + FIT_HELD_OUT)
     fit_texts = texts[:n_texts]
     embeddings = {}
@@ -429,18 +462,15 @@ def generate(prompt: str, source: str, target: str, encrypted: bool = False, max
              progress: ProgressFn | None = None) -> Iterator[dict]:
     """Native source, native target and mapped continuations, streamed as snapshots (see
     :func:`securealign.generation.stream_compare`); models and the map load first, with progress."""
-    if prompt is None or not str(prompt).strip():
-        raise ServiceError("The prompt is empty: type the beginning of a sentence.")
-    prompt = str(prompt)
-    if len(prompt) > MAX_PROMPT_CHARS:
-        raise ServiceError(f"The prompt has {len(prompt):,} characters; the limit is {MAX_PROMPT_CHARS:,}.")
+    prompt = _check_text(prompt, what="prompt", limit=MAX_PROMPT_CHARS,
+                         empty="The prompt is empty: type the beginning of a sentence.")
+    encrypted = _check_flag("encrypt the vocabulary head", encrypted)
+    max_new_tokens = _check_whole_number("The number of new tokens", max_new_tokens, 1, MAX_APP_NEW_TOKENS)
     causal = [k for _, k in catalogue()["causal"]]
     _check_choice("source language model", source, causal)
     _check_choice("target language model", target, causal)
     if source == target:
         raise ServiceError("Source and target are the same model; pick two different language models.")
-    if not isinstance(max_new_tokens, (int, float)) or not 1 <= int(max_new_tokens) <= MAX_APP_NEW_TOKENS:
-        raise ServiceError(f"Ask for between 1 and {MAX_APP_NEW_TOKENS} new tokens.")
     from securealign.generation import load_pair, stream_compare
     from securealign.generation.mapping import fitted_map_path
 
@@ -456,7 +486,7 @@ def generate(prompt: str, source: str, target: str, encrypted: bool = False, max
             _report(progress, 0.6, "compiling the provider's encrypted vocabulary head (first use only)")
             pair.encrypted_head  # noqa: B018 - a cached property: build it now, under the progress bar
     _report(progress, 1.0, "generating")
-    yield from stream_compare(prompt, source, target, encrypted, int(max_new_tokens))
+    yield from stream_compare(prompt, source, target, encrypted, max_new_tokens)
 
 
 # ---- export --------------------------------------------------------------------------------------------------

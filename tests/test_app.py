@@ -124,8 +124,43 @@ def test_bad_queries_get_a_readable_message(client: Client, task: str, text: str
 
 
 def test_unknown_and_identical_models_are_refused(client: Client, task: str) -> None:
-    assert "not in the list of choices" in _refusal(lambda: _classify(client, "a query", task, source="gpt-9"))
+    assert "Unknown client model 'gpt-9'" in _refusal(lambda: _classify(client, "a query", task, source="gpt-9"))
     assert "same model" in _refusal(lambda: _classify(client, "a query", task, target=SOURCE))
+
+
+@pytest.mark.parametrize("tokens", ["abc", None, 2.5, True, 0, service.MAX_APP_NEW_TOKENS + 1, [4]])
+def test_generate_checks_the_number_of_tokens_before_any_work(client: Client, tokens) -> None:
+    """Every argument of the API reaches the service unconverted, and the service refuses it with its own sentence
+    (not a slider's generic error, and not a silent rounding of 2.5)."""
+    message = _refusal(lambda: client.predict("The capital of France is", "gemma3", "smollm2", False, tokens,
+                                              api_name="/generate"))
+    assert f"The number of new tokens must be a whole number from 1 to {service.MAX_APP_NEW_TOKENS}" in message
+
+
+@pytest.mark.parametrize("endpoint, args, expected", [
+    ("/classify", (5, SOURCE, TARGET, "{task}", "sealed", True), "The query must be text"),
+    ("/classify", ("a query", SOURCE, TARGET, "{task}", "sealed", "no"), "encrypt must be true or false"),
+    ("/classify", ("a query", SOURCE, TARGET, "{task}", "fast", True), "Unknown mode 'fast'"),
+    ("/classify", ("a query", SOURCE, TARGET, None, "sealed", True), "Unknown task None"),
+    ("/classify", ("a query", SOURCE, ["mpnet"], "{task}", "sealed", True), "Unknown provider model"),
+    ("/secure_fit", (SOURCE, TARGET, "sealed", "abc", "{task}"), "must be a whole number from 64 to 1,024"),
+    ("/secure_fit", (SOURCE, TARGET, "sealed", None, "{task}"), "must be a whole number from 64 to 1,024"),
+    ("/secure_fit", (SOURCE, TARGET, "sealed", 64.5, "{task}"), "must be a whole number from 64 to 1,024"),
+    ("/secure_fit", (SOURCE, TARGET, "sealed", 64, "nope"), "Unknown task 'nope'"),
+    ("/generate", ("Hello", "gemma3", "smollm2", "false", 4), "must be true or false"),
+    ("/generate", (None, "gemma3", "smollm2", False, 4), "The prompt is empty"),
+    ("/generate", ("Hello", "gemma3", "gpt-9", False, 4), "Unknown target language model 'gpt-9'"),
+])
+def test_every_api_argument_is_checked_by_the_service(client: Client, task: str, endpoint: str, args: tuple,
+                                                      expected: str) -> None:
+    args = tuple(task if a == "{task}" else a for a in args)
+    assert expected in _refusal(lambda: client.predict(*args, api_name=endpoint))
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 12.5, "12", np.bool_(True)])
+def test_counts_that_json_cannot_carry_are_refused_too(value) -> None:
+    with pytest.raises(service.ServiceError, match="whole number"):
+        next(service.generate("Hello", "gemma3", "smollm2", False, value))
 
 
 def test_a_model_that_fails_to_load_is_reported_and_nothing_is_lost(client: Client, task: str) -> None:
