@@ -1,9 +1,11 @@
-"""securealign's demo: pick models, see their representations converge, run a query natively, mapped and encrypted.
+"""securealign's demo: the story in four steps, then each step in detail (models converge, a map carries one model
+into another, an encrypted query gives the plaintext answer, what each party sees).
 
 Started by ``scripts/demo.sh`` and by the Hugging Face Space (``Dockerfile``); host and port come from
 ``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT``. This file only lays out widgets and wires them to
-:mod:`securealign.service` (numbers) and :mod:`securealign.figures` (plots): the first page is drawn from the
-precomputed ``assets/`` alone, and models load on first use behind a progress bar.
+:mod:`securealign.service` (numbers), :mod:`securealign.figures` (plots) and :mod:`app_text` (words): the first
+page is drawn from the precomputed ``assets/`` alone, and the default pair's models warm up in the background as
+soon as the page is served.
 
 Public API (``gradio_client``): ``/classify`` takes (text, client model, provider model, task, mode, encrypted)
 and returns the comparison as JSON; ``/secure_fit`` (client model, provider model, mode, public texts, task) fits a
@@ -14,10 +16,11 @@ from __future__ import annotations
 
 import functools
 import inspect
+import threading
 
 import gradio as gr
-import pandas as pd
 
+import app_text as words
 from securealign import figures, service
 from securealign.crypto import THREAT_MODELS
 
@@ -26,23 +29,21 @@ from securealign.crypto import THREAT_MODELS
 API_EVENT = {"preprocess": False}
 CONCURRENCY = 2  # two CPU cores on a Space: more parallel queries would only queue inside numpy and SEAL
 QUEUE_SIZE = 32
-PREDICTION_NAMES = {  # the names figures.VARIANT_COLOURS knows
-    "native": "native target",
-    "mapped_plaintext": "mapped (plaintext)",
-    "mapped_encrypted": "mapped (encrypted)",
-}
-PREDICTION_HELP = {
-    "native": "provider's model on the raw text (reference: needs the text)",
-    "mapped_plaintext": "client's model → map → provider's head, in plaintext",
-    "mapped_encrypted": "the same under CKKS encryption",
-}
-STREAM_NAMES = {"native_source": "source model alone", "native_target": "target model alone",
-                "mapped": "source read → target head writes"}
-INTRO = """# securealign: one model's task head, served to another model's embeddings — under encryption
-Independently trained models learn **linearly compatible** representations. A client with its own model maps its
-embedding into the provider's space with an affine map fitted on public text, and the provider's linear head
-classifies it **without seeing the query** (CKKS homomorphic encryption, TenSEAL/SEAL). Every number below is
-computed from real models and real data; the first tabs read precomputed results, queries run live."""
+# the story's pair: the provider's head keeps 96.5% of its 97.2% through the map, and the first examples are right
+# on every path; the weaker-client pairs (e.g. MiniLM -> mpnet on Rotten Tomatoes) stay one click away
+DEFAULT_TASK, DEFAULT_CLIENT, DEFAULT_PROVIDER = "bbc_news", "minilm", "mpnet"
+DEFAULT_FIT_TEXTS = 256
+CSS = """
+.headline, .headline p, .headline h3 {font-size: 1.3rem !important; line-height: 1.45 !important}
+.step-button {font-size: 1.1rem !important}
+td, th, td *, th * {word-break: normal !important; overflow-wrap: normal !important; hyphens: manual !important}
+.prose table {display: block; overflow-x: auto; max-width: 100%}
+code {word-break: keep-all !important; white-space: nowrap}
+"""
+INTRO = """# securealign: one model's task head, served to another model's embeddings, under encryption
+Independently trained models learn **linearly compatible** representations. A client maps its embedding into a
+provider's space with an affine map, and the provider's head classifies it **without seeing the query** (CKKS
+homomorphic encryption). Real models, real data, real encryption."""
 
 
 def _readable_errors(fn):
@@ -74,199 +75,176 @@ def _readable_errors(fn):
     return wrapper
 
 
+def _refusal_beside(n_outputs: int):
+    """For an event whose outputs end with an error-message State: on success that message is cleared; on a
+    refusal every other output keeps its last good value, the sentence goes to the State (shown beside the
+    button) and is raised as well (the toast, and the API client's AppError)."""
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            try:
+                outputs = fn(*args, **kwargs)
+                for out in (outputs if inspect.isgenerator(outputs) else [outputs]):
+                    yield (*out, "")
+            except (ValueError, FileNotFoundError) as exc:
+                yield (*(gr.skip(),) * n_outputs, str(exc))
+                raise gr.Error(str(exc), print_exception=False) from exc
+        return wrapper
+    return decorate
+
+
+def _run_row(label: str, elem_id: str) -> tuple[gr.Button, gr.Markdown, gr.State]:
+    """An action button with its progress beside it and, after a refusal, the message next to it."""
+    error = gr.State("")
+    with gr.Row(equal_height=True):
+        button = gr.Button(label, variant="primary", elem_id=f"{elem_id}-button", scale=2)
+        status = gr.Markdown(elem_id=f"{elem_id}-status", container=False)
+        message = gr.Markdown(elem_id=f"{elem_id}-error", container=False)
+    error.change(lambda m: f"⚠ {m}" if m else "", error, message, api_visibility="private", show_progress="hidden")
+    return button, status, error
+
+
 def _progress_fn(progress: gr.Progress):
     return lambda fraction, what: progress(fraction, desc=what)
 
 
-# ---- formatting (no numbers are computed here) -----------------------------------------------------------------
-
-def _bytes(n: int) -> str:
-    return f"{n / 1e6:.2f} MB" if n >= 1e6 else f"{n / 1e3:.1f} KB" if n >= 1e3 else f"{n} B"
-
-
-def _summary(result: dict) -> str:
-    def line(key: str) -> str:
-        pred = result[key]
-        if pred is None:
-            return f"| {PREDICTION_NAMES[key]} | {PREDICTION_HELP[key]} | *encryption off* | |"
-        return (f"| {PREDICTION_NAMES[key]} | {PREDICTION_HELP[key]} | **{pred['label']}** | "
-                f"{max(pred['probabilities'].values()):.3f} |")
-
-    agree = result["agreement"]
-    lines = [f"### {result['source_name']} (client) → {result['target_name']} (provider), {result['mode']} mode",
-             "| | how | prediction | probability |", "|---|---|---|---|",
-             line("native"), line("mapped_plaintext"), line("mapped_encrypted"), ""]
-    if "encrypted_vs_plaintext" in agree:
-        verdict = "agree" if agree["encrypted_vs_plaintext"] else "DISAGREE"
-        cause = ("CKKS noise" if agree["within_ckks_noise"] else
-                 "**more than CKKS noise: the provider's model is not this pair's**")
-        lines.append(f"Encrypted and plaintext predictions **{verdict}**; largest logit difference "
-                     f"{agree['max_logit_error']:.1e} ({cause}).")
-    lines.append(f"Mapped prediction {'matches' if agree['mapped_vs_native'] else 'differs from'} "
-                 "the provider model's own prediction on the raw text. For scale: "
-                 + ", ".join(f"{name} {ms:.2f} ms" for name, ms in result["reference_ms"].items()) + ".")
-    return "\n".join(lines)
-
-
-def _protocol_table(result: dict) -> pd.DataFrame:
-    rows = [{"#": s["number"], "party": s["party"], "step": s["what"], "ms": round(s["ms"], 2),
-             "sent": _bytes(s["bytes"]) if s["bytes"] else "", "hex preview (middle bytes)": s["preview"]}
-            for s in result["protocol"]]
-    return pd.DataFrame(rows, columns=["#", "party", "step", "ms", "sent", "hex preview (middle bytes)"])
-
-
-def _keys_md(result: dict) -> str:
-    keys, threat = result["key_material"], result["threat_model"]
-    head = ""
-    if keys:
-        head = (f"**This session's keys**: public context (CKKS parameters + Galois keys for rotations "
-                f"{keys['rotation_steps']}) = {_bytes(keys['public_context_bytes'])}, sent once; the secret key is "
-                f"{keys['secret_key']}. Imaginary residue of the decrypted logits: {keys['ckks_residue']:.1e}.\n\n")
-    return (head + f"**{threat['title']}** — client learns: {threat['client_learns']}; provider learns: "
-            f"{threat['provider_learns']}.")
-
-
-def _threat_md() -> str:
-    parts = []
-    for threat in THREAT_MODELS.values():
-        parts.append(f"## {threat['title']}\n"
-                     f"| | in plain words |\n|---|---|\n"
-                     f"| the client learns | {threat['client_learns']} |\n"
-                     f"| the provider learns | {threat['provider_learns']} |\n"
-                     f"| the provider holds | {threat['provider_holds']} |\n"
-                     f"| limits | {threat['limits']} |\n")
-    parts.append("## In this demo\nBoth parties run inside this server so that one page can show them; each browser "
-                 "session gets its own CKKS keys, kept in that session's state and dropped when it ends. The "
-                 "provider object only ever receives the public context (parameters and Galois keys) and "
-                 "ciphertexts. For two real machines run the provider as `python -m securealign serve` "
-                 "(see docs/protocol.md). Your queries are never written to the embedding cache.")
-    return "\n".join(parts)
-
-
-# ---- callbacks -------------------------------------------------------------------------------------------------
+# ---- callbacks: convergence ------------------------------------------------------------------------------------
 
 @_readable_errors
-def similarity_figure(dataset: str, metric: str):
+def similarity_view(dataset: str, metric: str):
     sim = service.similarity(dataset, metric)
-    return figures.heatmap(sim["matrix"], sim["labels"], sim["labels"], value_name=metric, row_axis="model",
-                           col_axis="model",
-                           title=f"{sim['metric_label']} between models on {sim['dataset_label']} "
-                                 f"({sim['n_texts']} texts)")
+    fig = figures.heatmap(sim["matrix"], sim["labels"], sim["labels"], value_name=sim["metric_label"],
+                          row_axis="model", col_axis="model",
+                          title=f"{sim['metric_label']}, {sim['n_texts']:,} texts")
+    return fig, f"{words.explain(sim['metric_label'])} Texts: {sim['dataset_label']}."
 
 
 @_readable_errors
-def fit_figure(task: str, regime: str, measure: str):
+def fit_view(task: str, regime: str, measure: str):
     fit = service.fit_quality(task, regime, measure)
-    return figures.heatmap(fit["matrix"], fit["labels"], fit["labels"], value_name=measure,
-                           row_axis="client (source)", col_axis="provider (target)",
-                           title=f"{service.FIT_MEASURES[measure]} — {task}, map fitted on '{regime}'")
+    name = words.MEASURE_NAMES[measure]
+    percent = measure in ("mapped_acc", "top1", "retained")
+    fig = figures.heatmap(fit["matrix"], fit["labels"], fit["labels"], value_name=name, percent=percent,
+                          zrange=(0.0, 1.1 if measure == "retained" else 1.0),
+                          row_axis="client (source)", col_axis="provider (target)", title=name)
+    return fig, words.fit_caption(fit["matrix"], measure)
 
+
+# ---- callbacks: the guided story --------------------------------------------------------------------------------
+
+@_readable_errors
+def story_agree():
+    pair = service.pair_summary(DEFAULT_TASK, DEFAULT_CLIENT, DEFAULT_PROVIDER)
+    fig, _ = similarity_view("public", "cka")
+    return (f"### {service.model_name(DEFAULT_CLIENT)} and {service.model_name(DEFAULT_PROVIDER)}, trained "
+            f"separately, see the same texts alike: linear CKA **{pair['cka']:.2f}** on {pair['n_texts']:,} public "
+            f"texts (1 = same geometry; all pairs here: {pair['cka_min']:.2f} to {pair['cka_max']:.2f})."), fig
+
+
+@_readable_errors
+def story_map():
+    pair = service.pair_summary(DEFAULT_TASK, DEFAULT_CLIENT, DEFAULT_PROVIDER)
+    client, provider = service.model_name(DEFAULT_CLIENT), service.model_name(DEFAULT_PROVIDER)
+    fig = figures.accuracy_bars({f"{client} alone (its own head)": pair["source_acc"],
+                                 f"{provider} alone": pair["provider_acc"],
+                                 f"{client} → map → {provider}'s head": pair["mapped_acc"]},
+                                title=f"Accuracy on {pair['task_title']}")
+    return (f"### A map fitted on the {pair['regime_label']} carries {client}'s embeddings into {provider}'s space: "
+            f"{provider}'s head is right on **{words.pct(pair['mapped_acc'])}** of them, against "
+            f"**{words.pct(pair['provider_acc'])}** on its own embeddings (**{words.pct(pair['retained'], 0)}** "
+            "kept)."), fig
+
+
+@_readable_errors
+def story_query(client, progress=gr.Progress()):
+    text = service.examples(DEFAULT_TASK)[0]
+    result, client = service.classify(text, DEFAULT_CLIENT, DEFAULT_PROVIDER, DEFAULT_TASK, "sealed", True, client,
+                                      _progress_fn(progress))
+    latency = figures.latency_bars(result["timings_ms"], title="The client's wall clock")
+    return words.query_headline(result), gr.Plot(latency, visible=True), result, client
+
+
+def story_parties(result: dict | None):
+    return words.who_sees_what(result, THREAT_MODELS)
+
+
+# ---- callbacks: secure inference -------------------------------------------------------------------------------
 
 @_readable_errors
 def example_choices(task: str):
+    """Held-out examples labelled with their true class; the first one is selected, so one click classifies."""
     texts = service.examples(task)
-    return gr.Dropdown(choices=[(t if len(t) <= 90 else t[:87] + "…", t) for t in texts], value=None)
+    choices = [(f"[{service.true_label(task, t)}] " + (t if len(t) <= 80 else t[:77] + "…"), t) for t in texts]
+    return gr.Dropdown(choices=choices, value=texts[0]), texts[0]
 
 
-@_readable_errors
+@_refusal_beside(3)
 def run_query(text: str, source: str, target: str, task: str, mode: str, encrypted: bool, client,
               progress=gr.Progress()):
-    """Classify one text natively, mapped and (optionally) encrypted; returns the comparison as JSON."""
+    """Classify one text: the client's path first (shown at once), then the provider's own model on the raw text
+    as a reference, off the client's path; the API returns the final, complete comparison as JSON."""
     result, client = service.classify(text, source, target, task, mode, encrypted, client, _progress_fn(progress))
-    return result, result, client
+    yield result, result, client
+    result = service.add_reference(result)
+    yield result, result, client
+
+
+def _query_figures(result: dict):
+    series = {name: [result[k]["probabilities"][c] for c in result["classes"]]
+              for k, name in words.PATH_NAMES.items() if result[k] is not None}
+    return (figures.probability_bars(result["classes"], series),
+            figures.latency_bars(result["timings_ms"], title="The client's wall clock",
+                                 reference_ms=result["reference_ms"]))
 
 
 def show_query(result: dict | None):
     if not result:
-        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
-    series = {name: [result[k]["probabilities"][c] for c in result["classes"]]
-              for k, name in PREDICTION_NAMES.items() if result[k] is not None}
-    return (_summary(result),
-            figures.probability_bars(result["classes"], series),
-            figures.latency_bars(result["timings_ms"]),
-            _protocol_table(result), _keys_md(result))
+        return (gr.skip(),) * 6
+    probs, latency = _query_figures(result)
+    return (words.query_headline(result), words.query_summary(result), gr.Plot(probs, visible=True),
+            gr.Plot(latency, visible=True), words.protocol_md(result), words.keys_md(result))
 
 
-def _fit_md(result: dict) -> str:
-    holder = ("the client now holds the map; the provider saw only ciphertexts of the client's embeddings"
-              if result["mode"] == "paper" else
-              "the provider now holds the map and can serve map + head in sealed mode; the client saw only "
-              "ciphertexts of the provider's embeddings, and its receipt carries no map")
-    secure, plain = result["quality_secure"], result["quality_plaintext"]
-    work = ("The client encrypts its rows, then decrypts and solves; the provider multiplies ciphertexts."
-            if result["mode"] == "paper" else
-            "The provider encrypts its rows and decrypts the map; the client multiplies ciphertexts.")
-    return "\n".join([
-        f"**{result['source_name']} (client) → {result['target_name']} (provider), {result['mode']} mode, "
-        f"{result['n_texts']} public texts**: {holder} ({result['map_shape'][0]} × {result['map_shape'][1]}).  ",
-        f"**Cost**: {result['secure_ms'] / 1e3:.1f} s under encryption vs {result['plaintext_ms']:.0f} ms for the "
-        f"plaintext ridge fit; {_bytes(result['bytes_up'])} client → provider, {_bytes(result['bytes_down'])} "
-        f"provider → client. {work}  ",
-        (f"**Same map as in plaintext**: largest difference from the plaintext ridge solution "
-         f"{result['max_abs_difference']:.1e} (CKKS noise; λ = {result['lambda']} fixed in advance).  "
-         if result["matches_plaintext"] else
-         f"**Warning: this map differs from the plaintext ridge solution** by up to "
-         f"{result['max_abs_difference']:.1e}; do not use it.  "),
-        f"**How good the map is** on {result['held_out']} held-out public texts: R² {secure['r2']:.3f} "
-        f"(plaintext {plain['r2']:.3f}), mean cosine {secure['cosine']:.3f}, top-1 retrieval {secure['top1']:.1%}. "
-        "More texts give a better map at a linear cost.  ", *_task_md(result["task_accuracy"])])
-
-
-def _task_md(acc: dict | None) -> list[str]:
-    if acc is None:
-        return []
-    return [f"**What the map is for** ({acc['title']}, all {acc['n_test']:,} test texts): the provider's head is right "
-            f"on {acc['provider_native']:.1%} of its own embeddings and on {acc['through_this_map']:.1%} of the "
-            f"client's embeddings through this map (the precomputed public-only map, fitted on "
-            f"{acc['public_map_texts']:,} texts: {acc['public_map_precomputed']:.1%})."]
-
+# ---- callbacks: secure fit, OOD, generation, results -----------------------------------------------------------
 
 @_readable_errors
-def run_secure_fit(source: str, target: str, mode: str, n_texts: float, task: str,
+def fit_estimate(n_texts: int):
+    return words.fit_estimate(n_texts, service.secure_fit_estimate(n_texts))
+
+
+@_refusal_beside(3)
+def run_secure_fit(source: str, target: str, mode: str, n_texts: int, task: str,
                    progress=gr.Progress(track_tqdm=True)):
     """Fit the client's map on public texts under encryption, compare it with the plaintext fit and measure the
     provider's task head through it (JSON)."""
     result = service.secure_fit(source, target, mode, n_texts, task, _progress_fn(progress))
-    timings = {"client": result["party_ms"]["client"], "provider": result["party_ms"]["provider"],
-               "plaintext ridge": result["plaintext_ms"]}
-    return result, _fit_md(result), figures.latency_bars(timings, title="Secure fit vs plaintext (ms)")
+    chart = figures.latency_bars(result["party_ms"], title="Encrypted fit, wall clock",
+                                 reference_ms={"plaintext ridge": result["plaintext_ms"]})
+    return result, words.fit_md(result), chart
 
 
 @_readable_errors
-def ood_figure(task: str, source: str, target: str):
+def ood_view(task: str, source: str, target: str):
     ood = service.ood_comparison(task, source, target)
-    return figures.energy_histograms(ood["scores"], ood["metrics"], in_name=f"in: {ood['in_name']}",
-                                     out_name=f"out: {ood['out_name']}")
+    fig = figures.energy_histograms(ood["scores"], ood["metrics"], in_name=f"in: {ood['in_name']}",
+                                    out_name=f"out: {ood['out_name']}")
+    return fig, words.ood_caption(ood["metrics"])
 
 
-def _generation_md(snap: dict) -> str:
-    def num(value, fmt: str = ".3f") -> str:
-        return "n/a" if value is None else format(value, fmt)
-
-    compat, fit = snap["compatibility"], snap["map"]
-    lines = [f"**Tokenizer compatibility** (the paper's predictor of success): exact token match "
-             f"{num(compat['exact_match_rate'])}, vocabulary Jaccard {num(compat['vocabulary_jaccard'])}  ",
-             f"**Map fit** on held-out tokens: R² {num(fit.get('r2'))}, next-token agreement "
-             f"{num(fit.get('next_token_agreement'))}  "]
-    if "encrypted_step" in snap:
-        step = snap["encrypted_step"]
-        lines.append(f"**Last encrypted token**: client encrypts {step['encrypt_ms']:.0f} ms, provider "
-                     f"{step['provider_ms']:.0f} ms, client decrypts {step['decrypt_ms']:.0f} ms; "
-                     f"{_bytes(step['bytes_up'])} up, {_bytes(step['bytes_down'])} down  ")
-    if snap.get("quality"):
-        quality = snap["quality"]
-        lines.append(f"**Quality**: mapped vs native target token agreement {num(quality['token_agreement'])}; "
-                     f"perplexity under the target: mapped {num(quality['perplexity_mapped'], '.1f')}, native "
-                     f"{num(quality['perplexity_native_target'], '.1f')}")
-    return "\n".join(lines)
-
-
-@_readable_errors
-def run_generation(prompt: str, source: str, target: str, encrypted: bool, max_new_tokens: float,
+@_refusal_beside(5)
+def run_generation(prompt: str, source: str, target: str, encrypted: bool, max_new_tokens: int,
                    progress=gr.Progress()):
     for snap in service.generate(prompt, source, target, encrypted, max_new_tokens, _progress_fn(progress)):
         yield (snap["texts"]["native_source"], snap["texts"]["native_target"], snap["texts"]["mapped"],
-               _generation_md(snap), figures.speed_bars({STREAM_NAMES[k]: v for k, v in snap["tokens_per_s"].items()}))
+               words.generation_md(snap),
+               figures.speed_bars({words.STREAM_NAMES[k]: v for k, v in snap["tokens_per_s"].items()}))
+
+
+@_readable_errors
+def generation_estimate(target: str, encrypted: bool, max_new_tokens: int):
+    return words.generation_estimate(service.model_name(target), encrypted, max_new_tokens,
+                                     service.encrypted_seconds_per_token(target))
 
 
 @_readable_errors
@@ -274,175 +252,267 @@ def results_frame(task: str, regime: str):
     return service.results_table(task, None if regime == "all" else regime)
 
 
-def comparison_page(result: dict | None, dataset: str, metric: str, task: str):
-    """The figures and tables on screen, as one offline HTML page; returns its path."""
-    plots, tables = [similarity_figure(dataset, metric)], []
-    intro = "No query has been run in this session yet."
+def comparison_page(result: dict | None, dataset: str, metric: str, task: str, regime: str):
+    """The page's current selections (heatmap texts and metric, results task and regime) and the last query, as
+    one offline HTML page with a headline verdict; returns its path."""
+    plots = {f"similarity-{dataset}-{metric}": similarity_view(dataset, metric)[0]}
+    if regime != "all":
+        plots[f"mapped-accuracy-{task}-{regime}"] = fit_view(task, regime, "mapped_acc")[0]
+    tables, verdict, intro = [], "No query has been run in this session yet.", ""
     if result:
-        _, probs, latency, steps, _ = show_query(result)
-        plots += [probs, latency]
-        tables.append(("Protocol steps", steps.to_html(index=False)))
-        predictions = ", ".join(f"{PREDICTION_NAMES[k]}: {result[k]['label']}" for k in PREDICTION_NAMES if result[k])
-        intro = (f"Query {result['query']!r} — {result['source_name']} (client) → {result['target_name']} "
-                 f"(provider), {result['mode']} mode. {predictions}.")
-    tables.append((f"Precomputed results: {task}", results_frame(task, "all").to_html(index=False)))
-    return service.export_html(figures.report_html("securealign comparison", intro, plots, tables))
+        verdict = words.plain(words.query_headline(result))
+        probs, latency = _query_figures(result)
+        plots |= {"class-probabilities": probs, "client-wall-clock": latency}
+        tables.append(("The protocol, step by step", words.protocol_frame(result).to_html(index=False)))
+        intro = (f"Query {result['query']!r}: {result['source_name']} (client) → {result['target_name']} "
+                 f"(provider), {result['mode']} mode.")
+    frame = results_frame(task, regime)
+    task_title = {t: title for title, t in service.catalogue()["tasks"]}[task]
+    regime_name = "all maps" if regime == "all" else f"map fitted on {service.REGIME_SHORT.get(regime, regime)}"
+    tables.append((f"Precomputed results: {task_title}, {regime_name} ({len(frame)} rows)",
+                   frame.to_html(index=False, float_format=lambda v: f"{v:g}")))
+    return service.export_html(figures.report_html("securealign comparison", verdict, intro, plots, tables))
 
 
 @_readable_errors
-def export(result: dict | None, dataset: str, metric: str, task: str):
-    return gr.File(value=str(comparison_page(result, dataset, metric, task)), visible=True)
+def export(result: dict | None, dataset: str, metric: str, task: str, regime: str):
+    return gr.File(value=str(comparison_page(result, dataset, metric, task, regime)), visible=True)
 
 
-# ---- layout ----------------------------------------------------------------------------------------------------
+def show_tab(tab_id: str):
+    return lambda: gr.Tabs(selected=tab_id)
+
+
+# ---- layout: one builder per tab -------------------------------------------------------------------------------
+
+def _details_button(tabs: gr.Tabs, tab_id: str, what: str) -> None:
+    gr.Button(f"Details: {what} →", size="sm", variant="secondary").click(show_tab(tab_id), None, tabs,
+                                                                          api_visibility="private")
+
+
+def _story_tab(tabs: gr.Tabs, keys: gr.State, last_result: gr.State) -> None:
+    gr.Markdown("## The story in four steps\nOne click per step; each step's details are one more click away.",
+                elem_classes="headline")
+    example = service.examples(DEFAULT_TASK)[0]
+    steps = (
+        ("1 · Do two independently trained models agree?", "convergence", "similarity between all models", True),
+        ("2 · Does a map carry one model into the other?", "results", "accuracy of every pair", True),
+        (f"3 · Encrypt a query: does the provider give the plaintext answer? (a BBC News text: "
+         f"“{example[:70]}…”)", "inference", "secure inference", True),
+        ("4 · Who sees what?", "protected", "what is protected", False),
+    )
+    outputs = []
+    for number, (label, tab_id, what, has_plot) in enumerate(steps, start=1):
+        with gr.Group():
+            button = gr.Button(label, variant="primary", elem_id=f"story-step-{number}", elem_classes="step-button")
+            text = gr.Markdown(elem_id=f"story-text-{number}", elem_classes="headline")
+            plot = gr.Plot(visible=False, show_label=False) if has_plot else None
+            _details_button(tabs, tab_id, what)
+        outputs.append((button, text, plot))
+    (b1, t1, p1), (b2, t2, p2), (b3, t3, p3), (b4, t4, _) = outputs
+    b1.click(_visible_plot(story_agree), None, [t1, p1], api_visibility="private", scroll_to_output=True)
+    b2.click(_visible_plot(story_map), None, [t2, p2], api_visibility="private", scroll_to_output=True)
+    b3.click(story_query, keys, [t3, p3, last_result, keys], api_visibility="private", scroll_to_output=True,
+             show_progress_on=t3)
+    b4.click(story_parties, last_result, t4, api_visibility="private", scroll_to_output=True)
+
+
+def _visible_plot(fn):
+    """A story step's callback whose plot frame appears only once it has something to show."""
+    @functools.wraps(fn)
+    def wrapper():
+        text, fig = fn()
+        return text, gr.Plot(fig, visible=True)
+    return wrapper
+
+
+def _convergence_tab(cat: dict) -> tuple[gr.Dropdown, gr.Dropdown]:
+    gr.Markdown("How alike are the models' representations of the same texts?")
+    with gr.Row():
+        dataset = gr.Dropdown(cat["similarity_datasets"], value="public", label="texts")
+        metric = gr.Dropdown(cat["similarity_metrics"], value="cka", label="similarity metric")
+    fig, caption = similarity_view(dataset.value, metric.value)
+    sim_plot = gr.Plot(fig, show_label=False, elem_id="similarity-plot")
+    sim_caption = gr.Markdown(caption)
+    gr.Markdown("How well does an affine map carry one model's embeddings into another's? Held-out test texts; "
+                "row = client model, column = provider model.")
+    with gr.Row():
+        task = gr.Dropdown(cat["tasks"], value=DEFAULT_TASK, label="task")
+        regime = gr.Dropdown(cat["regimes"], value=cat["demo_regime"], label="map fitted on")
+        measure = gr.Dropdown([(words.MEASURE_NAMES[k], k) for k in service.FIT_MEASURES], value="mapped_acc",
+                              label="measure")
+    fig, caption = fit_view(DEFAULT_TASK, cat["demo_regime"], "mapped_acc")
+    fit_plot = gr.Plot(fig, show_label=False, elem_id="fit-plot")
+    fit_caption = gr.Markdown(caption)
+    for control in (dataset, metric):
+        control.change(similarity_view, [dataset, metric], [sim_plot, sim_caption], api_visibility="private")
+    for control in (task, regime, measure):
+        control.change(fit_view, [task, regime, measure], [fit_plot, fit_caption], api_visibility="private")
+    return dataset, metric
+
+
+def _inference_tab(cat: dict, keys: gr.State,
+                   last_result: gr.State) -> tuple[gr.Dropdown, gr.Dropdown, gr.Textbox]:
+    with gr.Row():
+        source = gr.Dropdown(cat["encoders"], value=DEFAULT_CLIENT, label="client model (source)")
+        target = gr.Dropdown(cat["encoders"], value=DEFAULT_PROVIDER, label="provider model (target)")
+        task = gr.Dropdown(cat["tasks"], value=DEFAULT_TASK, label="provider's task")
+    with gr.Row():
+        mode = gr.Radio([("sealed: map and head both on the provider, encrypted", "sealed"),
+                         ("paper: client maps, provider runs the head encrypted", "paper")],
+                        value="sealed", label="protocol mode")
+        encrypted = gr.Checkbox(True, label="encrypt (CKKS)",
+                                info="off: see what the provider would receive in the clear")
+    example = gr.Dropdown(label="pick a held-out example ([true label] text)…", choices=[])
+    text = gr.Textbox(label=f"…or type a query (up to {service.MAX_QUERY_CHARS:,} characters)", lines=3,
+                      elem_id="query-text")
+    run, status, error = _run_row("Classify", "classify")
+    headline = gr.Markdown(elem_id="query-headline", elem_classes="headline")
+    summary = gr.Markdown(elem_id="query-summary")
+    with gr.Row():
+        probs = gr.Plot(visible=False, show_label=False, elem_id="query-probabilities")
+        latency = gr.Plot(visible=False, show_label=False, elem_id="query-latency")
+    steps = gr.Markdown(elem_id="protocol-steps")
+    keys_md = gr.Markdown()
+    with gr.Accordion("raw result (what the /classify API returns)", open=False):
+        raw = gr.JSON()
+    task.change(example_choices, task, [example, text], api_visibility="private")
+    example.input(lambda t: t or gr.skip(), example, text, api_visibility="private")
+    run.click(run_query, [text, source, target, task, mode, encrypted, keys], [raw, last_result, keys, error],
+              api_name="classify", show_progress_on=status, **API_EVENT,
+              api_description="Classify a text with the provider's head on the client's mapped embedding, in "
+                              "plaintext and under CKKS encryption; returns JSON.")
+    last_result.change(show_query, last_result, [headline, summary, probs, latency, steps, keys_md],
+                       api_visibility="private", scroll_to_output=True, show_progress="hidden")
+    return task, example, text
+
+
+def _fit_tab(cat: dict) -> None:
+    gr.Markdown("The map itself can be fitted without either party showing its embeddings: both embed the same "
+                "public texts, and the ridge solution is computed through encrypted cross-products. In **paper** "
+                "mode the client ends up with the map; in **sealed** mode only the provider does.")
+    with gr.Row():
+        source = gr.Dropdown(cat["encoders"], value=DEFAULT_CLIENT, label="client model (source)")
+        target = gr.Dropdown(cat["encoders"], value="wordllama", label="provider model (target)")
+        n_texts = gr.Dropdown(list(service.FIT_TEXTS), value=DEFAULT_FIT_TEXTS, label="public texts to fit on")
+    with gr.Row():
+        mode = gr.Radio([("sealed: the provider gets the map", "sealed"),
+                         ("paper: the client gets the map", "paper")], value="sealed", label="fit mode")
+        task = gr.Dropdown(cat["tasks"], value=DEFAULT_TASK, label="provider's task (to measure the map on)")
+    estimate = gr.Markdown(fit_estimate(DEFAULT_FIT_TEXTS), elem_id="fit-estimate")
+    run, status, error = _run_row("Fit the map under encryption", "fit")
+    summary = gr.Markdown(elem_id="fit-summary")
+    plot = gr.Plot(show_label=False, elem_id="fit-plot-time")
+    with gr.Accordion("raw result (what the /secure_fit API returns)", open=False):
+        raw = gr.JSON()
+    n_texts.change(fit_estimate, n_texts, estimate, api_visibility="private")
+    run.click(run_secure_fit, [source, target, mode, n_texts, task], [raw, summary, plot, error],
+              api_name="secure_fit",
+              concurrency_limit=1, concurrency_id="secure_fit", show_progress_on=status, scroll_to_output=True,
+              **API_EVENT, api_description="Fit the client's map on public texts under CKKS encryption and compare "
+                                           "it with the plaintext ridge fit; returns JSON.")
+
+
+def _ood_tab(cat: dict) -> None:
+    gr.Markdown("Can the provider's head still tell its own kind of text from unrelated text when it reads the "
+                "client's mapped embeddings?")
+    with gr.Row():
+        task = gr.Dropdown(cat["tasks"], value=DEFAULT_TASK, label="task (in-distribution)")
+        source = gr.Dropdown(cat["encoders"], value=DEFAULT_CLIENT, label="client model")
+        target = gr.Dropdown(cat["encoders"], value=DEFAULT_PROVIDER, label="provider model")
+    fig, caption = ood_view(DEFAULT_TASK, DEFAULT_CLIENT, DEFAULT_PROVIDER)
+    plot = gr.Plot(fig, show_label=False, elem_id="ood-plot")
+    text = gr.Markdown(caption, elem_id="ood-caption")
+    for control in (task, source, target):
+        control.change(ood_view, [task, source, target], [plot, text], api_visibility="private")
+
+
+def _generation_tab(cat: dict) -> None:
+    gr.Markdown("The source model reads the text; its hidden state goes through the map into the target model's "
+                "LM head, which picks the next token. Greedy, streamed token by token.")
+    with gr.Row():
+        # securealign.generation's defaults, spelled out: importing it would load torch at start-up
+        source = gr.Dropdown(cat["causal"], value="gemma3", label="source LM (reads)")
+        target = gr.Dropdown(cat["causal"], value="smollm2", label="target LM (its head writes)")
+    with gr.Row():
+        encrypted = gr.Checkbox(False, label="encrypt the vocabulary head")
+        tokens = gr.Slider(1, service.MAX_APP_NEW_TOKENS, value=12, step=1, label="new tokens")
+    estimate = gr.Markdown(generation_estimate("smollm2", False, 12), elem_id="gen-estimate")
+    prompt = gr.Textbox("The capital of France is", label=f"prompt (up to {service.MAX_PROMPT_CHARS} characters)",
+                        elem_id="gen-prompt")
+    run, status, error = _run_row("Generate", "generate")
+    with gr.Row():
+        src = gr.Textbox(label=words.STREAM_NAMES["native_source"], lines=4, elem_id="gen-native-source")
+        tgt = gr.Textbox(label=words.STREAM_NAMES["native_target"], lines=4, elem_id="gen-native-target")
+        mapped = gr.Textbox(label=words.STREAM_NAMES["mapped"], lines=4, elem_id="gen-mapped")
+    metrics = gr.Markdown(elem_id="gen-metrics")
+    speed = gr.Plot(show_label=False)
+    for control in (target, encrypted, tokens):
+        control.change(generation_estimate, [target, encrypted, tokens], estimate, api_visibility="private")
+    run.click(run_generation, [prompt, source, target, encrypted, tokens], [src, tgt, mapped, metrics, speed, error],
+              api_name="generate", concurrency_limit=1, concurrency_id="generation", show_progress_on=status,
+              **API_EVENT)
+
+
+def _results_tab(cat: dict, last_result: gr.State, selections: tuple[gr.Dropdown, gr.Dropdown]) -> None:
+    with gr.Row():
+        task = gr.Dropdown(cat["tasks"], value=DEFAULT_TASK, label="task")
+        regime = gr.Dropdown([("all", "all"), *cat["regimes"]], value=cat["demo_regime"], label="map fitted on")
+    table = gr.Dataframe(results_frame(DEFAULT_TASK, cat["demo_regime"]), wrap=True, elem_id="results-table",
+                         label=f"precomputed results ({cat['created']}); click a column to sort")
+    gr.Markdown(" ".join(words.explain(term) for term in ("accuracy", "McNemar p", "R²", "AUROC")))
+    for control in (task, regime):
+        control.change(results_frame, [task, regime], table, api_visibility="private")
+    gr.Markdown("Export what is selected (this task and map regime, the Convergence tab's texts and metric, and "
+                "this session's last query) as one self-contained HTML page that opens offline, for slides; each "
+                "figure's camera button saves it as PNG.")
+    button = gr.Button("Export comparison (HTML)")
+    file = gr.File(label="exported page", visible=False)
+    button.click(export, [last_result, *selections, task, regime], file, api_visibility="private")
+
+
+def _protected_tab() -> None:
+    gr.Markdown(words.threat_md(THREAT_MODELS) + "\n\n" + words.glossary_md())
+
 
 def build() -> gr.Blocks:
     cat = service.catalogue()
-    encoders, tasks = cat["encoders"], cat["tasks"]
-    first_task = tasks[0][1]
-    source, target = encoders[0][1], encoders[1][1]
-    with gr.Blocks(title="securealign — secure linear alignment") as demo:
+    with gr.Blocks(title="securealign: secure linear alignment") as demo:
         keys = gr.State(None, time_to_live=3600, delete_callback=service.close_client)
         last_result = gr.State(None)
         gr.Markdown(INTRO)
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
+            with gr.Tab("The story", id="story"):
+                _story_tab(tabs, keys, last_result)
             with gr.Tab("Convergence", id="convergence"):
-                gr.Markdown("How alike are the models' representations of the same texts? 1.0 = the same "
-                            "geometry up to rotation and scale (CKA), the same neighbours (mutual k-NN) or the same "
-                            "correlated directions (SVCCA).")
-                with gr.Row():
-                    dataset = gr.Dropdown(cat["similarity_datasets"], value=cat["similarity_datasets"][0][1],
-                                          label="texts")
-                    metric = gr.Dropdown(cat["similarity_metrics"], value=cat["similarity_metrics"][0][1],
-                                         label="similarity metric")
-                sim_plot = gr.Plot(similarity_figure(dataset.value, metric.value), label="similarity heatmap",
-                                   elem_id="similarity-plot")
-                gr.Markdown("How well does an affine map carry one model's embeddings into another's? Held out "
-                            "test texts; row = client model, column = provider model.")
-                with gr.Row():
-                    fit_task = gr.Dropdown(tasks, value=first_task, label="task")
-                    fit_regime = gr.Dropdown(cat["regimes"], value=cat["demo_regime"], label="map fitted on")
-                    fit_measure = gr.Dropdown([(v, k) for k, v in service.FIT_MEASURES.items()], value="retained",
-                                              label="measure")
-                fit_plot = gr.Plot(fit_figure(first_task, cat["demo_regime"], "retained"), label="fit quality")
-                for control in (dataset, metric):
-                    control.change(similarity_figure, [dataset, metric], sim_plot, api_visibility="private")
-                for control in (fit_task, fit_regime, fit_measure):
-                    control.change(fit_figure, [fit_task, fit_regime, fit_measure], fit_plot,
-                                   api_visibility="private")
-
+                selections = _convergence_tab(cat)
             with gr.Tab("Secure inference", id="inference"):
-                with gr.Row():
-                    q_source = gr.Dropdown(encoders, value=source, label="client model (source)")
-                    q_target = gr.Dropdown(encoders, value=target, label="provider model (target)")
-                    q_task = gr.Dropdown(tasks, value=first_task, label="provider's task")
-                with gr.Row():
-                    q_mode = gr.Radio([("sealed: map and head both on the provider, encrypted", "sealed"),
-                                       ("paper: client maps, provider runs the head encrypted", "paper")],
-                                      value="sealed", label="protocol mode")
-                    q_encrypted = gr.Checkbox(True, label="encrypt (CKKS)")
-                q_example = gr.Dropdown(label="pick a held-out example…", choices=[])
-                q_text = gr.Textbox(label=f"…or type a query (up to {service.MAX_QUERY_CHARS:,} characters)", lines=3,
-                                    elem_id="query-text")
-                q_run = gr.Button("Classify", variant="primary", elem_id="classify-button")
-                q_summary = gr.Markdown(elem_id="query-summary")
-                with gr.Row():
-                    q_probs = gr.Plot(label="class probabilities")
-                    q_latency = gr.Plot(label="latency")
-                q_steps = gr.Dataframe(label="protocol, step by step (real message sizes)", wrap=True,
-                                       column_widths=["4%", "9%", "47%", "8%", "10%", "22%"],
-                                       elem_id="protocol-steps")
-                q_keys = gr.Markdown()
-                with gr.Accordion("raw result (what the /classify API returns)", open=False):
-                    q_json = gr.JSON()
-                q_task.change(example_choices, q_task, q_example, api_visibility="private")
-                q_example.change(lambda t: t or gr.skip(), q_example, q_text, api_visibility="private")
-                q_run.click(run_query, [q_text, q_source, q_target, q_task, q_mode, q_encrypted, keys],
-                            [q_json, last_result, keys], api_name="classify", **API_EVENT,
-                            api_description="Classify a text with the provider's head on the client's mapped "
-                                            "embedding, in plaintext and under CKKS encryption; returns JSON.") \
-                    .success(show_query, q_json, [q_summary, q_probs, q_latency, q_steps, q_keys],
-                             api_visibility="private")
-
+                query_inputs = _inference_tab(cat, keys, last_result)
             with gr.Tab("Secure fit", id="fit"):
-                gr.Markdown("The map itself can be fitted without either party showing its embeddings: both embed "
-                            "the same public texts, and the ridge solution is computed through encrypted "
-                            "cross-products. In **paper** mode the client ends up with the map; in **sealed** mode "
-                            "only the provider does. Both parties run here, exchanging real ciphertexts.")
-                with gr.Row():
-                    f_source = gr.Dropdown(encoders, value=source, label="client model (source)")
-                    f_target = gr.Dropdown(encoders, value=target, label="provider model (target)")
-                    f_texts = gr.Dropdown(list(service.FIT_TEXTS), value=512, label="public texts to fit on")
-                with gr.Row():
-                    f_mode = gr.Radio([("sealed: the provider gets the map", "sealed"),
-                                       ("paper: the client gets the map", "paper")], value="sealed", label="fit mode")
-                    f_task = gr.Dropdown(tasks, value=first_task, label="provider's task (to measure the map on)")
-                f_run = gr.Button("Fit the map under encryption", variant="primary", elem_id="fit-button")
-                f_summary = gr.Markdown(elem_id="fit-summary")
-                f_plot = gr.Plot(label="time per party")
-                with gr.Accordion("raw result (what the /secure_fit API returns)", open=False):
-                    f_json = gr.JSON()
-                f_run.click(run_secure_fit, [f_source, f_target, f_mode, f_texts, f_task], [f_json, f_summary, f_plot],
-                            api_name="secure_fit", concurrency_limit=1, concurrency_id="secure_fit", **API_EVENT,
-                            api_description="Fit the client's map on public texts under CKKS encryption and "
-                                            "compare it with the plaintext ridge fit; returns JSON.")
-
+                _fit_tab(cat)
             with gr.Tab("OOD", id="ood"):
-                gr.Markdown("Can the provider's head still tell its own kind of text from unrelated text when it "
-                            "reads the client's mapped embeddings? Energy score E = −log Σ exp(logits).")
-                with gr.Row():
-                    o_task = gr.Dropdown(tasks, value=first_task, label="task (in-distribution)")
-                    o_source = gr.Dropdown(encoders, value=source, label="client model")
-                    o_target = gr.Dropdown(encoders, value=target, label="provider model")
-                o_plot = gr.Plot(ood_figure(first_task, source, target), label="Energy histograms")
-                for control in (o_task, o_source, o_target):
-                    control.change(ood_figure, [o_task, o_source, o_target], o_plot, api_visibility="private")
-
+                _ood_tab(cat)
             with gr.Tab("Generation", id="generation"):
-                gr.Markdown("The source model reads the text; its hidden state goes through the map into the "
-                            "target model's LM head, which picks the next token. Greedy, streamed token by token.")
-                causal = cat["causal"]
-                with gr.Row():
-                    # securealign.generation's defaults, spelled out: importing it would load torch at start-up
-                    g_source = gr.Dropdown(causal, value="gemma3", label="source LM (reads)")
-                    g_target = gr.Dropdown(causal, value="smollm2", label="target LM (its head writes)")
-                with gr.Row():
-                    g_encrypted = gr.Checkbox(False, label="encrypt the vocabulary head (slow: ~1 s per token into "
-                                              "SmolLM2's 49k vocabulary, ~3 s into Gemma 3's 262k)")
-                    g_tokens = gr.Slider(1, service.MAX_APP_NEW_TOKENS, value=12, step=1, label="new tokens")
-                g_prompt = gr.Textbox("The capital of France is", label=f"prompt (up to {service.MAX_PROMPT_CHARS} "
-                                      "characters)", elem_id="gen-prompt")
-                g_run = gr.Button("Generate", variant="primary", elem_id="generate-button")
-                with gr.Row():
-                    g_src = gr.Textbox(label=STREAM_NAMES["native_source"], lines=4, elem_id="gen-native-source")
-                    g_tgt = gr.Textbox(label=STREAM_NAMES["native_target"], lines=4, elem_id="gen-native-target")
-                    g_map = gr.Textbox(label=STREAM_NAMES["mapped"], lines=4, elem_id="gen-mapped")
-                g_metrics = gr.Markdown()
-                g_speed = gr.Plot(label="speed")
-                g_run.click(run_generation, [g_prompt, g_source, g_target, g_encrypted, g_tokens],
-                            [g_src, g_tgt, g_map, g_metrics, g_speed], api_name="generate", **API_EVENT,
-                            concurrency_limit=1, concurrency_id="generation")
-
+                _generation_tab(cat)
             with gr.Tab("Results", id="results"):
-                with gr.Row():
-                    r_task = gr.Dropdown(tasks, value=first_task, label="task")
-                    r_regime = gr.Dropdown([("all", "all"), *cat["regimes"]], value="all", label="map fitted on")
-                r_table = gr.Dataframe(results_frame(first_task, "all"), label="precomputed results "
-                                       f"({cat['created']}); click a column to sort", wrap=True)
-                for control in (r_task, r_regime):
-                    control.change(results_frame, [r_task, r_regime], r_table, api_visibility="private")
-                gr.Markdown("Export the current comparison (last query, the selected heatmap, this task's table) as "
-                            "one self-contained HTML page that opens offline, for slides.")
-                r_export = gr.Button("Export comparison (HTML)")
-                r_file = gr.File(label="exported page", visible=False)
-                r_export.click(export, [last_result, dataset, metric, r_task], r_file, api_visibility="private")
-
+                _results_tab(cat, last_result, selections)
             with gr.Tab("What is protected", id="protected"):
-                gr.Markdown(_threat_md())
-        demo.load(example_choices, q_task, q_example, api_visibility="private")
+                _protected_tab()
+        task, example, text = query_inputs
+        demo.load(example_choices, task, [example, text], api_visibility="private")
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
     return demo
 
 
+def main() -> None:
+    """Serve the page, then warm the story's models in the background, so the first query is as quick as later
+    ones and the page itself never waits for a model."""
+    demo = build()
+    demo.launch(theme=gr.themes.Soft(), css=CSS, prevent_thread_lock=True)
+    threading.Thread(target=service.warm_up, args=(DEFAULT_TASK, DEFAULT_CLIENT, DEFAULT_PROVIDER), daemon=True,
+                     name="warm-up").start()
+    demo.block_thread()
+
+
 if __name__ == "__main__":
-    build().launch(theme=gr.themes.Soft())
+    main()

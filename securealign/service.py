@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import queue
 import tempfile
 import threading
 import time
@@ -78,14 +79,14 @@ def catalogue() -> dict:
     except artifacts.MissingArtifactError as exc:
         raise ServiceError(f"The precomputed results are missing ({exc}).") from exc
     return {
-        "encoders": [(manifest["encoder_names"][k], k) for k in manifest["encoders"]],
+        "encoders": [(f"{model_name(k)}: {manifest['encoder_names'][k]}", k) for k in manifest["encoders"]],
         "tasks": [(manifest["task_titles"][t], t) for t in manifest["tasks"]],
         "similarity_datasets": [(manifest["task_titles"].get(d, PUBLIC_LABEL if d == "public" else d), d)
                                 for d in manifest["similarity_datasets"]],
         "similarity_metrics": [(METRIC_LABELS.get(m, m), m) for m in manifest["similarity_metrics"]],
-        "regimes": [(f"{r}: {manifest['regime_descriptions'][r]}", r) for r in manifest["regimes"]],
+        "regimes": [(manifest["regime_descriptions"][r], r) for r in manifest["regimes"]],
         "demo_regime": manifest["demo_regime"],
-        "causal": [(spec.name, spec.key) for spec in list_models("causal")],
+        "causal": [(f"{model_name(spec.key)}: {spec.name}", spec.key) for spec in list_models("causal")],
         "created": manifest["created"],
     }
 
@@ -144,8 +145,14 @@ def _check_pair(source: str, target: str) -> None:
                            "pick two different models to see a map at work.")
 
 
+# short names the page uses everywhere (figures, headlines, tables, export): the zoo's full names do not fit a
+# heatmap's axis or a phone's width; the selectors show both
+SHORT_NAMES = {"minilm": "MiniLM", "mpnet": "mpnet", "paraphrase_onnx": "MiniLM-L3 (ONNX)", "wordllama": "WordLlama",
+               "potion": "potion", "smollm2": "SmolLM2", "gemma3": "Gemma 3"}
+
+
 def model_name(key: str) -> str:
-    return get_spec(key).name
+    return SHORT_NAMES.get(key, get_spec(key).name)
 
 
 @functools.cache
@@ -160,6 +167,17 @@ def examples(task: str, n: int = EXAMPLES_PER_TASK) -> list[str]:
         if len(picked) == n:
             break
     return picked
+
+
+@functools.cache
+def _true_labels(task: str) -> dict[str, str]:
+    data = load_task(task)
+    return {text.strip(): data.classes[int(label)] for text, label in zip(data.test_texts, data.test_labels)}
+
+
+def true_label(task: str, text: str) -> str | None:
+    """The class a held-out test text of ``task`` is labelled with, or None for any other text (a typed query)."""
+    return _true_labels(_check_task(task)).get(text.strip()) if isinstance(text, str) else None
 
 
 # ---- convergence ---------------------------------------------------------------------------------------------
@@ -199,22 +217,50 @@ def fit_quality(task: str, regime: str, measure: str) -> dict:
 
 RESULT_COLUMNS = {
     "source": "client model", "target": "provider model", "regime": "map fitted on", "map": "map",
-    "source_acc": "client native acc", "baseline_acc": "provider native acc", "mapped_acc": "mapped acc",
-    "p_vs_native": "p vs native (McNemar)",
-    "auroc_native": "AUROC native", "auroc_mapped": "AUROC mapped", "r2": "map R²", "top1": "top-1 retrieval",
+    "source_acc": "client native acc (%)", "baseline_acc": "provider native acc (%)", "mapped_acc": "mapped acc (%)",
+    "p_vs_native": "McNemar p (mapped vs native)",
+    "auroc_native": "OOD AUROC native", "auroc_mapped": "OOD AUROC mapped", "r2": "map R²",
+    "top1": "top-1 retrieval (%)",
 }
+REGIME_SHORT = {"task": "task texts", "public": "public only", "public+64": "public + 64 task texts",
+                "public+128": "public + 128 task texts"}
+PERCENT_COLUMNS = ("source_acc", "baseline_acc", "mapped_acc", "top1")
 
 
 def results_table(task: str, regime: str | None = None) -> pd.DataFrame:
-    """The precomputed rows of one task (optionally one regime) as a table, accuracies in percent."""
+    """The precomputed rows of one task (optionally one regime) as people read them: display names, accuracies
+    in percent, two decimals, p-values with two significant digits (numbers stay numbers, so columns sort)."""
     _check_task(task)
+    if regime is not None:
+        _check_choice("regime", regime, [r for _, r in catalogue()["regimes"]])
     rows = [r for r in artifacts.load_results() if r["task"] == task and regime in (None, r["regime"])]
     frame = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
-    for column in ("source_acc", "baseline_acc", "mapped_acc"):
+    for column in PERCENT_COLUMNS:
         frame[column] = (100 * frame[column]).round(1)
-    frame = frame.round({c: 3 for c in RESULT_COLUMNS if c != "p_vs_native"})
+    frame = frame.round({c: 2 for c in RESULT_COLUMNS if c not in PERCENT_COLUMNS + ("p_vs_native",)})
     frame["p_vs_native"] = frame["p_vs_native"].map(lambda p: float(f"{p:.2g}"))  # two significant digits, sortable
+    frame["regime"] = frame["regime"].map(lambda r: REGIME_SHORT.get(r, r))
+    frame["source"] = frame["source"].map(model_name)
+    frame["target"] = frame["target"].map(model_name)
     return frame.rename(columns=RESULT_COLUMNS)
+
+
+def pair_summary(task: str, source: str, target: str) -> dict:
+    """The numbers the guided story quotes for one pair: how alike the two models are on public text (linear CKA,
+    beside the range over all pairs) and what the demo regime's map keeps of the provider's accuracy."""
+    _check_task(task)
+    _check_pair(source, target)
+    sim = similarity("public", "cka")
+    i, j = sim["keys"].index(source), sim["keys"].index(target)
+    off_diagonal = sim["matrix"][~np.eye(len(sim["keys"]), dtype=bool)]
+    regime = catalogue()["demo_regime"]
+    row = next(r for r in _ridge_rows(task, regime) if (r["source"], r["target"]) == (source, target))
+    return {"cka": float(sim["matrix"][i, j]), "cka_min": float(off_diagonal.min()),
+            "cka_max": float(off_diagonal.max()), "n_texts": sim["n_texts"], "regime": regime,
+            "regime_label": artifacts.load_manifest()["regime_descriptions"][regime],
+            "task_title": {t: title for title, t in catalogue()["tasks"]}[task],
+            "source_acc": row["source_acc"], "provider_acc": row["baseline_acc"], "mapped_acc": row["mapped_acc"],
+            "retained": row["mapped_acc"] / row["baseline_acc"], "p_vs_native": row["p_vs_native"]}
 
 
 # ---- out-of-distribution detection ---------------------------------------------------------------------------
@@ -276,9 +322,25 @@ def _served_model(task: str, source: str, target: str) -> str:
     return model_id
 
 
+_spare_keys: queue.Queue[ClientSession] = queue.Queue(maxsize=1)
+
+
+def _make_spare_keys() -> None:
+    with contextlib.suppress(queue.Full):
+        _spare_keys.put_nowait(ClientSession())
+
+
 def new_client() -> ClientSession:
-    """Fresh CKKS keys for one browser or API session; the secret key never leaves the returned object."""
-    return ClientSession()
+    """Fresh CKKS keys for one browser or API session; the secret key never leaves the returned object.
+
+    Key generation takes a few hundred ms, so one set is made ahead, in the background, and handed to the next
+    new session (each set goes to exactly one session); the next spare is then made in the background."""
+    try:
+        client = _spare_keys.get_nowait()
+    except queue.Empty:
+        return ClientSession()
+    threading.Thread(target=_make_spare_keys, daemon=True, name="spare-keys").start()
+    return client
 
 
 def close_client(client: ClientSession | None) -> None:
@@ -312,13 +374,29 @@ def _prediction(logits: np.ndarray, classes: list[str]) -> dict:
             "probabilities": {c: float(p) for c, p in zip(classes, probs)}}
 
 
-def _embed_one(key: str, text: str, progress: ProgressFn | None, fraction: float,
-               role: str) -> tuple[np.ndarray, float]:
-    _report(progress, fraction, f"loading the {role} model {model_name(key)} (first use only)")
+_model_locks: dict[str, threading.Lock] = {}
+_loaded: set[str] = set()
+
+
+def _load(key: str, progress: ProgressFn | None, fraction: float, role: str) -> None:
+    """Load an encoder once per process; a query arriving while the warm-up loads it waits instead of loading a
+    second copy."""
     from securealign.encoders import load_encoder
 
-    with _loading(f"The model {model_name(key)}"):
-        load_encoder(key)  # cached per process: only the first query pays
+    with _register_lock:
+        lock = _model_locks.setdefault(key, threading.Lock())
+    with lock:
+        if key in _loaded:
+            return
+        _report(progress, fraction, f"loading the {role} model {model_name(key)} (first use only)")
+        with _loading(f"The model {model_name(key)}"):
+            load_encoder(key)
+        _loaded.add(key)
+
+
+def _embed_one(key: str, text: str, progress: ProgressFn | None, fraction: float,
+               role: str) -> tuple[np.ndarray, float]:
+    _load(key, progress, fraction, role)
     _report(progress, fraction + 0.1, f"embedding the query with {model_name(key)}")
     start = time.perf_counter()
     # user queries are never written to the embedding cache
@@ -326,44 +404,68 @@ def _embed_one(key: str, text: str, progress: ProgressFn | None, fraction: float
     return z.astype(np.float64), (time.perf_counter() - start) * 1e3
 
 
+def warm_up(task: str, source: str, target: str) -> None:
+    """Load the default pair's encoders, head, map and served model, so that the first query after the page is
+    served is as quick as later ones (the app runs this in the background right after it starts)."""
+    _check_task(task)
+    _check_pair(source, target)
+    for role, key in (("client", source), ("provider", target)):
+        _embed_one(key, "warm-up", None, 0.0, role)  # the first call of an encoder also builds its lazy parts
+    _served_model(task, source, target)
+    _true_labels(task)
+    _make_spare_keys()
+
+
 # the latency chart's bar for each protocol step kind (keys are sent once per session, so they get their own bar)
-_STEP_BARS = {"keys": "keys (once)"}
+_STEP_BARS = {"keys": "send public keys (once)"}
+OVERHEAD_BAR = "loading and overhead"
+REFERENCE_BAR = "reference: provider's own model"
+
+
+def _plaintext_exposure(x: np.ndarray, logits: np.ndarray, mode: str) -> dict:
+    """What the provider would receive and return if the query travelled unencrypted: the vector itself (in
+    sealed mode the raw embedding, in paper mode the mapped one), readable by anyone who holds it."""
+    return {"sent": "the client's raw embedding" if mode == "sealed" else "the client's mapped embedding",
+            "dims": int(x.shape[0]), "bytes_up": int(x.astype(np.float32).nbytes),
+            "bytes_down": int(logits.astype(np.float32).nbytes),
+            "first_values": [round(float(v), 4) for v in x[:6]]}
 
 
 def classify(text: str, source: str, target: str, task: str, mode: str = "sealed", encrypted: bool = True,
              client: ClientSession | None = None,
              progress: ProgressFn | None = None) -> tuple[dict, ClientSession | None]:
-    """One query, three ways: the provider's model on the raw text (reference), the client's embedding mapped in
-    plaintext, and the same under CKKS encryption. Returns the JSON-able comparison and the client session (new
-    keys are made when ``client`` is None and encryption is on)."""
+    """The client's path for one query: its embedding mapped into the provider's space and classified by the
+    provider's head, in plaintext and (when ``encrypted``) under CKKS. ``wall_ms`` is the whole call, as the
+    visitor waits for it, and ``timings_ms`` splits it into parts that add up to it. The provider's own model on
+    the raw text is a reference only the demo can compute, so it is left to :func:`add_reference`. Returns the
+    JSON-able comparison and the client session (new keys are made when ``client`` is None and encryption is on).
+    """
     text = check_query(text)
     _check_task(task)
     _check_pair(source, target)
     _check_choice("mode", mode, list(MODES))
     encrypted = _check_flag("encrypt", encrypted)
+    wall = time.perf_counter()
     head, affine = artifacts.load_head(task, target), artifacts.load_map(task, source, target)
-    z_src, embed_src_ms = _embed_one(source, text, progress, 0.05, "client")
-    z_tgt, embed_tgt_ms = _embed_one(target, text, progress, 0.3, "provider")
-    start = time.perf_counter()
+    z_src, embed_ms = _embed_one(source, text, progress, 0.05, "client")
     mapped_logits = plaintext_logits(z_src, head.V, head.c, affine.W, affine.b)
-    plain_ms = (time.perf_counter() - start) * 1e3
-    native_logits = plaintext_logits(z_tgt, head.V, head.c)
+    truth = true_label(task, text)
     result = {
-        "query": text, "task": task, "source": source, "target": target, "mode": mode, "encrypted": bool(encrypted),
+        "query": text, "task": task, "source": source, "target": target, "mode": mode, "encrypted": encrypted,
         "source_name": model_name(source), "target_name": model_name(target), "classes": head.classes,
-        "native": _prediction(native_logits, head.classes),
+        "true_label": truth, "native": None,
         "mapped_plaintext": _prediction(mapped_logits, head.classes),
-        "mapped_encrypted": None, "protocol": [], "key_material": {},
-        "timings_ms": {"embedding": embed_src_ms},
-        "reference_ms": {"provider model on the raw text": embed_tgt_ms, "plaintext map + head (numpy)": plain_ms},
-        "agreement": {"mapped_vs_native": bool(np.argmax(mapped_logits) == np.argmax(native_logits))},
-        "threat_model": THREAT_MODELS[mode],
+        "mapped_encrypted": None, "protocol": [], "key_material": {}, "exposed": None,
+        "timings_ms": {"embedding": embed_ms}, "reference_ms": {},
+        "agreement": {}, "threat_model": THREAT_MODELS[mode],
     }
     if encrypted:
         if client is None:
-            _report(progress, 0.6, "generating this session's CKKS keys")
+            _report(progress, 0.5, "generating this session's CKKS keys")
+            start = time.perf_counter()
             client = new_client()
-        _report(progress, 0.7, "running the encrypted protocol")
+            result["timings_ms"]["key generation (once)"] = (time.perf_counter() - start) * 1e3
+        _report(progress, 0.6, "running the encrypted protocol")
         model_id = _served_model(task, source, target)
         try:
             logits, trace = run_encrypted_query(client, _provider, model_id, z_src, mode,
@@ -381,8 +483,30 @@ def classify(text: str, source: str, target: str, task: str, mode: str = "sealed
         result["key_material"] = {"key_id": client.key_id, "public_context_bytes": len(client.public_context()),
                                   "rotation_steps": list(client.steps), "secret_key": "held by the client only",
                                   "ckks_residue": trace.residue}
+    else:
+        sent = z_src if mode == "sealed" else z_src @ affine.W + affine.b
+        result["exposed"] = _plaintext_exposure(sent, mapped_logits, mode)
+    result["wall_ms"] = (time.perf_counter() - wall) * 1e3
+    result["timings_ms"][OVERHEAD_BAR] = max(0.0, result["wall_ms"] - sum(result["timings_ms"].values()))
+    if truth is not None:
+        result["correct"] = {k: result[k]["label"] == truth for k in ("mapped_plaintext", "mapped_encrypted")
+                             if result[k] is not None}
     _report(progress, 1.0, "done")
     return result, client
+
+
+def add_reference(result: dict, progress: ProgressFn | None = None) -> dict:
+    """``result`` with the provider's own model applied to the raw text: the reference a real provider never
+    computes (it never sees the text), so it runs after the client's answer is shown and is timed apart."""
+    head = artifacts.load_head(result["task"], result["target"])
+    z_tgt, embed_ms = _embed_one(result["target"], result["query"], progress, 0.5, "provider")
+    native = _prediction(plaintext_logits(z_tgt, head.V, head.c), head.classes)
+    out = {**result, "native": native, "reference_ms": {REFERENCE_BAR: embed_ms},
+           "agreement": {**result["agreement"],
+                         "mapped_vs_native": native["label"] == result["mapped_plaintext"]["label"]}}
+    if result["true_label"] is not None:
+        out["correct"] = {**result["correct"], "native": native["label"] == result["true_label"]}
+    return out
 
 
 # ---- secure fitting of the map ------------------------------------------------------------------------------
@@ -400,6 +524,16 @@ def _task_accuracy(task: str, source: str, target: str, affine: alignment.Affine
             "provider_native": public["baseline_acc"],
             "through_this_map": head.accuracy(affine.apply(z_b), data.test_labels),
             "public_map_precomputed": public["mapped_acc"], "public_map_texts": public["pairs"]}
+
+
+FIT_SECONDS_PER_TEXT = 0.015  # encrypted work per public text on two free cores (512 texts: 8.3 s, docs/app.md)
+
+
+def secure_fit_estimate(n_texts: int) -> float:
+    """Seconds of encrypted work a secure fit of ``n_texts`` texts takes on two free cores, to show before it
+    starts (embedding the texts comes on top the first time a model embeds them)."""
+    n_texts = _check_whole_number("The number of public texts", n_texts, min(FIT_TEXTS), max(FIT_TEXTS))
+    return 2.0 + FIT_SECONDS_PER_TEXT * n_texts
 
 
 def secure_fit(source: str, target: str, mode: str = "sealed", n_texts: int = 512, task: str | None = None,
@@ -487,6 +621,16 @@ def generate(prompt: str, source: str, target: str, encrypted: bool = False, max
             pair.encrypted_head  # noqa: B018 - a cached property: build it now, under the progress bar
     _report(progress, 1.0, "generating")
     yield from stream_compare(prompt, source, target, encrypted, max_new_tokens)
+
+
+# seconds per token of the encrypted vocabulary head into each target, measured on 2 cores (docs/generation.md)
+ENCRYPTED_SECONDS_PER_TOKEN = {"smollm2": 0.75, "gemma3": 2.6}
+
+
+def encrypted_seconds_per_token(target: str) -> float | None:
+    """What one encrypted token into ``target`` costs, to estimate a generation before it starts."""
+    _check_choice("target language model", target, [k for _, k in catalogue()["causal"]])
+    return ENCRYPTED_SECONDS_PER_TOKEN.get(target)
 
 
 # ---- export --------------------------------------------------------------------------------------------------

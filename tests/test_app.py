@@ -195,16 +195,24 @@ def test_generation_refuses_bad_prompts(client: Client) -> None:
     assert "limit" in _refusal(lambda: client.predict(too_long, "gemma3", "smollm2", False, 4, api_name="/generate"))
 
 
-def test_export_is_one_self_contained_page(task: str) -> None:
+def test_export_follows_the_selections_in_one_self_contained_page(task: str) -> None:
     import app
 
     result, _ = service.classify(service.examples(task)[0], SOURCE, TARGET, task)
-    cat = service.catalogue()
-    path = app.comparison_page(result, cat["similarity_datasets"][0][1], cat["similarity_metrics"][0][1], task)
+    result = service.add_reference(result)
+    regime = service.catalogue()["demo_regime"]
+    path = app.comparison_page(result, "public", "cka", task, regime)
     page = path.read_text(encoding="utf-8")
-    assert page.startswith("<!DOCTYPE html>") and page.count("Plotly.newPlot") == 3
+    # the heatmap of the chosen texts and metric, the chosen task and regime's accuracies, the query's two charts
+    assert page.startswith("<!DOCTYPE html>") and page.count("Plotly.newPlot") == 4
     assert "<script src=" not in page  # plotly.js is inlined: the page opens offline
-    assert "Protocol steps" in page and result["mapped_encrypted"]["label"] in page
+    assert "The protocol, step by step" in page and result["mapped_encrypted"]["label"] in page
+    assert "the same answer as plaintext" in page  # the headline verdict
+    assert "similarity-public-cka" in page  # each figure's camera button saves a named PNG
+    # only the selected regime's rows (one per ordered pair), with display names and readable p-values
+    pairs = [r for r in artifacts.load_results() if (r["task"], r["regime"]) == (task, regime)]
+    assert page.split("Precomputed results")[1].count("<tr>") == len(pairs)
+    assert service.model_name(SOURCE) in page and "e-01" not in page
     shutil.rmtree(path.parent)
 
 
