@@ -39,6 +39,7 @@ CSS = """
 td, th, td *, th * {word-break: normal !important; overflow-wrap: normal !important; hyphens: manual !important}
 .prose table {display: block; overflow-x: auto; max-width: 100%}
 code {word-break: keep-all !important; white-space: nowrap}
+@media (max-width: 600px) {h1 {font-size: 1.35rem !important} .headline, .headline p, .headline h3 {font-size: 1.1rem !important}}
 """
 INTRO = """# securealign: one model's task head, served to another model's embeddings, under encryption
 Independently trained models learn **linearly compatible** representations. A client maps its embedding into a
@@ -285,12 +286,19 @@ def show_tab(tab_id: str):
 
 # ---- layout: one builder per tab -------------------------------------------------------------------------------
 
+def _scroll_to(elem_id: str) -> dict:
+    """Event arguments that bring an answer into view once it is drawn (on a projector or a phone the result of a
+    click would otherwise land below the fold); runs in the browser only."""
+    return {"fn": None, "js": f"() => document.getElementById('{elem_id}').scrollIntoView({{block: 'start'}})",
+            "api_visibility": "private"}
+
+
 def _details_button(tabs: gr.Tabs, tab_id: str, what: str) -> None:
     gr.Button(f"Details: {what} →", size="sm", variant="secondary").click(show_tab(tab_id), None, tabs,
                                                                           api_visibility="private")
 
 
-def _story_tab(tabs: gr.Tabs, keys: gr.State, last_result: gr.State) -> None:
+def _story_tab(tabs: gr.Tabs, keys: gr.State) -> None:
     gr.Markdown("## The story in four steps\nOne click per step; each step's details are one more click away.",
                 elem_classes="headline")
     example = service.examples(DEFAULT_TASK)[0]
@@ -310,11 +318,12 @@ def _story_tab(tabs: gr.Tabs, keys: gr.State, last_result: gr.State) -> None:
             _details_button(tabs, tab_id, what)
         outputs.append((button, text, plot))
     (b1, t1, p1), (b2, t2, p2), (b3, t3, p3), (b4, t4, _) = outputs
-    b1.click(_visible_plot(story_agree), None, [t1, p1], api_visibility="private", scroll_to_output=True)
-    b2.click(_visible_plot(story_map), None, [t2, p2], api_visibility="private", scroll_to_output=True)
-    b3.click(story_query, keys, [t3, p3, last_result, keys], api_visibility="private", scroll_to_output=True,
-             show_progress_on=t3)
-    b4.click(story_parties, last_result, t4, api_visibility="private", scroll_to_output=True)
+    story_result = gr.State(None)  # the story's own query, so that its result never scrolls another tab
+    b1.click(_visible_plot(story_agree), None, [t1, p1], api_visibility="private").then(**_scroll_to(t1.elem_id))
+    b2.click(_visible_plot(story_map), None, [t2, p2], api_visibility="private").then(**_scroll_to(t2.elem_id))
+    b3.click(story_query, keys, [t3, p3, story_result, keys], api_visibility="private",
+             show_progress_on=t3).then(**_scroll_to(t3.elem_id))
+    b4.click(story_parties, story_result, t4, api_visibility="private").then(**_scroll_to(t4.elem_id))
 
 
 def _visible_plot(fn):
@@ -383,7 +392,7 @@ def _inference_tab(cat: dict, keys: gr.State,
               api_description="Classify a text with the provider's head on the client's mapped embedding, in "
                               "plaintext and under CKKS encryption; returns JSON.")
     last_result.change(show_query, last_result, [headline, summary, probs, latency, steps, keys_md],
-                       api_visibility="private", scroll_to_output=True, show_progress="hidden")
+                       api_visibility="private", show_progress="hidden").then(**_scroll_to("query-headline"))
     return task, example, text
 
 
@@ -407,10 +416,10 @@ def _fit_tab(cat: dict) -> None:
         raw = gr.JSON()
     n_texts.change(fit_estimate, n_texts, estimate, api_visibility="private")
     run.click(run_secure_fit, [source, target, mode, n_texts, task], [raw, summary, plot, error],
-              api_name="secure_fit",
-              concurrency_limit=1, concurrency_id="secure_fit", show_progress_on=status, scroll_to_output=True,
+              api_name="secure_fit", concurrency_limit=1, concurrency_id="secure_fit", show_progress_on=status,
               **API_EVENT, api_description="Fit the client's map on public texts under CKKS encryption and compare "
-                                           "it with the plaintext ridge fit; returns JSON.")
+                                           "it with the plaintext ridge fit; returns JSON.") \
+        .success(**_scroll_to(summary.elem_id))
 
 
 def _ood_tab(cat: dict) -> None:
@@ -483,7 +492,7 @@ def build() -> gr.Blocks:
         gr.Markdown(INTRO)
         with gr.Tabs() as tabs:
             with gr.Tab("The story", id="story"):
-                _story_tab(tabs, keys, last_result)
+                _story_tab(tabs, keys)
             with gr.Tab("Convergence", id="convergence"):
                 selections = _convergence_tab(cat)
             with gr.Tab("Secure inference", id="inference"):

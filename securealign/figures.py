@@ -39,13 +39,16 @@ def heatmap(matrix: Sequence[Sequence[float]], row_labels: Sequence[str], col_la
     fmt = ".0%" if percent else ".2f"
     fig = go.Figure(go.Heatmap(
         z=z, x=list(col_labels), y=list(row_labels), colorscale="Viridis", zmin=zrange[0], zmax=zrange[1],
-        texttemplate=f"%{{z:{fmt}}}", textfont=dict(size=14),
-        colorbar=dict(title=dict(text=value_name, side="right"), tickformat=".0%" if percent else None),
+        texttemplate=f"%{{z:{fmt}}}", textfont=dict(size=12),
+        # below the matrix rather than beside it: on a phone every pixel of width goes to the cells
+        colorbar=dict(title=dict(text=value_name, side="top"), tickformat=".0%" if percent else None,
+                      orientation="h", y=-0.25, yanchor="top", thickness=12, len=0.9),
         hovertemplate=f"{row_axis or 'row'}: %{{y}}<br>{col_axis or 'column'}: %{{x}}<br>"
                       f"{value_name}: %{{z:{'.1%' if percent else '.3f'}}}<extra></extra>",
     ))
-    fig.update_layout(title=title, **_LAYOUT, height=max(360, 70 * len(row_labels) + 140))
-    fig.update_xaxes(title=col_axis, tickangle=-20, side="bottom")
+    fig.update_layout(title=title, **{**_LAYOUT, "margin": dict(l=10, r=10, t=50, b=100)},
+                      height=max(420, 60 * len(row_labels) + 220))
+    fig.update_xaxes(title=col_axis, tickangle=-30, side="bottom")
     fig.update_yaxes(title=row_axis, autorange="reversed")
     return fig
 

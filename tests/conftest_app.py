@@ -19,6 +19,9 @@ from pathlib import Path
 import httpx
 
 REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"  # Debian's package (scripts/install.sh test); a browser is never downloaded
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
 START_TIMEOUT_S = 180  # generous: CI shares 2 cores with model conversion and other suites
 
 

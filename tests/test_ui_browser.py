@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest_app import launch_app
+from conftest_app import CHROMIUM, CHROMIUM_ARGS, launch_app
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 import app
@@ -23,9 +23,6 @@ from securealign import service
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = "/usr/bin/chromium"  # Debian's package (scripts/install.sh test); a browser is never downloaded
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 SIZES = {"laptop": (1440, 900), "projector": (1280, 720), "phone": (390, 844)}
 TABS = ("Convergence", "Secure inference", "Secure fit", "OOD", "Generation", "Results", "What is protected")
 QUERY_TIMEOUT_MS = 180_000  # a cold model load on a busy 2-core machine
