@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from securealign.crypto.answers import ANSWERS
 from securealign.crypto.client import MODES, ClientSession
-from securealign.crypto.errors import DimensionError, ParameterError, UnknownSessionError
+from securealign.crypto.errors import AnswerRefusedError, DimensionError, ParameterError, UnknownSessionError
 from securealign.crypto.layout import Layout
 
 # Who learns what, per mode (semi-honest parties; both modes reveal the logits to the client and the dimensions,
@@ -86,20 +87,27 @@ def _ms(start: float) -> float:
 
 
 def run_encrypted_query(client: ClientSession, provider, model_id: str, z: np.ndarray, mode: str, *,
-                        affine_map=None) -> tuple[np.ndarray, Trace]:
+                        affine_map=None, answer: str = "logits") -> tuple[np.ndarray, Trace]:
     """Classify the client's embedding ``z`` with the provider's model under encryption.
 
     Paper mode: ``affine_map`` (an object with ``W``, ``b``) maps ``z`` in plaintext first; without it ``z`` must
     already be in the provider's space. Sealed mode: ``z`` is the raw source embedding. The client's session with
     this provider is opened on first use (the public context travels once) and re-opened if it expired.
+    Returns the K logits, or with ``answer="label"`` the pairwise wins per class (its argmax is the label).
     """
     if mode not in MODES:
         raise ParameterError(f"unknown mode {mode!r}; choose from {MODES}")
+    if answer not in ANSWERS:
+        raise ParameterError(f"unknown answer kind {answer!r}; choose from {ANSWERS}")
     trace = Trace(mode, model_id)
     info = provider.describe(model_id)
-    if mode not in info["modes"]:
-        raise ParameterError(f"model {model_id!r} is not served in {mode} mode (available: {list(info['modes'])})")
-    layout = Layout.from_dict(info["modes"][mode])
+    if answer not in info["answers"]:
+        raise AnswerRefusedError(f"model {model_id!r} answers only with {' or '.join(info['answers'])}")
+    layouts = info["modes"] if answer == "logits" else info["label_modes"]
+    if mode not in layouts:
+        raise ParameterError(f"model {model_id!r} is not served in {mode} mode with {answer} answers "
+                             f"(available: {list(layouts)})")
+    layout = Layout.from_dict(layouts[mode])
     x = np.asarray(z, dtype=np.float64)
     if mode == "paper" and affine_map is not None:
         start = time.perf_counter()
@@ -113,7 +121,7 @@ def run_encrypted_query(client: ClientSession, provider, model_id: str, z: np.nd
         raise DimensionError(f"{mode} mode of {model_id!r} takes a {layout.d_in}-d vector, got shape {x.shape}")
     session_id = _ensure_session(client, provider, trace)
     start = time.perf_counter()
-    query = client.encrypt_query(x, layout, mode)
+    query = client.encrypt_query(x, layout, mode, answer)
     trace.add("client", "encrypt", f"encrypt the {layout.d_in}-d vector (CKKS, packed {layout.blocks_per_ct}x)",
               _ms(start), query)
     start = time.perf_counter()
@@ -124,13 +132,15 @@ def run_encrypted_query(client: ClientSession, provider, model_id: str, z: np.nd
         session_id = _ensure_session(client, provider, trace)
         result = provider.evaluate(session_id, model_id, query)
     what = ("apply the pre-composed map and head (W V)^T, b V + c" if mode == "sealed" else "apply the head V, c")
-    trace.add("provider", "provider", f"{what} to the ciphertext ({layout.n_ciphertexts} result ciphertext(s))",
-              _ms(start), result)
+    if answer == "label":
+        what += ", take the pairwise margins and blind each with a fresh secret factor"
+    trace.add("provider", "provider", f"{what} to the ciphertext, mask all but the {layout.n_classes} output slots "
+              f"({layout.n_ciphertexts} result ciphertext(s))", _ms(start), result)
     start = time.perf_counter()
-    logits, trace.residue = client.decrypt_checked(result)
-    trace.add("client", "decrypt", f"decrypt {len(logits)} logits and check the key (residue {trace.residue:.1e})",
-              _ms(start))
-    return logits, trace
+    scores, trace.residue = client.decrypt_checked(result)
+    got = f"{len(scores)} logits" if answer == "logits" else f"the signs of {layout.n_classes} blinded margins"
+    trace.add("client", "decrypt", f"decrypt {got} and check the key (residue {trace.residue:.1e})", _ms(start))
+    return scores, trace
 
 
 def _ensure_session(client: ClientSession, provider, trace: Trace) -> str:
