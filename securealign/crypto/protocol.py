@@ -14,26 +14,35 @@ from securealign.crypto.client import MODES, ClientSession
 from securealign.crypto.errors import AnswerRefusedError, DimensionError, ParameterError, UnknownSessionError
 from securealign.crypto.layout import Layout
 
-# Who learns what, per mode (semi-honest parties; both modes reveal the logits to the client and the dimensions,
-# the model id and the message sizes and timing to the provider).
+# Who learns what, per mode (semi-honest parties; both modes reveal the dimensions, the model id, the answer kind
+# and the message sizes and timing to the provider). What the client decrypts depends on the answer kind too:
+# ANSWER_REVEALS. docs/protocol.md has the full account, with the tests and measured attack costs behind it.
 THREAT_MODELS: dict[str, dict[str, str]] = {
     "paper": {
         "title": "Paper mode: client maps in plaintext, provider evaluates the head on a ciphertext",
-        "client_learns": "the map (W, b) and hence the geometry of the provider's embedding space, and the K logits",
+        "client_learns": "the map (W, b) and hence the geometry of the provider's embedding space, and the answer "
+                         "(K logits, or the label only); every other slot of the result decrypts to zero",
         "provider_learns": "nothing about the query: it sees one CKKS ciphertext of the mapped embedding",
         "provider_holds": "the head (V, c) and the session's public Galois keys, never a secret key",
-        "limits": "W leaks structure of the provider's space (the paper's stated limitation); logits reveal more "
-                  "than a label and could help a client distil the head over many queries",
+        "limits": "W leaks structure of the provider's space (the paper's stated limitation); with logits, d + 1 "
+                  "chosen queries determine the head, so a careful provider serves labels only and bounds queries",
     },
     "sealed": {
         "title": "Sealed mode: alignment and classification both encrypted (pre-composed on the provider)",
-        "client_learns": "only the K logits; it never sees W, b, V or c",
+        "client_learns": "only the answer (K logits, or the label only); it never sees W, b, V or c, and every "
+                         "other slot of the result decrypts to zero",
         "provider_learns": "nothing about the query: it sees one CKKS ciphertext of the raw source embedding",
         "provider_holds": "the pre-composed (W V, b V + c) and the session's public Galois keys, never a secret key",
         "limits": "the provider knows W, so it learns how the client's model relates to its own; W was obtained "
-                  "by the sealed fitting protocol (the provider decrypts only W, see docs/protocol.md); logits "
-                  "still reveal more than a label",
+                  "by the sealed fitting protocol (the provider decrypts only W, see docs/protocol.md); with "
+                  "logits, d + 1 chosen queries determine the composed head",
     },
+}
+
+ANSWER_REVEALS: dict[str, str] = {
+    "logits": "the K logits: exact linear functions of the query, so d + 1 chosen queries determine the head",
+    "label": "the sign of every pairwise margin (the ranking of the classes), each multiplied by a fresh secret "
+             "factor: no linear system to solve; repeated queries and label-trained copies cost many queries",
 }
 
 

@@ -263,7 +263,8 @@ class Provider:
         message = wire.decode(public_context, wire.MessageType.CONTEXT)  # refuses a secret key before parsing
         parameters, galois = message.blobs
         if parameters != ckks.parameters_bytes():
-            raise ParameterError("the context's CKKS parameters differ from the protocol's (N=8192, [60, 40, 60])")
+            raise ParameterError(f"the context's CKKS parameters differ from the protocol's "
+                                 f"(N={ckks.POLY_DEGREE}, {list(ckks.COEFF_BITS)})")
         steps = message.meta["steps"]
         if not all(isinstance(s, int) and 0 < s < ckks.SLOTS for s in steps):
             raise ParameterError("context metadata must list its rotation steps")

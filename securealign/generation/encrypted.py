@@ -20,7 +20,7 @@ from securealign.crypto.errors import KeyMismatchError, LimitExceededError, Para
 from securealign.generation.diagonal import DiagonalLayout
 
 MAX_QUERY_BYTES = 1 << 20  # a seeded query ciphertext is ~0.4 MB
-MAX_KEY_BYTES = 4 << 20  # seeded Galois keys for two steps are ~0.8 MB
+MAX_KEY_BYTES = 4 << 20  # seeded Galois keys for two steps are ~1.3 MB
 # Slots past the outputs decrypt to zero plus CKKS noise (~1e-6); other keys give values near 1e30.
 MAX_UNUSED_SLOT = 1e-2
 # one plaintext multiplication: every output slot is a complete dot product, so no mask level is needed
