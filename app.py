@@ -181,11 +181,12 @@ def example_choices(task: str):
 
 
 @_refusal_beside(3)
-def run_query(text: str, source: str, target: str, task: str, mode: str, encrypted: bool, client,
+def run_query(text: str, source: str, target: str, task: str, mode: str, encrypted: bool, answer: str, client,
               progress=gr.Progress()):
     """Classify one text: the client's path first (shown at once), then the provider's own model on the raw text
     as a reference, off the client's path; the API returns the final, complete comparison as JSON."""
-    result, client = service.classify(text, source, target, task, mode, encrypted, client, _progress_fn(progress))
+    result, client = service.classify(text, source, target, task, mode, encrypted, client, _progress_fn(progress),
+                                      answer)
     yield result, result, client
     result = service.add_reference(result)
     yield result, result, client
@@ -193,7 +194,7 @@ def run_query(text: str, source: str, target: str, task: str, mode: str, encrypt
 
 def _query_figures(result: dict):
     series = {name: [result[k]["probabilities"][c] for c in result["classes"]]
-              for k, name in words.PATH_NAMES.items() if result[k] is not None}
+              for k, name in words.PATH_NAMES.items() if result[k] is not None and result[k]["probabilities"]}
     return (figures.probability_bars(result["classes"], series),
             figures.latency_bars(result["timings_ms"], title="The client's wall clock",
                                  reference_ms=result["reference_ms"]))
@@ -305,8 +306,8 @@ def _story_tab(tabs: gr.Tabs, keys: gr.State) -> None:
     steps = (
         ("1 · Do two independently trained models agree?", "convergence", "similarity between all models", True),
         ("2 · Does a map carry one model into the other?", "results", "accuracy of every pair", True),
-        (f"3 · Encrypt a query: does the provider give the plaintext answer? (a BBC News text: "
-         f"“{example[:70]}…”)", "inference", "secure inference", True),
+        (f"3 · Encrypt a query: does the provider give the plaintext answer? (“{example[:70]}…”)", "inference",
+         "secure inference", True),
         ("4 · Who sees what?", "protected", "what is protected", False),
     )
     outputs = []
@@ -372,6 +373,9 @@ def _inference_tab(cat: dict, keys: gr.State,
                         value="sealed", label="protocol mode")
         encrypted = gr.Checkbox(True, label="encrypt (CKKS)",
                                 info="off: see what the provider would receive in the clear")
+        answer = gr.Radio([("logits", "logits"), ("label only", "label")], value="logits", label="answer",
+                          info="label only: the client learns the class and no logits, so it cannot solve for the "
+                               "provider's head")
     example = gr.Dropdown(label="pick a held-out example ([true label] text)…", choices=[])
     text = gr.Textbox(label=f"…or type a query (up to {service.MAX_QUERY_CHARS:,} characters)", lines=3,
                       elem_id="query-text")
@@ -387,7 +391,7 @@ def _inference_tab(cat: dict, keys: gr.State,
         raw = gr.JSON()
     task.change(example_choices, task, [example, text], api_visibility="private")
     example.input(lambda t: t or gr.skip(), example, text, api_visibility="private")
-    run.click(run_query, [text, source, target, task, mode, encrypted, keys], [raw, last_result, keys, error],
+    run.click(run_query, [text, source, target, task, mode, encrypted, answer, keys], [raw, last_result, keys, error],
               api_name="classify", show_progress_on=status, **API_EVENT,
               api_description="Classify a text with the provider's head on the client's mapped embedding, in "
                               "plaintext and under CKKS encryption; returns JSON.")

@@ -144,12 +144,14 @@ def query_summary(result: dict) -> str:
             shown = "*encryption off*" if key == "mapped_encrypted" else "*computing…*"
             rows.append(f"| {name} | {PATH_HELP[key]} | {shown} | |")
         else:
-            rows.append(f"| {name} | {PATH_HELP[key]} | **{pred['label']}**{_mark(result, key)} | "
-                        f"{pct(max(pred['probabilities'].values()))} |")
+            probability = pct(max(pred["probabilities"].values())) if pred["probabilities"] else "*label only*"
+            rows.append(f"| {name} | {PATH_HELP[key]} | **{pred['label']}**{_mark(result, key)} | {probability} |")
     lines = [f"**{result['source_name']}** (client) → **{result['target_name']}** (provider), "
              f"{result['mode']} mode", "", *rows, ""]
     agree = result["agreement"]
-    if "encrypted_vs_plaintext" in agree:
+    if result["encrypted"]:
+        lines.append(f"The client learned {result['answer_reveals']}.  ")
+    if "max_logit_error" in agree:
         cause = ("within CKKS noise" if agree["within_ckks_noise"] else
                  "**more than CKKS noise: the provider's model is not this pair's**")
         lines.append(f"Largest difference between encrypted and plaintext logits: {agree['max_logit_error']:.1e} "
@@ -210,8 +212,9 @@ def who_sees_what(result: dict | None, threat_models: dict) -> str:
     threat = threat_models[mode]
     if result and result["mapped_encrypted"] is not None:
         up = _traffic(result)[0]
+        answer = f"{len(result['classes'])} logits" if result["answer"] == "logits" else "the label only"
         headline = (f"### The provider received {size(up)} of ciphertext and never the text or the embedding; "
-                    f"the client got back {len(result['classes'])} logits and never the provider's model.")
+                    f"the client got back {answer} and never the provider's model.")
     else:
         headline = "### Run step 3 with encryption on to see what travelled."
     return (f"{headline}\n\n| | the client | the provider |\n|---|---|---|\n"
@@ -238,8 +241,9 @@ def fit_md(result: dict) -> str:
         f"### {result['source_name']} (client) → {result['target_name']} (provider), {result['mode']} mode, "
         f"{result['n_texts']:,} public texts: {'same map as in plaintext' if result['matches_plaintext'] else 'WRONG MAP'}",
         f"{holder} ({result['map_shape'][0]} × {result['map_shape'][1]}).  ",
-        f"**Wall clock**: {duration(result['secure_ms'])} for the encrypted fit (the chart splits it by party) vs "
-        f"{duration(result['plaintext_ms'])} for a plaintext ridge fit of the same texts; "
+        f"**Wall clock**: {duration(result['wall_ms'])} in all (embedding the texts with both models, the fit, "
+        f"measuring the map), of which {duration(result['secure_ms'])} the encrypted fit (the chart splits it by "
+        f"party) vs {duration(result['plaintext_ms'])} for a plaintext ridge fit of the same texts; "
         f"{size(result['bytes_up'])} client → provider, {size(result['bytes_down'])} provider → client.  ",
         (f"**Same map as in plaintext**: largest difference from the plaintext ridge solution "
          f"{result['max_abs_difference']:.1e} (CKKS noise; λ = {result['lambda']} fixed in advance).  "

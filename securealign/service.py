@@ -24,8 +24,8 @@ import pandas as pd
 from scipy.special import softmax
 
 from securealign import alignment, artifacts
-from securealign.crypto import (MODES, THREAT_MODELS, ClientSession, Provider, RemoteProvider, plaintext_logits,
-                                run_encrypted_query)
+from securealign.crypto import (ANSWER_REVEALS, MODES, THREAT_MODELS, ClientSession, Provider, RemoteProvider,
+                                plaintext_logits, run_encrypted_query)
 from securealign.crypto.errors import ProtocolError, UnknownModelError
 from securealign.crypto.fit_client import fit_paper, fit_sealed
 from securealign.datasets import TASKS, load_public_corpus, load_task
@@ -409,11 +409,12 @@ def warm_up(task: str, source: str, target: str) -> None:
     served is as quick as later ones (the app runs this in the background right after it starts)."""
     _check_task(task)
     _check_pair(source, target)
-    for role, key in (("client", source), ("provider", target)):
-        _embed_one(key, "warm-up", None, 0.0, role)  # the first call of an encoder also builds its lazy parts
+    # in the order a first query needs them; the provider's own model only serves the reference, after the answer
+    _embed_one(source, "warm-up", None, 0.0, "client")  # the first call of an encoder also builds its lazy parts
     _served_model(task, source, target)
-    _true_labels(task)
     _make_spare_keys()
+    _true_labels(task)
+    _embed_one(target, "warm-up", None, 0.0, "provider")
 
 
 # the latency chart's bar for each protocol step kind (keys are sent once per session, so they get their own bar)
@@ -432,19 +433,22 @@ def _plaintext_exposure(x: np.ndarray, logits: np.ndarray, mode: str) -> dict:
 
 
 def classify(text: str, source: str, target: str, task: str, mode: str = "sealed", encrypted: bool = True,
-             client: ClientSession | None = None,
-             progress: ProgressFn | None = None) -> tuple[dict, ClientSession | None]:
+             client: ClientSession | None = None, progress: ProgressFn | None = None,
+             answer: str = "logits") -> tuple[dict, ClientSession | None]:
     """The client's path for one query: its embedding mapped into the provider's space and classified by the
     provider's head, in plaintext and (when ``encrypted``) under CKKS. ``wall_ms`` is the whole call, as the
     visitor waits for it, and ``timings_ms`` splits it into parts that add up to it. The provider's own model on
     the raw text is a reference only the demo can compute, so it is left to :func:`add_reference`. Returns the
     JSON-able comparison and the client session (new keys are made when ``client`` is None and encryption is on).
+    ``answer="label"`` asks the provider for the label only: the client then learns no logits (see
+    ``ANSWER_REVEALS``), so the encrypted path has a label and no probabilities.
     """
     text = check_query(text)
     _check_task(task)
     _check_pair(source, target)
     _check_choice("mode", mode, list(MODES))
     encrypted = _check_flag("encrypt", encrypted)
+    _check_choice("answer", answer, list(ANSWER_REVEALS))
     wall = time.perf_counter()
     head, affine = artifacts.load_head(task, target), artifacts.load_map(task, source, target)
     z_src, embed_ms = _embed_one(source, text, progress, 0.05, "client")
@@ -452,6 +456,7 @@ def classify(text: str, source: str, target: str, task: str, mode: str = "sealed
     truth = true_label(task, text)
     result = {
         "query": text, "task": task, "source": source, "target": target, "mode": mode, "encrypted": encrypted,
+        "answer": answer, "answer_reveals": ANSWER_REVEALS[answer],
         "source_name": model_name(source), "target_name": model_name(target), "classes": head.classes,
         "true_label": truth, "native": None,
         "mapped_plaintext": _prediction(mapped_logits, head.classes),
@@ -468,14 +473,18 @@ def classify(text: str, source: str, target: str, task: str, mode: str = "sealed
         _report(progress, 0.6, "running the encrypted protocol")
         model_id = _served_model(task, source, target)
         try:
-            logits, trace = run_encrypted_query(client, _provider, model_id, z_src, mode,
-                                                affine_map=affine if mode == "paper" else None)
+            scores, trace = run_encrypted_query(client, _provider, model_id, z_src, mode,
+                                                affine_map=affine if mode == "paper" else None, answer=answer)
         except ConnectionError as exc:  # a remote provider went away mid-query: say so, keep the session
             raise ServiceError(f"The provider could not be reached ({exc}). Try again in a moment.") from exc
-        result["mapped_encrypted"] = _prediction(logits, head.classes)
-        result["agreement"]["encrypted_vs_plaintext"] = bool(np.argmax(logits) == np.argmax(mapped_logits))
-        result["agreement"]["max_logit_error"] = float(np.max(np.abs(logits - mapped_logits)))
-        result["agreement"]["within_ckks_noise"] = result["agreement"]["max_logit_error"] < ENCRYPTED_TOLERANCE
+        result["agreement"]["encrypted_vs_plaintext"] = bool(np.argmax(scores) == np.argmax(mapped_logits))
+        if answer == "logits":
+            result["mapped_encrypted"] = _prediction(scores, head.classes)
+            result["agreement"]["max_logit_error"] = float(np.max(np.abs(scores - mapped_logits)))
+            result["agreement"]["within_ckks_noise"] = result["agreement"]["max_logit_error"] < ENCRYPTED_TOLERANCE
+        else:  # pairwise wins per class: their argmax is the label, and nothing else is revealed
+            result["mapped_encrypted"] = {"label": head.classes[int(np.argmax(scores))], "logits": None,
+                                          "probabilities": None, "wins": [int(round(w)) for w in scores]}
         result["protocol"] = [vars(step) for step in trace.steps]
         for step in trace.steps:
             bar = _STEP_BARS.get(step.kind, step.kind)
@@ -548,6 +557,7 @@ def secure_fit(source: str, target: str, mode: str = "sealed", n_texts: int = 51
     n_texts = _check_whole_number("The number of public texts", n_texts, min(FIT_TEXTS), max(FIT_TEXTS))
     if n_texts not in FIT_TEXTS:
         raise ServiceError(f"Fit on one of {', '.join(map(str, FIT_TEXTS))} public texts, not {n_texts!r}.")
+    wall = time.perf_counter()
     texts = load_public_corpus(n_texts + FIT_HELD_OUT)
     fit_texts = texts[:n_texts]
     embeddings = {}
@@ -575,7 +585,7 @@ def secure_fit(source: str, target: str, mode: str = "sealed", n_texts: int = 51
     held_b, held_a = z_b[n_texts:], z_a[n_texts:]
     secure_map = alignment.AffineMap(W, b)
     difference = float(max(np.max(np.abs(W - reference.W)), np.max(np.abs(b - reference.b))))
-    return {
+    result = {
         "source": source, "target": target, "source_name": model_name(source), "target_name": model_name(target),
         "mode": mode, "n_texts": n_texts, "held_out": FIT_HELD_OUT, "lambda": FIT_LAMBDA, "alpha": alpha,
         "map_shape": [int(W.shape[0]), int(W.shape[1])],
@@ -588,6 +598,8 @@ def secure_fit(source: str, target: str, mode: str = "sealed", n_texts: int = 51
         "quality_plaintext": alignment.fit_quality(reference, held_b, held_a),
         "task_accuracy": None if task is None else _task_accuracy(task, source, target, secure_map, progress),
     }
+    result["wall_ms"] = (time.perf_counter() - wall) * 1e3  # the whole wait: embedding, fit, measuring the map
+    return result
 
 
 # ---- generation ----------------------------------------------------------------------------------------------

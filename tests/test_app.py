@@ -97,6 +97,17 @@ def test_api_answers_an_encrypted_classification(client: Client, task: str, mode
     assert result["threat_model"]["title"].lower().startswith(mode)
 
 
+def test_a_label_only_answer_gives_the_plaintext_label_and_no_logits(client: Client, task: str) -> None:
+    text = service.examples(task)[3]
+    result = client.predict(text, SOURCE, TARGET, task, "sealed", True, "label", api_name="/classify")
+    encrypted = result["mapped_encrypted"]
+    assert encrypted["label"] == result["mapped_plaintext"]["label"] and result["agreement"]["encrypted_vs_plaintext"]
+    assert encrypted["logits"] is None and encrypted["probabilities"] is None
+    assert "max_logit_error" not in result["agreement"] and "sign" in result["answer_reveals"]
+    assert "Unknown answer 'scores'" in _refusal(
+        lambda: client.predict(text, SOURCE, TARGET, task, "sealed", True, "scores", api_name="/classify"))
+
+
 def test_each_session_keeps_its_own_keys(app_url: str, task: str) -> None:
     first, second = Client(app_url, verbose=False), Client(app_url, verbose=False)
     text = service.examples(task)[1]
