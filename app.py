@@ -137,10 +137,8 @@ def fit_view(task: str, regime: str, measure: str):
 @_readable_errors
 def story_agree():
     pair = service.pair_summary(DEFAULT_TASK, DEFAULT_CLIENT, DEFAULT_PROVIDER)
-    fig, _ = similarity_view("public", "cka")
-    return (f"### {service.model_name(DEFAULT_CLIENT)} and {service.model_name(DEFAULT_PROVIDER)}, trained "
-            f"separately, see the same texts alike: linear CKA **{pair['cka']:.2f}** on {pair['n_texts']:,} public "
-            f"texts (1 = same geometry; all pairs here: {pair['cka_min']:.2f} to {pair['cka_max']:.2f})."), fig
+    names = service.model_name(DEFAULT_CLIENT), service.model_name(DEFAULT_PROVIDER)
+    return words.story_agree(pair, *names), similarity_view("public", "cka")[0]
 
 
 @_readable_errors
@@ -151,10 +149,7 @@ def story_map():
                                  f"{provider} alone": pair["provider_acc"],
                                  f"{client} → map → {provider}'s head": pair["mapped_acc"]},
                                 title=f"Accuracy on {pair['task_title']}")
-    return (f"### A map fitted on the {pair['regime_label']} carries {client}'s embeddings into {provider}'s space: "
-            f"{provider}'s head is right on **{words.pct(pair['mapped_acc'])}** of them, against "
-            f"**{words.pct(pair['provider_acc'])}** on its own embeddings (**{words.pct(pair['retained'], 0)}** "
-            "kept)."), fig
+    return words.story_map(pair, client, provider), fig
 
 
 @_readable_errors

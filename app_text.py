@@ -104,6 +104,20 @@ def glossary_md() -> str:
     return "## What the numbers mean\n" + "\n".join(f"- **{term}**: {text}." for term, text in GLOSSARY.items())
 
 
+# ---- the story --------------------------------------------------------------------------------------------------
+
+def story_agree(pair: dict, client: str, provider: str) -> str:
+    return (f"### {client} and {provider}, trained separately, see the same texts alike: linear CKA "
+            f"**{pair['cka']:.2f}** on {pair['n_texts']:,} public texts (1 = same geometry; all pairs here: "
+            f"{pair['cka_min']:.2f} to {pair['cka_max']:.2f}).")
+
+
+def story_map(pair: dict, client: str, provider: str) -> str:
+    return (f"### A map fitted on the {pair['regime_label']} carries {client}'s embeddings into {provider}'s space: "
+            f"{provider}'s head is right on **{pct(pair['mapped_acc'])}** of them, against "
+            f"**{pct(pair['provider_acc'])}** on its own embeddings (**{pct(pair['retained'], 0)}** kept).")
+
+
 # ---- secure inference ------------------------------------------------------------------------------------------
 
 def _mark(result: dict, key: str) -> str:

@@ -159,7 +159,7 @@ def test_a_chosen_pair_answers_the_same_encrypted_and_in_plaintext(laptop: Page,
     choose(laptop, "provider model (target)", f"{service.model_name('wordllama')}: ")
     example = service.examples(service.catalogue()["tasks"][0][1])[1]
     choose(laptop, "pick a held-out example ([true label] text)…", f"[{service.true_label('rotten_tomatoes', example)}]")
-    expect(laptop.locator("#query-text textarea")).not_to_have_value("")
+    expect(laptop.locator("#query-text textarea")).to_have_value(example)
     classify(laptop)
     rows = laptop.locator("#query-summary table tbody tr")
     answers = {rows.nth(i).locator("td").nth(0).inner_text(): rows.nth(i).locator("td").nth(2).inner_text()
