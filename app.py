@@ -116,7 +116,6 @@ def _progress_fn(progress: gr.Progress):
 def similarity_view(dataset: str, metric: str):
     sim = service.similarity(dataset, metric)
     fig = figures.heatmap(sim["matrix"], sim["labels"], sim["labels"], value_name=sim["metric_label"],
-                          row_axis="model", col_axis="model",
                           title=f"{sim['metric_label']}, {sim['n_texts']:,} texts")
     return fig, f"{words.explain(sim['metric_label'])} Texts: {sim['dataset_label']}."
 
@@ -206,8 +205,8 @@ def show_query(result: dict | None):
 # ---- callbacks: secure fit, OOD, generation, results -----------------------------------------------------------
 
 @_readable_errors
-def fit_estimate(n_texts: int):
-    return words.fit_estimate(n_texts, service.secure_fit_estimate(n_texts))
+def fit_estimate(n_texts: int, task: str):
+    return words.fit_estimate(n_texts, service.secure_fit_estimate(n_texts, task))
 
 
 @_refusal_beside(3)
@@ -407,13 +406,14 @@ def _fit_tab(cat: dict) -> None:
         mode = gr.Radio([("sealed: the provider gets the map", "sealed"),
                          ("paper: the client gets the map", "paper")], value="sealed", label="fit mode")
         task = gr.Dropdown(cat["tasks"], value=DEFAULT_TASK, label="provider's task (to measure the map on)")
-    estimate = gr.Markdown(fit_estimate(DEFAULT_FIT_TEXTS), elem_id="fit-estimate")
+    estimate = gr.Markdown(fit_estimate(DEFAULT_FIT_TEXTS, DEFAULT_TASK), elem_id="fit-estimate")
     run, status, error = _run_row("Fit the map under encryption", "fit")
     summary = gr.Markdown(elem_id="fit-summary")
     plot = gr.Plot(show_label=False, elem_id="fit-plot-time")
     with gr.Accordion("raw result (what the /secure_fit API returns)", open=False):
         raw = gr.JSON()
-    n_texts.change(fit_estimate, n_texts, estimate, api_visibility="private")
+    for control in (n_texts, task):
+        control.change(fit_estimate, [n_texts, task], estimate, api_visibility="private")
     run.click(run_secure_fit, [source, target, mode, n_texts, task], [raw, summary, plot, error],
               api_name="secure_fit", concurrency_limit=1, concurrency_id="secure_fit", show_progress_on=status,
               **API_EVENT, api_description="Fit the client's map on public texts under CKKS encryption and compare "

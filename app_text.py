@@ -239,10 +239,11 @@ def who_sees_what(result: dict | None, threat_models: dict) -> str:
 
 # ---- secure fit ------------------------------------------------------------------------------------------------
 
-def fit_estimate(n_texts: int, seconds: float) -> str:
-    return (f"Estimate before you start: about **{seconds:.0f} s** of encrypted work for {n_texts:,} texts on two "
-            "free cores, plus embedding the public and test texts with both models the first time (up to a minute "
-            "on a busy machine; cached afterwards).")
+def fit_estimate(n_texts: int, estimate: dict) -> str:
+    return (f"Estimate before you start: about **{estimate['encrypted_s']:.0f} s** of encrypted work for "
+            f"{n_texts:,} texts on two free cores. On top, the first time: both models embed "
+            f"{estimate['public_texts']:,} public texts and the client's model the task's {estimate['test_texts']:,} "
+            "test texts (seconds once cached; minutes on a busy machine when not).")
 
 
 def fit_md(result: dict) -> str:

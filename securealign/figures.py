@@ -39,7 +39,7 @@ def heatmap(matrix: Sequence[Sequence[float]], row_labels: Sequence[str], col_la
     fmt = ".0%" if percent else ".2f"
     fig = go.Figure(go.Heatmap(
         z=z, x=list(col_labels), y=list(row_labels), colorscale="Viridis", zmin=zrange[0], zmax=zrange[1],
-        texttemplate=f"%{{z:{fmt}}}", textfont=dict(size=12),
+        texttemplate=f"%{{z:{fmt}}}", textfont=dict(size=11),
         # below the matrix rather than beside it: on a phone every pixel of width goes to the cells
         colorbar=dict(title=dict(text=value_name, side="top"), tickformat=".0%" if percent else None,
                       orientation="h", y=-0.25, yanchor="top", thickness=12, len=0.9),

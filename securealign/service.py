@@ -538,11 +538,12 @@ def _task_accuracy(task: str, source: str, target: str, affine: alignment.Affine
 FIT_SECONDS_PER_TEXT = 0.015  # encrypted work per public text on two free cores (512 texts: 8.3 s, docs/app.md)
 
 
-def secure_fit_estimate(n_texts: int) -> float:
-    """Seconds of encrypted work a secure fit of ``n_texts`` texts takes on two free cores, to show before it
-    starts (embedding the texts comes on top the first time a model embeds them)."""
+def secure_fit_estimate(n_texts: int, task: str) -> dict:
+    """What a secure fit of ``n_texts`` texts will cost, to show before it starts: seconds of encrypted work on two
+    free cores, and how many texts each model embeds on top (cached after the first time a model embeds them)."""
     n_texts = _check_whole_number("The number of public texts", n_texts, min(FIT_TEXTS), max(FIT_TEXTS))
-    return 2.0 + FIT_SECONDS_PER_TEXT * n_texts
+    return {"encrypted_s": 2.0 + FIT_SECONDS_PER_TEXT * n_texts, "public_texts": n_texts + FIT_HELD_OUT,
+            "test_texts": len(load_task(_check_task(task)).test_texts)}
 
 
 def secure_fit(source: str, target: str, mode: str = "sealed", n_texts: int = 512, task: str | None = None,
