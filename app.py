@@ -217,7 +217,7 @@ def run_secure_fit(source: str, target: str, mode: str, n_texts: int, task: str,
     result = service.secure_fit(source, target, mode, n_texts, task, _progress_fn(progress))
     chart = figures.latency_bars(result["party_ms"], title="Encrypted fit, wall clock",
                                  reference_ms={"plaintext ridge": result["plaintext_ms"]})
-    return result, words.fit_md(result), chart
+    return result, words.fit_md(result), gr.Plot(chart, visible=True)
 
 
 @_readable_errors
@@ -234,7 +234,8 @@ def run_generation(prompt: str, source: str, target: str, encrypted: bool, max_n
     for snap in service.generate(prompt, source, target, encrypted, max_new_tokens, _progress_fn(progress)):
         yield (snap["texts"]["native_source"], snap["texts"]["native_target"], snap["texts"]["mapped"],
                words.generation_md(snap),
-               figures.speed_bars({words.STREAM_NAMES[k]: v for k, v in snap["tokens_per_s"].items()}))
+               gr.Plot(figures.speed_bars({words.STREAM_NAMES[k]: v for k, v in snap["tokens_per_s"].items()}),
+                       visible=True))
 
 
 @_readable_errors
@@ -409,7 +410,7 @@ def _fit_tab(cat: dict) -> None:
     estimate = gr.Markdown(fit_estimate(DEFAULT_FIT_TEXTS, DEFAULT_TASK), elem_id="fit-estimate")
     run, status, error = _run_row("Fit the map under encryption", "fit")
     summary = gr.Markdown(elem_id="fit-summary")
-    plot = gr.Plot(show_label=False, elem_id="fit-plot-time")
+    plot = gr.Plot(show_label=False, elem_id="fit-plot-time", visible=False)  # no empty frame before a fit
     with gr.Accordion("raw result (what the /secure_fit API returns)", open=False):
         raw = gr.JSON()
     for control in (n_texts, task):
@@ -454,7 +455,7 @@ def _generation_tab(cat: dict) -> None:
         tgt = gr.Textbox(label=words.STREAM_NAMES["native_target"], lines=4, elem_id="gen-native-target")
         mapped = gr.Textbox(label=words.STREAM_NAMES["mapped"], lines=4, elem_id="gen-mapped")
     metrics = gr.Markdown(elem_id="gen-metrics")
-    speed = gr.Plot(show_label=False)
+    speed = gr.Plot(show_label=False, visible=False)
     for control in (target, encrypted, tokens):
         control.change(generation_estimate, [target, encrypted, tokens], estimate, api_visibility="private")
     run.click(run_generation, [prompt, source, target, encrypted, tokens], [src, tgt, mapped, metrics, speed, error],

@@ -484,7 +484,7 @@ def classify(text: str, source: str, target: str, task: str, mode: str = "sealed
             result["agreement"]["within_ckks_noise"] = result["agreement"]["max_logit_error"] < ENCRYPTED_TOLERANCE
         else:  # pairwise wins per class: their argmax is the label, and nothing else is revealed
             result["mapped_encrypted"] = {"label": head.classes[int(np.argmax(scores))], "logits": None,
-                                          "probabilities": None, "wins": [int(round(w)) for w in scores]}
+                                          "probabilities": None, "wins": [round(float(w)) for w in scores]}
         result["protocol"] = [vars(step) for step in trace.steps]
         for step in trace.steps:
             bar = _STEP_BARS.get(step.kind, step.kind)
