@@ -330,8 +330,8 @@ def generation_md(snap: dict) -> str:
 
 def generation_estimate(target_name: str, encrypted: bool, tokens: int, seconds_per_token: float | None) -> str:
     if not encrypted:
-        return (f"Plaintext: a few tokens per second once the models are loaded (the first run loads both, "
-                f"about half a minute); {tokens} new tokens.")
+        return (f"Plaintext, {tokens} new tokens: each one is a step of all three continuations (their speeds are "
+                "shown below as they stream); the first run also loads both models.")
     per_token = "" if seconds_per_token is None else f"about {seconds_per_token:.2g} s per token, "
     total = "" if seconds_per_token is None else f" ≈ {tokens * seconds_per_token:.0f} s"
     return (f"Encrypted head into {target_name}: {per_token}{tokens} tokens{total} on two free cores, on top of the "
