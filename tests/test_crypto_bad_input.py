@@ -317,10 +317,10 @@ def test_deeply_nested_metadata_is_a_wire_format_error(setup):
 
 def test_heads_and_fits_too_large_for_one_message_are_refused_up_front(setup):
     """Refused at registration or when the fit opens, not after every query's or every row's full computation."""
-    _, provider, _, _, _ = setup
+    _, provider, _, _, session = setup
     with pytest.raises(LimitExceededError):  # 384-d input, 10 classes per result ciphertext: 700 classes need 70
         provider.register_head("huge", np.ones((384, 700)), np.zeros(700))
     provider.add_public_set("wide", ["a", "b"], np.ones((2, 768)))
     with pytest.raises(LimitExceededError):  # a 1,025-wide client row against 768-d rows: 256 product ciphertexts
-        provider.open_fit("wide", "paper", 1025)
+        provider.open_fit(session, "wide", "paper", 1025)
     assert "huge" not in provider.models()
