@@ -83,7 +83,8 @@ def create_app(provider: Provider, body_timeout: float = BODY_TIMEOUT_S) -> Fast
 
     @app.get("/health")
     def health() -> dict:
-        return {"status": "ok", "models": provider.models(), "sessions": len(provider.sessions)}
+        return {"status": "ok", "models": provider.models(), "sessions": len(provider.sessions),
+                "session_bytes": provider.sessions.memory_bytes}
 
     @app.get("/models")
     def models() -> dict:
