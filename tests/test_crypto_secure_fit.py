@@ -151,20 +151,22 @@ def test_bad_fit_requests_are_refused_over_http(public_pairs, bbc):
 
 def test_a_fit_that_stops_receiving_steps_expires_soon(public_pairs, bbc):
     """Slots are not held by callers that open fits and go quiet: an idle fit is gone after the idle expiry."""
-    provider = Provider(fit_idle_ttl=0.5)
+    provider = Provider(fit_idle_ttl=2.0)
     provider.add_public_set(SET, public_pairs[0], public_pairs[2])
-    fits = [provider.open_fit(_session(provider), SET, "paper", 257)["fit_id"] for _ in range(4)]
-    with pytest.raises(LimitExceededError):
-        provider.open_fit(_session(provider), SET, "paper", 257)
-    time.sleep(0.7)
-    assert provider.open_fit(_session(provider), SET, "paper", 257)["fit_id"] not in fits
+    sessions = [_session(provider) for _ in range(6)]  # keys made first: opening a fit itself is quick
+    fits = [provider.open_fit(session, SET, "paper", 257)["fit_id"] for session in sessions[:4]]
+    with pytest.raises(LimitExceededError, match="already running"):
+        provider.open_fit(sessions[4], SET, "paper", 257)
+    time.sleep(2.5)
+    assert provider.open_fit(sessions[5], SET, "paper", 257)["fit_id"] not in fits
     with pytest.raises(UnknownFitError):
         provider.fit_product(fits[0])
 
 
 def _solve(known: np.ndarray, product: np.ndarray) -> np.ndarray:
-    """The decrypting party's attack: from ``S^T K`` and its own ``K`` (n x p), the least-norm ``S = K^+^T ...``."""
-    return np.linalg.pinv(known).T @ product.T
+    """The decrypting party's attack: from ``P = S^T K`` and its own ``K`` (n x p, rank n when n <= p), the secret
+    ``S = (K^+)^T P^T``, exact because ``K K^+ = I`` then."""
+    return np.linalg.pinv(np.asarray(known, dtype=np.float64)).T @ product.T
 
 
 def test_row_rule_paper_mode_client_would_recover_the_providers_embeddings(public_pairs):
@@ -180,7 +182,7 @@ def test_row_rule_paper_mode_client_would_recover_the_providers_embeddings(publi
     provider.add_public_set("few", texts[:257], z_a[:257])
     with pytest.raises(TooFewRowsError, match="at least 258"):
         provider.open_fit(_session(provider), "few", "paper", 257)
-    with pytest.raises(TooFewRowsError):  # and the client library refuses it too
+    with pytest.raises(TooFewRowsError, match="the client refuses"):  # and the client library checks it first
         fit_paper(provider, "few", texts[:257], z_b[:257], ALPHA)
     assert len(provider.fits) == 0
 
@@ -191,18 +193,22 @@ def test_row_rule_sealed_mode_provider_would_recover_the_clients_data(public_pai
     provider refuses too, before anything is encrypted."""
     texts, z_b, z_a = public_pairs
     alpha = ALPHA
-    for n in (300, 384):  # n <= q = 384
+    assert np.linalg.matrix_rank(np.asarray(z_a, dtype=np.float64)) == 382  # MiniLM's embeddings span 382 of 384
+    for n in (300, 382):  # n <= rank(Z_A) <= q = 384: exact (the rule n > q covers every rank)
         X = np.hstack([z_b[:n], np.ones((n, 1))])
         penalty = np.diag(np.r_[np.full(256, alpha), 0.0])
         U = X @ np.linalg.inv(X.T @ X + penalty)  # the client's secret plaintext X G^-1
         assert np.max(np.abs(_solve(z_a[:n], U.T @ z_a[:n]) - U)) < 1e-6 * np.max(np.abs(U))
+    X = np.hstack([z_b, np.ones((N_TEXTS, 1))])  # n = 400 > q: the same solve is far off
+    U = X @ np.linalg.inv(X.T @ X + np.diag(np.r_[np.full(256, alpha), 0.0]))
+    assert np.max(np.abs(_solve(z_a, U.T @ z_a) - U)) > 0.1 * np.max(np.abs(U))
     provider = Provider()
     provider.add_public_set("few", texts[:384], z_a[:384])
     with pytest.raises(TooFewRowsError, match="at least 385"):
         provider.open_fit(_session(provider), "few", "sealed", 257)
-    with pytest.raises(TooFewRowsError):
+    with pytest.raises(TooFewRowsError, match="the client refuses"):  # before it opens anything
         fit_sealed(provider, "few", texts[:384], z_b[:384], ALPHA)
-    assert len(provider.fits) == 0 and len(provider.sessions) == 0
+    assert len(provider.fits) == 0 and len(provider.sessions) == 1
 
 
 def test_a_refused_batch_leaves_the_fit_intact(public_pairs, bbc):

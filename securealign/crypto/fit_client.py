@@ -71,6 +71,12 @@ def _fit(provider, public_set: str, texts: list[str], Z_B: np.ndarray, mode: str
     Z_B = finite_matrix("Z_B", Z_B)
     if len(texts) != len(Z_B):
         raise DimensionError(f"{len(texts)} texts but {len(Z_B)} client embeddings")
+    offered = provider.public_sets().get(public_set)  # an unknown set: open_fit refuses it below
+    if offered is not None:  # the client's own check: it does not rely on the provider to protect its data
+        needed = min_rows(mode, Z_B.shape[1] + 1, offered["provider_dim"])
+        if len(Z_B) < needed:
+            raise TooFewRowsError(f"the client refuses a {mode} fit on {len(Z_B)} texts: at least {needed} are "
+                                  "needed so that the party decrypting the product cannot solve for the other's data")
     session = provider.open_session(ClientSession([Layout.plan(1, 1)]).public_context())
     try:
         info = provider.open_fit(session, public_set, mode, Z_B.shape[1] + 1, model)
@@ -78,9 +84,6 @@ def _fit(provider, public_set: str, texts: list[str], Z_B: np.ndarray, mode: str
             if info["texts"] != texts_digest(texts) or info["rows"] != len(Z_B):
                 raise ParameterError(f"public set {public_set!r} holds {info['rows']} texts that differ from the "
                                      f"client's {len(Z_B)}: both parties must embed the same texts in the same order")
-            needed = min_rows(mode, Z_B.shape[1] + 1, info["provider_dim"])
-            if len(Z_B) < needed:  # the client's own check: it does not rely on the provider to protect its data
-                raise TooFewRowsError(f"a {mode} fit needs at least {needed} texts here, got {len(Z_B)}")
             yield info
         except BaseException:
             with contextlib.suppress(Exception):  # the provider may be the thing that failed
