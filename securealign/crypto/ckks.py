@@ -45,6 +45,10 @@ _GALOIS_GENERATOR = 3
 # A context may carry a key per power-of-two rotation step: every layout's window sum uses only those, and any
 # rotation is a sum of them. More keys would only cost the provider memory.
 MAX_ROTATION_KEYS = SLOTS.bit_length() - 1
+# Complex conjugation of every slot (the Galois element 2N - 1). The provider adds a result to its conjugate
+# before it leaves, so the client decrypts real parts only: otherwise a client could encrypt a second query in
+# the imaginary parts, and blinding factors would cancel between a slot's real and imaginary parts.
+CONJUGATION = 2 * POLY_DEGREE - 1
 
 T = TypeVar("T")
 
@@ -238,7 +242,7 @@ class GaloisLayout:
 @functools.lru_cache(maxsize=1)
 def galois_layout() -> GaloisLayout:
     keys = KeyPair.generate()
-    one, two = (len(inflated(keys.galois_keys_bytes(steps), 1 << 30)) for steps in ([1], [1, 2]))
+    one, two = (len(inflated(keys.galois_keys_bytes(steps, conjugate=False), 1 << 30)) for steps in ([1], [1, 2]))
     return GaloisLayout(2 * one - two, two - one)
 
 
@@ -249,23 +253,26 @@ def keys_memory(keys: seal.GaloisKeys) -> int:
 
 
 def load_galois_keys(data: bytes, steps: list[int]) -> tuple[seal.GaloisKeys, int]:
-    """Galois keys for exactly ``steps`` and the memory they occupy, or a refusal.
+    """Galois keys for exactly ``steps`` plus conjugation, and the memory they occupy, or a refusal.
 
     Before SEAL parses anything, the inflated blob must be exactly as long as genuine keys for that many steps
     (no extra keys, no hidden bytes, no decompression bomb); after loading, the keys' Galois elements must be
-    exactly those of the declared steps.
+    exactly those of the declared steps and the conjugation.
     """
     layout = galois_layout()
-    size = len(inflated(data, layout.base + layout.per_key * MAX_ROTATION_KEYS))
+    size = len(inflated(data, layout.base + layout.per_key * (MAX_ROTATION_KEYS + 1)))
     count, rest = divmod(size - layout.base, layout.per_key)
     if rest or count < 1:
         raise WireFormatError(f"a blob inflating to {size:,} bytes holds no whole number of Galois keys")
-    if count != len(steps):
-        raise ParameterError(f"the context holds {count} Galois keys but declares {len(steps)} rotation steps")
+    if count != len(steps) + 1:
+        raise ParameterError(f"the context holds {count} Galois keys but declares {len(steps)} rotation steps "
+                             "and the conjugation")
     keys = load_bytes(seal.GaloisKeys, data)
     elements = {2 * index + 1 for index, key in enumerate(keys.data()) if key}  # SEAL stores element e at (e-1)/2
-    if elements != {galois_element(s) for s in steps} or keys.size() != len(steps):
-        raise ParameterError("the context's Galois keys are not exactly those of the rotation steps it declares")
+    expected = {galois_element(s) for s in steps} | {CONJUGATION}
+    if elements != expected or keys.size() != len(expected):
+        raise ParameterError("the context's Galois keys are not exactly those of its declared rotation steps and "
+                             "the conjugation")
     return keys, keys_memory(keys)
 
 
@@ -287,6 +294,13 @@ def add(a: seal.Ciphertext, b: seal.Ciphertext) -> seal.Ciphertext:
     out = seal.Ciphertext()
     evaluator().add(a, b, out)
     return out
+
+
+def real_part_doubled(ct: seal.Ciphertext, galois_keys: seal.GaloisKeys) -> seal.Ciphertext:
+    """ct + conj(ct): twice the real part of every slot, with no trace of the imaginary parts."""
+    conjugate = seal.Ciphertext()
+    evaluator().complex_conjugate(ct, galois_keys, conjugate)
+    return add(ct, conjugate)
 
 
 def rotate(ct: seal.Ciphertext, step: int, galois_keys: seal.GaloisKeys) -> seal.Ciphertext:
@@ -314,9 +328,11 @@ class KeyPair:
         secret = keygen.secret_key()
         return cls(secret, seal.Encryptor(context(), secret), seal.Decryptor(context(), secret), keygen)
 
-    def galois_keys_bytes(self, steps: list[int]) -> bytes:
-        """Seeded Galois keys for exactly these rotation steps (about 365 KB each)."""
-        return save_bytes(self.keygen.create_galois_keys([galois_element(s) for s in steps]))
+    def galois_keys_bytes(self, steps: list[int], *, conjugate: bool = True) -> bytes:
+        """Seeded Galois keys for exactly these rotation steps (about 660 KB each) and, for classification
+        contexts, the conjugation (see ``CONJUGATION``)."""
+        elements = [galois_element(s) for s in steps] + ([CONJUGATION] if conjugate else [])
+        return save_bytes(self.keygen.create_galois_keys(elements))
 
     def encrypt(self, slots: np.ndarray, depth: int) -> bytes:
         """Encrypt a real slot vector for a computation of ``depth`` multiplications; returns the seeded

@@ -64,12 +64,14 @@ class CompiledHead:
 
     @staticmethod
     def _encode_masks(layout: Layout, factors: np.ndarray) -> list[seal.Plaintext]:
+        """Masks carrying half of each factor: the result is doubled when its real part is taken."""
         middle = ckks.fresh_parms_id(DEPTH - 1)
-        return [ckks.encode(m, middle, ckks.last_prime(middle)) for m in layout.place_outputs(factors)]
+        return [ckks.encode(m, middle, ckks.last_prime(middle)) for m in layout.place_outputs(factors / 2)]
 
     def evaluate(self, query: seal.Ciphertext, galois_keys: seal.GaloisKeys) -> list[bytes]:
         """The encrypted outputs: per result ciphertext, multiply, rescale, window-sum, add the bias, then keep only
-        the output slots (times the blinding factors) and rescale; every other slot decrypts to zero."""
+        the output slots (times the blinding factors), rescale and take the real part; every other slot decrypts to
+        zero, and every imaginary part to noise, whatever the client put in its query's imaginary parts."""
         ev, out = ckks.evaluator(), []
         masks = self._encode_masks(self.layout, blinding_factors(self.layout.n_classes)) if self.blind else self.masks
         for weights, offsets, mask in zip(self.weights, self.offsets, masks):
@@ -80,7 +82,7 @@ class CompiledHead:
             ev.add_plain_inplace(summed, offsets)
             ev.multiply_plain_inplace(summed, mask)
             ev.rescale_to_next_inplace(summed)
-            out.append(ckks.save_bytes(summed))
+            out.append(ckks.save_bytes(ckks.real_part_doubled(summed, galois_keys)))
         return out
 
 
