@@ -116,8 +116,8 @@ class ClientSession:
 def check_masked(slot_vectors: list[np.ndarray], layout: Layout, max_noise: float = MAX_NOISE) -> float:
     """The largest imaginary part or non-output real part; raises ``KeyMismatchError`` when it shows a foreign key
     or tampering."""
-    starts = np.arange(layout.blocks_per_ct) * layout.block
-    residue = max(float(np.max(np.abs(np.delete(np.real(v), starts)), initial=0.0)) for v in slot_vectors)
+    residue = max(float(np.max(np.abs(np.delete(np.real(v), layout.output_slots(t))), initial=0.0))
+                  for t, v in enumerate(slot_vectors))
     if not np.isfinite(residue) or residue > max_noise:
         raise KeyMismatchError(
             f"decrypted result is not zero outside its outputs (residue {residue:.3g} > {max_noise:g}): it was "
