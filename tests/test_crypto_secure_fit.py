@@ -24,7 +24,7 @@ from securealign.embeddings import embed
 
 ALPHA = 1e-2
 SET = "public"
-N_TEXTS = 400
+N_TEXTS = 800
 
 
 @pytest.fixture(scope="module")
@@ -171,43 +171,65 @@ def _solve(known: np.ndarray, product: np.ndarray) -> np.ndarray:
 
 def test_row_rule_paper_mode_client_would_recover_the_providers_embeddings(public_pairs):
     """Paper mode: the client decrypts P = Z_A^T X with its own X = [Z_B, 1] (n x p). With n <= p, X has full row
-    rank, so Z_A = (X^+)^T P^T exactly; the provider therefore refuses such a fit before any work."""
+    rank, so Z_A = (X^+)^T P^T exactly. A slot is complex, so a client that encrypts X + i X' for a second matrix
+    X' of its choosing decrypts Z_A^T X' as well: exact up to n = 2 p. The provider therefore refuses a fit unless
+    n > 2 p, before any work."""
     texts, z_b, z_a = public_pairs
+    rng = np.random.default_rng(5)
     for n in (200, 257):  # n <= p = 257: the solve is exact
         X = np.hstack([z_b[:n], np.ones((n, 1))])
         assert np.max(np.abs(_solve(X, z_a[:n].T @ X) - z_a[:n])) < 1e-6
-    X = np.hstack([z_b, np.ones((N_TEXTS, 1))])  # n = 400 > p: the same solve is far off
-    assert np.max(np.abs(_solve(X, z_a.T @ X) - z_a)) > 0.1
+    for n in (400, 514):  # p < n <= 2 p: exact again with a second matrix in the imaginary parts
+        X = np.hstack([z_b[:n], np.ones((n, 1))])
+        X2 = rng.normal(size=(n, 257))
+        product = z_a[:n].T @ (X + 1j * X2)  # what the client decrypts: real and imaginary parts
+        both = np.hstack([X, X2])
+        assert np.max(np.abs(_solve(both, np.hstack([product.real, product.imag])) - z_a[:n])) < 1e-6
+    X = np.hstack([z_b, np.ones((N_TEXTS, 1))])  # n = 800 > 2 p: the same solve is far off
+    X2 = rng.normal(size=(N_TEXTS, 257))
+    product = z_a.T @ (X + 1j * X2)
+    assert np.max(np.abs(_solve(np.hstack([X, X2]), np.hstack([product.real, product.imag])) - z_a)) > 0.1
     provider = Provider()
-    provider.add_public_set("few", texts[:257], z_a[:257])
-    with pytest.raises(TooFewRowsError, match="at least 258"):
+    provider.add_public_set("few", texts[:514], z_a[:514])
+    with pytest.raises(TooFewRowsError, match="at least 515"):
         provider.open_fit(_session(provider), "few", "paper", 257)
     with pytest.raises(TooFewRowsError, match="the client refuses"):  # and the client library checks it first
-        fit_paper(provider, "few", texts[:257], z_b[:257], ALPHA)
+        fit_paper(provider, "few", texts[:514], z_b[:514], ALPHA)
     assert len(provider.fits) == 0
 
 
 def test_row_rule_sealed_mode_provider_would_recover_the_clients_data(public_pairs):
     """Sealed mode: the provider decrypts M = (X G^-1)^T Z_A with its own Z_A (n x q). With n <= q it solves
-    X G^-1 = (Z_A^+)^T M^T exactly, the client's data up to its own Gram matrix; so the client refuses, and the
-    provider refuses too, before anything is encrypted."""
+    X G^-1 = (Z_A^+)^T M^T exactly, the client's data up to its own Gram matrix; a provider that encrypts
+    Z_A + i Z' gets (X G^-1)^T Z' too, exact up to n = 2 q. So the client refuses unless n > 2 q, and the provider
+    refuses too, before anything is encrypted."""
     texts, z_b, z_a = public_pairs
-    alpha = ALPHA
+    alpha, rng = ALPHA, np.random.default_rng(6)
+    penalty = np.diag(np.r_[np.full(256, alpha), 0.0])
     assert np.linalg.matrix_rank(np.asarray(z_a, dtype=np.float64)) == 382  # MiniLM's embeddings span 382 of 384
-    for n in (300, 382):  # n <= rank(Z_A) <= q = 384: exact (the rule n > q covers every rank)
+    for n in (300, 382):  # n <= rank(Z_A) <= q = 384: exact from the real product alone
         X = np.hstack([z_b[:n], np.ones((n, 1))])
-        penalty = np.diag(np.r_[np.full(256, alpha), 0.0])
         U = X @ np.linalg.inv(X.T @ X + penalty)  # the client's secret plaintext X G^-1
         assert np.max(np.abs(_solve(z_a[:n], U.T @ z_a[:n]) - U)) < 1e-6 * np.max(np.abs(U))
-    X = np.hstack([z_b, np.ones((N_TEXTS, 1))])  # n = 400 > q: the same solve is far off
-    U = X @ np.linalg.inv(X.T @ X + np.diag(np.r_[np.full(256, alpha), 0.0]))
-    assert np.max(np.abs(_solve(z_a, U.T @ z_a) - U)) > 0.1 * np.max(np.abs(U))
+    for n in (500, 766):  # up to rank(Z_A) + q: exact with a chosen Z' in the imaginary parts
+        X = np.hstack([z_b[:n], np.ones((n, 1))])
+        U = X @ np.linalg.inv(X.T @ X + penalty)
+        Z2 = rng.normal(size=(n, 384))
+        product = U.T @ (z_a[:n] + 1j * Z2)
+        solved = _solve(np.hstack([z_a[:n], Z2]), np.hstack([product.real, product.imag]))
+        assert np.max(np.abs(solved - U)) < 1e-6 * np.max(np.abs(U))
+    X = np.hstack([z_b, np.ones((N_TEXTS, 1))])  # n = 800 > 2 q: the same solve is far off
+    U = X @ np.linalg.inv(X.T @ X + penalty)
+    Z2 = rng.normal(size=(N_TEXTS, 384))
+    product = U.T @ (z_a + 1j * Z2)
+    solved = _solve(np.hstack([z_a, Z2]), np.hstack([product.real, product.imag]))
+    assert np.max(np.abs(solved - U)) > 0.1 * np.max(np.abs(U))
     provider = Provider()
-    provider.add_public_set("few", texts[:384], z_a[:384])
-    with pytest.raises(TooFewRowsError, match="at least 385"):
+    provider.add_public_set("few", texts[:768], z_a[:768])
+    with pytest.raises(TooFewRowsError, match="at least 769"):
         provider.open_fit(_session(provider), "few", "sealed", 257)
     with pytest.raises(TooFewRowsError, match="the client refuses"):  # before it opens anything
-        fit_sealed(provider, "few", texts[:384], z_b[:384], ALPHA)
+        fit_sealed(provider, "few", texts[:768], z_b[:768], ALPHA)
     assert len(provider.fits) == 0 and len(provider.sessions) == 1
 
 
@@ -216,7 +238,7 @@ def test_a_refused_batch_leaves_the_fit_intact(public_pairs, bbc):
     and the fit completes correctly when the intact batch follows."""
     texts, z_b, z_a = public_pairs
     provider = _provider(public_pairs, bbc)
-    provider.add_public_set("tiny", texts[:300], z_a[:300])  # more rows than the width of 257, as the row rule asks
+    provider.add_public_set("tiny", texts[:520], z_a[:520])  # more rows than twice the width of 257, as the rule asks
     fit = provider.open_fit(_session(provider), "tiny", "paper", z_b.shape[1] + 1)
     holder, x = KeyHolder(), np.hstack([z_b[:300], np.ones((300, 1))])
     first, rest = holder.encrypt_rows(x, z_a.shape[1])

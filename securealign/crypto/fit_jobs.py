@@ -76,8 +76,12 @@ class FitJob:
 
 
 def min_rows(mode: str, width: int, provider_dim: int) -> int:
-    """The fewest texts a fit may use: more than the columns the decrypting party knows (see the row rule)."""
-    return (width if mode == "paper" else provider_dim) + 1
+    """The fewest texts a fit may use: more than twice the columns the decrypting party knows (see the row rule).
+
+    Twice, because a CKKS slot is complex: a paper client that encrypts X + i X' (or a sealed provider that
+    encrypts Z_A + i Z') decrypts the product with both matrices, 2 p (or 2 q) known columns in all.
+    """
+    return 2 * (width if mode == "paper" else provider_dim) + 1
 
 
 class FitJobs:
