@@ -38,7 +38,7 @@ import numpy as np  # noqa: E402
 import tenseal.sealapi as seal  # noqa: E402
 
 from securealign.crypto import ClientSession, Provider, run_encrypted_query  # noqa: E402
-from securealign.crypto.answers import pairwise_head, pairs, wins  # noqa: E402
+from securealign.crypto.answers import pairs, pairwise_head, wins  # noqa: E402
 from securealign.crypto.ckks import save_bytes  # noqa: E402
 from securealign.crypto.demo import fit_task_models  # noqa: E402
 from securealign.crypto.layout import Layout  # noqa: E402
@@ -55,6 +55,10 @@ F3 = np.array([35, -35, 21, -5]) / 16
 # B = RANGE_SAFETY x the largest |margin| on the training queries: f_3(g_3(t)) flips sign past |t| ~ 1.05 and
 # explodes past 1.1, so an honest margin must never leave [-1, 1]
 RANGE_SAFETY = 2.0
+# the encrypted circuit must match its plaintext twin, and every slot but the outputs must decrypt to ~0
+MAX_POLY_ERROR, MAX_MASKED = 1e-3, 1e-4
+# attack (b) uses only outputs this far from +-1 (below it f_3(g_3) is too flat to invert through CKKS noise)
+ATTACK_PLATEAU = 1e-3
 CASES = (("rotten_tomatoes", "wordllama", "minilm"), ("bbc_news", "wordllama", "minilm"))
 
 
@@ -98,6 +102,13 @@ class SignCKKS:
 
     def levels(self, parms_id) -> int:
         return self.context.get_context_data(parms_id).chain_index()
+
+    def next_level(self, parms_id, steps: int = 1):
+        """The parms id ``steps`` rescales below ``parms_id``."""
+        data = self.context.get_context_data(parms_id)
+        for _ in range(steps):
+            data = data.next_context_data()
+        return data.parms_id()
 
 
 @dataclass(frozen=True)
@@ -169,13 +180,43 @@ class SignProvider:
         self.relin = he.load(seal.RelinKeys, relin_bytes)
         if not all(self.galois.has_key(pow(3, s, 2 * POLY_DEGREE)) for s in layout.base.steps):
             raise ValueError("Galois keys do not cover the layout's rotation steps")
+        self._encoded: dict[int, dict] = {}
+
+    def plaintexts(self, n_queries: int) -> dict:
+        """Everything the provider multiplies or adds, encoded once per packing (the protocol encodes its head at
+        registration): weights, bias, and g_3's (masked) and f_3's coefficients at their levels and scales."""
+        if n_queries not in self._encoded:
+            he, lay = self.he, self.layout
+            top = he.context.first_parms_id()
+            head_level = he.next_level(top)
+            f_level = he.next_level(head_level, 3)
+            mask = lay.place(np.ones(lay.n_pairs), n_queries)
+            self._encoded[n_queries] = {
+                "weights": he.encode(lay.pack_head(self.rows, n_queries), top, he.last_prime(top)),
+                "bias": he.encode(lay.place(self.offsets, n_queries), head_level, SCALE),
+                "g": self.encode_polynomial([a * mask for a in G3], head_level),
+                "f": self.encode_polynomial([np.full(SLOTS, a) for a in F3], f_level)}
+        return self._encoded[n_queries]
+
+    def encode_polynomial(self, coeffs: list[np.ndarray], level) -> list[seal.Plaintext]:
+        """The coefficient vectors of a1 x + a3 x^3 + a5 x^5 + a7 x^7 for an input at ``level`` and scale SCALE,
+        each at the scale that brings its term to exactly SCALE after the rescales ``odd_polynomial`` applies
+        (SEAL adds only ciphertexts of equal scale; forcing scales would add a relative error)."""
+        he = self.he
+        q1, q2, q3 = (he.last_prime(he.next_level(level, k)) for k in range(3))
+        s0 = SCALE
+        s2 = s0 * s0 / q1  # scale of x^2
+        s4 = s2 * s2 / q2  # scale of x^4
+        scales = (SCALE * q1 / s0, SCALE * q1 * q2 / (s0 * s2), SCALE * q1 * q3 / (s0 * s4),
+                  SCALE * q1 * q2 * q3 / (s0 * s2 * s4))
+        return [he.encode(a, level, scale) for a, scale in zip(coeffs, scales)]
 
     def evaluate(self, blob: bytes, n_queries: int) -> bytes:
         he, ev, lay = self.he, self.he.evaluator, self.layout
+        plain = self.plaintexts(n_queries)
         query = he.load(seal.Ciphertext, blob)
-        top = query.parms_id()
         product = seal.Ciphertext()
-        ev.multiply_plain(query, he.encode(lay.pack_head(self.rows, n_queries), top, he.last_prime(top)), product)
+        ev.multiply_plain(query, plain["weights"], product)
         ev.rescale_to_next_inplace(product)  # scale SCALE exactly: the weights were encoded at the dropped prime
 
         def rotate(ct, step):
@@ -189,19 +230,15 @@ class SignProvider:
             return out
 
         margins = lay.base.window_sum(product, rotate, add)
-        ev.add_plain_inplace(margins, he.encode(lay.place(self.offsets, n_queries), margins.parms_id(), SCALE))
-        mask = lay.place(np.ones(lay.n_pairs), n_queries)
-        signs = self.odd_polynomial(self.odd_polynomial(margins, [a * mask for a in G3]),
-                                    [np.full(SLOTS, a) for a in F3])
-        return save_bytes(signs)
+        ev.add_plain_inplace(margins, plain["bias"])
+        return save_bytes(self.odd_polynomial(self.odd_polynomial(margins, plain["g"]), plain["f"]))
 
-    def odd_polynomial(self, x: seal.Ciphertext, coeffs: list[np.ndarray]) -> seal.Ciphertext:
-        """a1 x + a3 x^3 + a5 x^5 + a7 x^7 with per-slot coefficient vectors, in depth 3.
-
-        Each term's coefficient is encoded at the scale that brings the term to exactly SCALE after its rescales
-        (SEAL adds only ciphertexts of equal scale and level, and forcing scales would add a relative error).
-        """
-        he, ev = self.he, self.he.evaluator
+    def odd_polynomial(self, x: seal.Ciphertext, coeffs: list[seal.Plaintext]) -> seal.Ciphertext:
+        """a1 x + a3 x^3 + a5 x^5 + a7 x^7 in depth 3: x^2, x^4, and each coefficient times x before any
+        ciphertext product (a per-slot coefficient costs no extra level that way)."""
+        ev = self.he.evaluator
+        if x.scale != SCALE:
+            raise ArithmeticError(f"polynomial input at scale {x.scale}, not {SCALE}")
 
         def mul(a, b):
             out = seal.Ciphertext()
@@ -210,25 +247,18 @@ class SignProvider:
             ev.rescale_to_next_inplace(out)
             return out
 
-        def times_coeff(values, coeff_scale):
+        def times(plain):
             out = seal.Ciphertext()
-            ev.multiply_plain(x, he.encode(values, x.parms_id(), coeff_scale), out)
+            ev.multiply_plain(x, plain, out)
             ev.rescale_to_next_inplace(out)
             return out
 
-        q1 = he.last_prime(x.parms_id())
         x2 = mul(x, x)
-        q2 = he.last_prime(x2.parms_id())
         x4 = mul(x2, x2)
-        q3 = he.last_prime(x4.parms_id())
-        s0, s2, s4 = x.scale, x2.scale, x4.scale
-        a1, a3, a5, a7 = coeffs
-        t1 = times_coeff(a1, SCALE * q1 / s0)
-        t3 = mul(times_coeff(a3, SCALE * q1 * q2 / (s0 * s2)), x2)
-        t5 = times_coeff(a5, SCALE * q1 * q3 / (s0 * s4))
+        c1, c3, c5, c7 = coeffs
+        t1, t3, t5, t7 = times(c1), mul(times(c3), x2), times(c5), mul(mul(times(c7), x2), x4)
         ev.mod_switch_to_next_inplace(t5)
         t5 = mul(t5, x4)
-        t7 = mul(mul(times_coeff(a7, SCALE * q1 * q2 * q3 / (s0 * s2 * s4)), x2), x4)
         for term in (t1, t3, t5, t7):
             ev.mod_switch_to_inplace(term, t7.parms_id())
             if abs(term.scale / SCALE - 1) > 1e-12:
@@ -243,24 +273,24 @@ def median_ms(values: list[float]) -> float:
     return statistics.median(values) * 1e3
 
 
-def training_margin_bound(task_name: str, source: str, rows: np.ndarray, offsets: np.ndarray) -> float:
-    """The largest |normalised margin| over the 600 training queries the head was fitted on (cached embeddings)."""
-    train = load_task(task_name).train_texts[:600]
-    X = embed(source, train, progress=False).astype(np.float64)
-    return float(np.max(np.abs(X @ rows.T + offsets)))
+def training_queries(task_name: str, source: str) -> np.ndarray:
+    """The source embeddings of the 600 training texts the head was fitted on (cached)."""
+    return embed(source, load_task(task_name).train_texts[:600], progress=False).astype(np.float64)
 
 
 def run_sign(m, n_timing: int) -> dict:
     """The encrypted-sign pipeline on one task: latency on one-query ciphertexts, accuracy on all test queries."""
     A, c = (m.W @ m.V).T, m.b @ m.V + m.c
     rows, offsets = pairwise_head(A, c)
-    bound = RANGE_SAFETY * training_margin_bound(m.task, m.source, rows, offsets)
+    X_train = training_queries(m.task, m.source)
+    bound = RANGE_SAFETY * float(np.max(np.abs(X_train @ rows.T + offsets)))
     he = SignCKKS()
     layout = PairLayout(Layout.plan(rows.shape[1], rows.shape[0]))
     start = time.perf_counter()
     client = SignClient(he, layout.base.steps)
     keygen_s = time.perf_counter() - start
     provider = SignProvider(he, layout, rows / bound, offsets / bound, client.galois_bytes, client.relin_bytes)
+    provider.plaintexts(1)  # encoded once, like the protocol's head at registration: not part of a query
 
     enc, prov, dec, up, down = [], [], [], [], []
     for x in m.test_source[:n_timing]:
@@ -273,16 +303,8 @@ def run_sign(m, n_timing: int) -> dict:
         t3 = time.perf_counter()
         enc.append(t1 - t0), prov.append(t2 - t1), dec.append(t3 - t2), up.append(len(query)), down.append(len(result))
 
-    X, n = m.test_source, len(m.test_source)
-    outputs, masked, residue = [], 0.0, 0.0
-    for lo in range(0, n, layout.per_ct):
-        batch = X[lo : lo + layout.per_ct]
-        slots = client.decrypt(provider.evaluate(client.encrypt(layout.pack_queries(batch)), len(batch)))
-        starts = layout.starts(len(batch))
-        outputs.append(np.real(slots[starts]).reshape(len(batch), layout.n_pairs))
-        masked = max(masked, float(np.max(np.abs(np.delete(slots, starts)))))
-        residue = max(residue, float(np.max(np.abs(np.imag(slots)))))
-    outputs = np.vstack(outputs)
+    X = m.test_source
+    outputs, masked, residue = encrypted_outputs(client, provider, X)
     t = (X @ rows.T + offsets) / bound  # the exact scaled margins, in plaintext
     logits = X @ A.T + c
     labels = np.array([np.argmax(wins(o)) for o in outputs])
@@ -292,7 +314,40 @@ def run_sign(m, n_timing: int) -> dict:
             "relin": len(client.relin_bytes), "steps": len(layout.base.steps), "keygen_s": keygen_s,
             "levels": he.levels(he.context.first_parms_id()) - he.levels(he.context.last_parms_id()),
             "per_ct": layout.per_ct, "masked": masked, "residue": residue,
-            "poly_err": float(np.max(np.abs(outputs - composite(t))))}
+            "poly_err": float(np.max(np.abs(outputs - composite(t)))),
+            "attack": logit_attack(client, provider, X_train, X, t) if rows.shape[0] == 1 else None}
+
+
+def encrypted_outputs(client: SignClient, provider: SignProvider, X: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """The decrypted outputs (n x P) for queries X, packed ``per_ct`` to a ciphertext; with the largest |slot|
+    outside the outputs (the mask check) and the largest imaginary residue (the noise)."""
+    layout = provider.layout
+    outputs, masked, residue = [], 0.0, 0.0
+    for lo in range(0, len(X), layout.per_ct):
+        batch = X[lo : lo + layout.per_ct]
+        slots = client.decrypt(provider.evaluate(client.encrypt(layout.pack_queries(batch)), len(batch)))
+        starts = layout.starts(len(batch))
+        outputs.append(np.real(slots[starts]).reshape(len(batch), layout.n_pairs))
+        masked = max(masked, float(np.max(np.abs(np.delete(slots, starts)))))
+        residue = max(residue, float(np.max(np.abs(np.imag(slots)))))
+    return np.vstack(outputs), masked, residue
+
+
+def logit_attack(client: SignClient, provider: SignProvider, X: np.ndarray, X_test: np.ndarray,
+                 t_test: np.ndarray) -> dict:
+    """Attack (b) on sign answers (K = 2): invert f_3(g_3) on the client's own queries, keep the outputs off the
+    saturated plateau, and solve [X, 1] theta = t by least squares. Returns the queries used, the relative error
+    of theta against the provider's scaled pairwise head, and the stolen head's label agreement on the test set."""
+    out = encrypted_outputs(client, provider, X)[0][:, 0]
+    usable = np.abs(1 - np.abs(out)) > ATTACK_PLATEAU
+    recovered = np.sign(out) * invert_composite(out)
+    design = np.column_stack([X, np.ones(len(X))])
+    theta = np.linalg.lstsq(design[usable], recovered[usable], rcond=None)[0]
+    truth = np.append(provider.rows[0], provider.offsets[0])
+    stolen = np.column_stack([X_test, np.ones(len(X_test))]) @ theta
+    return {"queries": len(X), "usable": int(usable.sum()), "unknowns": design.shape[1],
+            "rel_err": float(np.linalg.norm(theta - truth) / np.linalg.norm(truth)),
+            "agree": float(np.mean(np.sign(stolen) == np.sign(t_test[:, 0])))}
 
 
 def run_protocol(m, answer: str) -> dict:
@@ -345,7 +400,7 @@ def main() -> int:
     parser.add_argument("--timing-queries", type=int, default=8, help="one-query ciphertexts timed per task")
     args = parser.parse_args()
     print(f"load average at start (1, 5, 15 min): {os.getloadavg()} on {os.cpu_count()} cores")
-    started = time.perf_counter()
+    started, failures = time.perf_counter(), []
     for task, source, target in CASES:
         m = fit_task_models(task, source, target)
         K = len(m.classes)
@@ -365,8 +420,15 @@ def main() -> int:
               f"f3(g3(t))| {s['poly_err']:.1e}; max |slot| outside the outputs {s['masked']:.1e}; imaginary "
               f"residue {s['residue']:.1e}; |t| > 1: {int(np.sum(np.abs(s['t']) > 1))}; {s['per_ct']} queries "
               f"per ciphertext for the accuracy run")
+        if s["poly_err"] > MAX_POLY_ERROR or s["masked"] > MAX_MASKED:
+            failures.append(task)
         print("  what the client decrypts, f3(g3(t)) with t = margin / B:")
         leakage_table(s["t"], s["out"])
+        if s["attack"]:
+            a = s["attack"]
+            print(f"  attack (b) on sign answers: {a['queries']} chosen queries (the client's own training texts), "
+                  f"{a['usable']} off the plateau, {a['unknowns']} unknowns: stolen [row, bias] / B relative error "
+                  f"{a['rel_err']:.1e}, label agreement with the provider on the test queries {a['agree']:.3f}")
         for answer in ("label", "logits"):
             p = run_protocol(m, answer)
             print(f"protocol answer={answer!r} (N = 8192, 2 levels): provider median {p['prov']:.1f} ms, encrypt "
@@ -375,7 +437,10 @@ def main() -> int:
                   f"layouts); label agreement {p['agree']:.3f}; sign/blinded provider ratio "
                   f"{s['prov'] / p['prov']:.0f}x")
     print(f"\nload average at end: {os.getloadavg()}; total {time.perf_counter() - started:.0f} s")
-    return 0
+    if failures:
+        print(f"FAILED: the encrypted sign differs from f3(g3(t)) by > {MAX_POLY_ERROR:g}, or a slot outside the "
+              f"outputs exceeds {MAX_MASKED:g}, for {', '.join(failures)}")
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":
