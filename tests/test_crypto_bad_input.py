@@ -13,6 +13,7 @@ import tenseal.sealapi as seal
 
 from securealign.crypto import ClientSession, Layout, Provider, plaintext_logits, wire
 from securealign.crypto import ckks
+from securealign.crypto.layout import DEPTH
 from securealign.crypto.demo import fit_task_models
 from securealign.crypto.errors import (DimensionError, IntegrityError, KeyMismatchError, LimitExceededError,
                                        ParameterError, ProtocolError, SecretKeyRefusedError, UnknownModelError,
@@ -291,13 +292,13 @@ def test_transparent_ciphertexts_are_refused_and_the_genuine_answer_still_counts
     query = _query(setup, 2)
     message = wire.decode(query, wire.MessageType.QUERY)
     forged_query = wire.encode(wire.MessageType.QUERY, message.meta,
-                               [_zeroed(message.blobs[0], ckks.top_parms_id(), ckks.SCALE)])
+                               [_zeroed(message.blobs[0], ckks.fresh_parms_id(DEPTH), ckks.SCALE)])
     with pytest.raises(ParameterError, match="transparent"):
         provider.evaluate(session, "rt", forged_query)
     result = provider.evaluate(session, "rt", query)
     answer = wire.decode(result, wire.MessageType.RESULT)
     forged = wire.encode(wire.MessageType.RESULT, answer.meta,
-                         [_zeroed(b, ckks.bottom_parms_id(), ckks.rescaled_scale()) for b in answer.blobs])
+                         [_zeroed(b, ckks.bottom_parms_id(), ckks.SCALE) for b in answer.blobs])
     with pytest.raises(ParameterError, match="transparent"):
         client.decrypt_result(forged)
     # the forged answer did not use up the query: the genuine one is still accepted, and only once

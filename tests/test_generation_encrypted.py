@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from securealign.crypto import ckks
 from securealign.crypto.errors import (DimensionError, KeyMismatchError, LimitExceededError, ParameterError,
                                        WireFormatError)
 from securealign.generation.diagonal import DiagonalLayout
@@ -66,3 +67,17 @@ def test_malformed_input_is_refused(head: EncryptedHead) -> None:
         fresh.load_keys(VocabularyClient(DiagonalLayout.plan(5, 3)).galois_keys())
     with pytest.raises(DimensionError):
         VocabularyProvider(np.full((10, 4), np.inf), np.zeros(10))
+
+
+def test_every_slot_past_the_vocabulary_decrypts_to_zero(head: EncryptedHead) -> None:
+    """The attacker's view of one answer: all slots of all result ciphertexts. Past the V logits (real and
+    imaginary halves of the first ``rows`` slots) there is nothing but CKKS noise, so the client learns the logits
+    it is meant to and no partial products of the provider's matrix."""
+    x = RNG.normal(size=96)
+    vectors = head.client._keys.decrypt_products(head.provider.evaluate(head.client.encrypt(x)),
+                                                 ckks.rescaled_scale())
+    layout = head.provider.layout
+    assert np.abs(layout.unpack(vectors) - (MATRIX @ x + BIAS)).max() < 1e-3
+    flat = np.concatenate([np.concatenate([v.real[: layout.rows], v.imag[: layout.rows]]) for v in vectors])
+    assert np.abs(flat[layout.vocab :]).max() < 1e-6  # padding rows of the last block
+    assert np.abs(layout.unused(vectors)).max() < 1e-6  # slots past the rows, real and imaginary

@@ -4,9 +4,16 @@ TenSEAL's high-level context always creates Galois keys for every power-of-two r
 takes the exact list of rotation steps a computation needs, and encrypts symmetrically with a seeded ciphertext
 (half the upload), so the protocol works on SEAL directly.
 
-Parameters are fixed for the whole protocol: N = 8192 (4096 slots), moduli [60, 40, 60] bits (one multiplication
-level: plaintext matrix times ciphertext, then a rescale), scale 2^40, 128-bit security. Every party builds the
-same context from these constants, so only Galois keys travel.
+Parameters are fixed for the whole protocol: N = 8192 (4096 slots), moduli [60, 40, 30, 60] bits, scale 2^40,
+128-bit security. Every party builds the same context from these constants, so only Galois keys travel.
+The two middle primes are two multiplication levels, and each computation starts where it needs to:
+
+- classification (``provider.CompiledHead``) encrypts at the top level (2 rescales): plaintext head times query,
+  rescale by the 30-bit prime, window sum, then a 0/1 output mask (or, for label-only answers, secret blinding
+  factors) and a rescale by the 40-bit prime. The mask is what makes every slot other than the outputs decrypt to
+  zero: without it the window sum's partial sums would hand the client the provider's matrix.
+- one-multiplication paths (the vocabulary head, secure fitting) encrypt one level lower (``depth=1``), so their
+  ciphertexts are as small as with [60, 40, 60] and their products hold only outputs by construction.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from securealign.crypto.errors import ParameterError, WireFormatError
 
 POLY_DEGREE = 8192
 SLOTS = POLY_DEGREE // 2
-COEFF_BITS = (60, 40, 60)
+COEFF_BITS = (60, 40, 30, 60)
 SCALE = 2.0**40
 # CKKS rotation by k slots is the Galois automorphism x -> x^(3^k mod 2N)
 _GALOIS_GENERATOR = 3
@@ -60,10 +67,32 @@ def parameters_bytes() -> bytes:
     return save_bytes(parameters())
 
 
+MAX_DEPTH = len(COEFF_BITS) - 2  # multiplication levels (the first and last primes are the base and special prime)
+
+
+def fresh_parms_id(depth: int):
+    """The level a fresh ciphertext is encrypted at for a computation of ``depth`` multiplications (1 or 2)."""
+    if not 1 <= depth <= MAX_DEPTH:
+        raise ParameterError(f"a computation of depth {depth} does not fit {MAX_DEPTH} levels")
+    data = context().first_context_data()
+    for _ in range(MAX_DEPTH - depth):
+        data = data.next_context_data()
+    return data.parms_id()
+
+
+def bottom_parms_id():
+    """The level of every result: one 60-bit prime left, after the computation's last rescale."""
+    return context().last_parms_id()
+
+
+def last_prime(parms_id) -> int:
+    """The prime a rescale at this level divides by (SEAL drops the last prime of the chain first)."""
+    return context().get_context_data(parms_id).parms().coeff_modulus()[-1].value()
+
+
 def rescaled_scale() -> float:
-    """The scale of a product ciphertext after its rescale: SCALE^2 divided by the dropped 40-bit prime."""
-    dropped = parameters().coeff_modulus()[len(COEFF_BITS) - 2].value()
-    return SCALE * SCALE / dropped
+    """The scale of a depth-1 product after its rescale: SCALE^2 divided by the dropped 40-bit prime."""
+    return SCALE * SCALE / last_prime(fresh_parms_id(1))
 
 
 def galois_element(step: int) -> int:
@@ -131,16 +160,6 @@ def encode(values: np.ndarray, parms_id, scale: float) -> seal.Plaintext:
     return plain
 
 
-def top_parms_id():
-    """The level of a fresh ciphertext."""
-    return context().first_parms_id()
-
-
-def bottom_parms_id():
-    """The level of a ciphertext after its one rescale."""
-    return context().last_parms_id()
-
-
 def key_id(galois_keys: bytes) -> str:
     """A session's key id: the digest of its serialized Galois keys, computed alike by client and provider."""
     return hashlib.sha256(galois_keys).hexdigest()[:32]
@@ -195,18 +214,17 @@ class KeyPair:
         """Seeded Galois keys for exactly these rotation steps (about 365 KB each)."""
         return save_bytes(self.keygen.create_galois_keys([galois_element(s) for s in steps]))
 
-    def encrypt(self, slots: np.ndarray) -> bytes:
-        """Encrypt a real slot vector at the top level; returns the seeded serialized ciphertext."""
-        plain = seal.Plaintext()
-        encoder().encode(np.asarray(slots, dtype=np.float64).tolist(), SCALE, plain)
-        return save_bytes(self.encryptor.encrypt_symmetric(plain))
+    def encrypt(self, slots: np.ndarray, depth: int) -> bytes:
+        """Encrypt a real slot vector for a computation of ``depth`` multiplications; returns the seeded
+        serialized ciphertext (SEAL encrypts at the plaintext's level, so a shallower computation sends less)."""
+        return save_bytes(self.encryptor.encrypt_symmetric(encode(slots, fresh_parms_id(depth), SCALE)))
 
-    def decrypt_products(self, blobs: tuple[bytes, ...]) -> list[np.ndarray]:
-        """The complex slot vectors of serialized product ciphertexts (after their rescale); the imaginary parts
-        serve as the key and noise check."""
+    def decrypt_products(self, blobs: tuple[bytes, ...], scale: float) -> list[np.ndarray]:
+        """The complex slot vectors of serialized result ciphertexts (bottom level, at ``scale``); the imaginary
+        parts serve as the key and noise check."""
         vectors = []
         for blob in blobs:
             plain = seal.Plaintext()
-            self.decryptor.decrypt(load_ciphertext(blob, parms_id=bottom_parms_id(), scale=rescaled_scale()), plain)
+            self.decryptor.decrypt(load_ciphertext(blob, parms_id=bottom_parms_id(), scale=scale), plain)
             vectors.append(np.asarray(encoder().decode_complex(plain)))
         return vectors

@@ -10,8 +10,9 @@ from collections.abc import Iterable
 import numpy as np
 
 from securealign.crypto import ckks, wire
+from securealign.crypto.answers import ANSWERS, BLIND_BITS, wins
 from securealign.crypto.errors import KeyMismatchError, ParameterError, ProtocolError
-from securealign.crypto.layout import Layout
+from securealign.crypto.layout import DEPTH, Layout
 
 MODES = ("paper", "sealed")
 # Largest imaginary residue accepted in a decrypted result. The client encrypts real vectors and the provider
@@ -42,7 +43,7 @@ class ClientSession:
         self.key_id = ckks.key_id(galois)
         meta = {"key": self.key_id, "steps": self.steps, "blobs": list(wire.CONTEXT_BLOBS)}
         self._context = wire.encode(wire.MessageType.CONTEXT, meta, [ckks.parameters_bytes(), galois])
-        self._pending: OrderedDict[str, Layout] = OrderedDict()
+        self._pending: OrderedDict[str, tuple[Layout, str]] = OrderedDict()  # query digest -> (layout, answer)
         self._lock = threading.Lock()
         # provider endpoint -> session id, so one client reuses its session with each provider
         self.sessions: dict[str, str] = {}
@@ -54,43 +55,63 @@ class ClientSession:
     def supports(self, layout: Layout) -> bool:
         return set(layout.steps) <= set(self.steps)
 
-    def encrypt_query(self, vec: np.ndarray, layout: Layout, mode: str = "paper") -> bytes:
-        """A QUERY message: ``vec`` packed for ``layout`` and encrypted under this session's secret key."""
+    def encrypt_query(self, vec: np.ndarray, layout: Layout, mode: str = "paper", answer: str = "logits") -> bytes:
+        """A QUERY message: ``vec`` packed for ``layout`` and encrypted under this session's secret key.
+
+        ``answer`` asks for the K logits or for a label-only answer (``layout`` is then the model's label layout).
+        """
         if mode not in MODES:
             raise ParameterError(f"unknown mode {mode!r}; choose from {MODES}")
+        if answer not in ANSWERS:
+            raise ParameterError(f"unknown answer kind {answer!r}; choose from {ANSWERS}")
         if not self.supports(layout):
             missing = sorted(set(layout.steps) - set(self.steps))
             raise ParameterError(f"this session has no rotation keys for steps {missing}")
-        blob = self._keys.encrypt(layout.pack_query(vec))
-        meta = {"key": self.key_id, "mode": mode, "layout": layout.to_dict(), "nonce": secrets.token_hex(8)}
+        blob = self._keys.encrypt(layout.pack_query(vec), DEPTH)
+        meta = {"key": self.key_id, "mode": mode, "answer": answer, "layout": layout.to_dict(),
+                "nonce": secrets.token_hex(8)}
         message = wire.encode(wire.MessageType.QUERY, meta, [blob])
         with self._lock:
-            self._pending[wire.digest_hex(message)] = layout
+            self._pending[wire.digest_hex(message)] = (layout, answer)
             while len(self._pending) > _MAX_PENDING:
                 self._pending.popitem(last=False)
         return message
 
     def decrypt_result(self, data: bytes) -> np.ndarray:
-        """The logits of a RESULT message, after checking it answers one of our queries under our key."""
+        """The scores of a RESULT message (logits, or pairwise wins per class for a label-only answer), after
+        checking it answers one of our queries under our key."""
         return self.decrypt_checked(data)[0]
 
     def decrypt_checked(self, data: bytes) -> tuple[np.ndarray, float]:
-        """(logits, imaginary residue): the residue bounds the CKKS error of the logits (see ``MAX_NOISE``)."""
+        """(scores, imaginary residue): the residue bounds the CKKS error of the outputs (see ``MAX_NOISE``).
+
+        Scores are the K logits, or for a label-only answer the pairwise wins per class (argmax = label): the
+        blinded margins themselves are not returned, since only their signs mean anything.
+        """
         message = wire.decode(data, wire.MessageType.RESULT)
         if message.meta["key"] != self.key_id:
             raise KeyMismatchError("the result was computed under another session's keys")
         with self._lock:
-            layout = self._pending.get(message.meta["query"])
-        if layout is None:
+            pending = self._pending.get(message.meta["query"])
+        if pending is None:
             raise ProtocolError("the result answers no pending query of this session (stale, replayed or foreign)")
+        layout, answer = pending
         if Layout.from_dict(message.meta["layout"]) != layout or len(message.blobs) != layout.n_ciphertexts:
             raise ParameterError("the result's layout differs from the query's")
-        slots = self._keys.decrypt_products(message.blobs)
-        residue = check_real(slots)
+        if message.meta["answer"] != answer:
+            raise ParameterError(f"the result is a {message.meta['answer']!r} answer; the query asked for {answer!r}")
+        slots = self._keys.decrypt_products(message.blobs, ckks.SCALE)
+        if answer == "label":  # blinding multiplies the output slots' noise too; every other slot certifies the key
+            starts = np.arange(layout.blocks_per_ct) * layout.block
+            residue = check_real([np.delete(v, starts) for v in slots])
+            check_real([v[starts] for v in slots], MAX_NOISE * 2**BLIND_BITS)
+        else:
+            residue = check_real(slots)
         with self._lock:  # answered only once it checked out, so a forged result cannot use up the genuine one's slot
             if self._pending.pop(message.meta["query"], None) is None:
                 raise ProtocolError("the result answers no pending query of this session (stale, replayed or foreign)")
-        return layout.unpack_result(slots), residue
+        outputs = layout.unpack_result(slots)
+        return (wins(outputs) if answer == "label" else outputs), residue
 
 
 def check_real(slot_vectors: list[np.ndarray], max_noise: float = MAX_NOISE) -> float:

@@ -43,6 +43,12 @@ class DimensionError(ProtocolError):
     """A vector or matrix whose shape does not fit the model or layout it is used with."""
 
 
+class AnswerRefusedError(ProtocolError):
+    """An answer kind the provider does not give for this model (it serves label-only answers, not logits)."""
+
+    status = 403
+
+
 class UnknownModelError(ProtocolError):
     """A model id the provider does not serve."""
 
@@ -64,6 +70,6 @@ class UnknownFitError(ProtocolError):
 ERRORS: dict[str, type[ProtocolError]] = {
     cls.__name__: cls
     for cls in (ProtocolError, WireFormatError, LimitExceededError, IntegrityError, KeyMismatchError,
-                SecretKeyRefusedError, ParameterError, DimensionError, UnknownModelError, UnknownSessionError,
+                SecretKeyRefusedError, ParameterError, DimensionError, AnswerRefusedError, UnknownModelError, UnknownSessionError,
                 UnknownFitError)
 }

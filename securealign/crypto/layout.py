@@ -1,4 +1,4 @@
-"""The packed slot layout that makes an encrypted linear head cost one multiplication and ~log2(d) rotations.
+"""The packed slot layout that makes an encrypted linear head cost one multiplication, ~log2(d) rotations and a mask.
 
 A K x d matrix ``A`` (rows = classes) applied to an encrypted d-vector ``x``: the client writes ``x`` into each of
 ``blocks_per_ct`` blocks of ``block`` slots; the provider multiplies slot-wise by the rows of ``A`` laid out in the
@@ -7,7 +7,13 @@ is ``d`` rounded up to ``2^a`` or ``2^a + 2^b``: a window sum of that length nee
 ``1, 2, ..., 2^(a-1)`` (and ``2^a``), i.e. power-of-two steps, and the padding stays small (768 fits 5 blocks in
 4096 slots, so 768 -> 5 classes is one ciphertext). More classes than blocks use more products of the same query.
 
-This module is pure numpy: ``simulate`` runs the same slot algorithm in plaintext, the twin the tests compare to.
+Every other slot of the window sum holds a partial sum of ``x[i] A[r, i]`` terms: consecutive slots differ by
+single products, so a client that decrypted them would read the matrix off one query. The provider therefore
+multiplies the sum by an output mask (1, or a secret blinding factor, at each output slot; 0 elsewhere) before the
+result leaves it: the client decrypts the K outputs and zeros.
+
+``simulate`` runs the same slot algorithm on plaintext numpy arrays: the twin the tests compare the encrypted
+path with (this module imports only the slot count from the CKKS module).
 """
 
 from __future__ import annotations
@@ -19,6 +25,10 @@ import numpy as np
 
 from securealign.crypto.ckks import SLOTS
 from securealign.crypto.errors import DimensionError, ParameterError
+
+
+# multiplications the packed algorithm needs: the head's product, then the output mask
+DEPTH = 2
 
 
 def _block_length(d: int) -> int:
@@ -90,19 +100,32 @@ class Layout:
             slots[r * self.block : r * self.block + self.d_in] = x
         return slots
 
-    def pack_matrix(self, matrix: np.ndarray, bias: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-        """The provider's (weights, bias) slot vectors, one pair per result ciphertext."""
-        matrix, bias = np.asarray(matrix, dtype=np.float64), np.asarray(bias, dtype=np.float64)
-        if matrix.shape != (self.n_classes, self.d_in) or bias.shape != (self.n_classes,):
-            raise DimensionError(f"head of shape {matrix.shape} + {bias.shape} does not fit layout {self}")
+    def pack_matrix(self, matrix: np.ndarray) -> list[np.ndarray]:
+        """The provider's weight slot vectors, one per result ciphertext (row k in block k of its ciphertext)."""
+        matrix = np.asarray(matrix, dtype=np.float64)
+        if matrix.shape != (self.n_classes, self.d_in):
+            raise DimensionError(f"head of shape {matrix.shape} does not fit layout {self}")
         packed = []
         for t in range(self.n_ciphertexts):
-            weights, offsets = np.zeros(SLOTS), np.zeros(SLOTS)
+            weights = np.zeros(SLOTS)
             for r, k in enumerate(range(t * self.blocks_per_ct, min(self.n_classes, (t + 1) * self.blocks_per_ct))):
                 weights[r * self.block : r * self.block + self.d_in] = matrix[k]
-                offsets[r * self.block] = bias[k]
-            packed.append((weights, offsets))
+            packed.append(weights)
         return packed
+
+    def place_outputs(self, values: np.ndarray) -> list[np.ndarray]:
+        """One value per output, written to that output's slot (first slot of its block), zero in every other slot:
+        the bias, the 0/1 output mask and the blinding factors all take this shape."""
+        values = np.asarray(values, dtype=np.float64)
+        if values.shape != (self.n_classes,):
+            raise DimensionError(f"{values.shape} output values do not fit layout {self}")
+        placed = []
+        for t in range(self.n_ciphertexts):
+            slots = np.zeros(SLOTS)
+            chunk = values[t * self.blocks_per_ct : (t + 1) * self.blocks_per_ct]
+            slots[np.arange(len(chunk)) * self.block] = chunk
+            placed.append(slots)
+        return placed
 
     def unpack_result(self, slot_vectors: list[np.ndarray]) -> np.ndarray:
         """The K logits from the result slot vectors (first slot of each block)."""
@@ -128,11 +151,20 @@ class Layout:
         return vector
 
 
-def simulate(layout: Layout, matrix: np.ndarray, bias: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """The packed algorithm run on plaintext slot vectors: what the provider computes, without encryption."""
+def simulate_slots(layout: Layout, matrix: np.ndarray, bias: np.ndarray, x: np.ndarray,
+                   factors: np.ndarray | None = None) -> list[np.ndarray]:
+    """Every slot of every result vector the provider returns, computed without encryption: window sum, bias,
+    then the output mask scaled by ``factors`` (ones for logits, blinding factors for label-only answers)."""
     query = layout.pack_query(x)
+    factors = np.ones(layout.n_classes) if factors is None else factors
     results = []
-    for weights, offsets in layout.pack_matrix(matrix, bias):
+    for weights, offsets, mask in zip(layout.pack_matrix(matrix), layout.place_outputs(bias),
+                                      layout.place_outputs(factors)):
         summed = layout.window_sum(query * weights, lambda v, k: np.roll(v, -k), np.add)
-        results.append(summed + offsets)
-    return layout.unpack_result(results)
+        results.append((summed + offsets) * mask)
+    return results
+
+
+def simulate(layout: Layout, matrix: np.ndarray, bias: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """The K outputs of the packed algorithm run in plaintext: what the client decrypts, without encryption."""
+    return layout.unpack_result(simulate_slots(layout, matrix, bias, x))

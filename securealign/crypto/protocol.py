@@ -9,30 +9,40 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from securealign.crypto.answers import ANSWERS
 from securealign.crypto.client import MODES, ClientSession
-from securealign.crypto.errors import DimensionError, ParameterError, UnknownSessionError
+from securealign.crypto.errors import AnswerRefusedError, DimensionError, ParameterError, UnknownSessionError
 from securealign.crypto.layout import Layout
 
-# Who learns what, per mode (semi-honest parties; both modes reveal the logits to the client and the dimensions,
-# the model id and the message sizes and timing to the provider).
+# Who learns what, per mode (semi-honest parties; both modes reveal the dimensions, the model id, the answer kind
+# and the message sizes and timing to the provider). What the client decrypts depends on the answer kind too:
+# ANSWER_REVEALS. docs/protocol.md has the full account, with the tests and measured attack costs behind it.
 THREAT_MODELS: dict[str, dict[str, str]] = {
     "paper": {
         "title": "Paper mode: client maps in plaintext, provider evaluates the head on a ciphertext",
-        "client_learns": "the map (W, b) and hence the geometry of the provider's embedding space, and the K logits",
+        "client_learns": "the map (W, b) and hence the geometry of the provider's embedding space, and the answer "
+                         "(K logits, or the label only); every other slot of the result decrypts to zero",
         "provider_learns": "nothing about the query: it sees one CKKS ciphertext of the mapped embedding",
         "provider_holds": "the head (V, c) and the session's public Galois keys, never a secret key",
-        "limits": "W leaks structure of the provider's space (the paper's stated limitation); logits reveal more "
-                  "than a label and could help a client distil the head over many queries",
+        "limits": "W leaks structure of the provider's space (the paper's stated limitation); with logits, d + 1 "
+                  "chosen queries determine the head, so a careful provider serves labels only and bounds queries",
     },
     "sealed": {
         "title": "Sealed mode: alignment and classification both encrypted (pre-composed on the provider)",
-        "client_learns": "only the K logits; it never sees W, b, V or c",
+        "client_learns": "only the answer (K logits, or the label only); it never sees W, b, V or c, and every "
+                         "other slot of the result decrypts to zero",
         "provider_learns": "nothing about the query: it sees one CKKS ciphertext of the raw source embedding",
         "provider_holds": "the pre-composed (W V, b V + c) and the session's public Galois keys, never a secret key",
         "limits": "the provider knows W, so it learns how the client's model relates to its own; W was obtained "
-                  "by the sealed fitting protocol (the provider decrypts only W, see docs/protocol.md); logits "
-                  "still reveal more than a label",
+                  "by the sealed fitting protocol (the provider decrypts only W, see docs/protocol.md); with "
+                  "logits, d + 1 chosen queries determine the composed head",
     },
+}
+
+ANSWER_REVEALS: dict[str, str] = {
+    "logits": "the K logits: exact linear functions of the query, so d + 1 chosen queries determine the head",
+    "label": "the sign of every pairwise margin (the ranking of the classes), each multiplied by a fresh secret "
+             "factor: no linear system to solve; repeated queries and label-trained copies cost many queries",
 }
 
 
@@ -86,20 +96,27 @@ def _ms(start: float) -> float:
 
 
 def run_encrypted_query(client: ClientSession, provider, model_id: str, z: np.ndarray, mode: str, *,
-                        affine_map=None) -> tuple[np.ndarray, Trace]:
+                        affine_map=None, answer: str = "logits") -> tuple[np.ndarray, Trace]:
     """Classify the client's embedding ``z`` with the provider's model under encryption.
 
     Paper mode: ``affine_map`` (an object with ``W``, ``b``) maps ``z`` in plaintext first; without it ``z`` must
     already be in the provider's space. Sealed mode: ``z`` is the raw source embedding. The client's session with
     this provider is opened on first use (the public context travels once) and re-opened if it expired.
+    Returns the K logits, or with ``answer="label"`` the pairwise wins per class (its argmax is the label).
     """
     if mode not in MODES:
         raise ParameterError(f"unknown mode {mode!r}; choose from {MODES}")
+    if answer not in ANSWERS:
+        raise ParameterError(f"unknown answer kind {answer!r}; choose from {ANSWERS}")
     trace = Trace(mode, model_id)
     info = provider.describe(model_id)
-    if mode not in info["modes"]:
-        raise ParameterError(f"model {model_id!r} is not served in {mode} mode (available: {list(info['modes'])})")
-    layout = Layout.from_dict(info["modes"][mode])
+    if answer not in info["answers"]:
+        raise AnswerRefusedError(f"model {model_id!r} answers only with {' or '.join(info['answers'])}")
+    layouts = info["modes"] if answer == "logits" else info["label_modes"]
+    if mode not in layouts:
+        raise ParameterError(f"model {model_id!r} is not served in {mode} mode with {answer} answers "
+                             f"(available: {list(layouts)})")
+    layout = Layout.from_dict(layouts[mode])
     x = np.asarray(z, dtype=np.float64)
     if mode == "paper" and affine_map is not None:
         start = time.perf_counter()
@@ -113,7 +130,7 @@ def run_encrypted_query(client: ClientSession, provider, model_id: str, z: np.nd
         raise DimensionError(f"{mode} mode of {model_id!r} takes a {layout.d_in}-d vector, got shape {x.shape}")
     session_id = _ensure_session(client, provider, trace)
     start = time.perf_counter()
-    query = client.encrypt_query(x, layout, mode)
+    query = client.encrypt_query(x, layout, mode, answer)
     trace.add("client", "encrypt", f"encrypt the {layout.d_in}-d vector (CKKS, packed {layout.blocks_per_ct}x)",
               _ms(start), query)
     start = time.perf_counter()
@@ -124,13 +141,15 @@ def run_encrypted_query(client: ClientSession, provider, model_id: str, z: np.nd
         session_id = _ensure_session(client, provider, trace)
         result = provider.evaluate(session_id, model_id, query)
     what = ("apply the pre-composed map and head (W V)^T, b V + c" if mode == "sealed" else "apply the head V, c")
-    trace.add("provider", "provider", f"{what} to the ciphertext ({layout.n_ciphertexts} result ciphertext(s))",
-              _ms(start), result)
+    if answer == "label":
+        what += ", take the pairwise margins and blind each with a fresh secret factor"
+    trace.add("provider", "provider", f"{what} to the ciphertext, mask all but the {layout.n_classes} output slots "
+              f"({layout.n_ciphertexts} result ciphertext(s))", _ms(start), result)
     start = time.perf_counter()
-    logits, trace.residue = client.decrypt_checked(result)
-    trace.add("client", "decrypt", f"decrypt {len(logits)} logits and check the key (residue {trace.residue:.1e})",
-              _ms(start))
-    return logits, trace
+    scores, trace.residue = client.decrypt_checked(result)
+    got = f"{len(scores)} logits" if answer == "logits" else f"the signs of {layout.n_classes} blinded margins"
+    trace.add("client", "decrypt", f"decrypt {got} and check the key (residue {trace.residue:.1e})", _ms(start))
+    return scores, trace
 
 
 def _ensure_session(client: ClientSession, provider, trace: Trace) -> str:

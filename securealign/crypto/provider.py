@@ -19,10 +19,11 @@ import numpy as np
 import tenseal.sealapi as seal
 
 from securealign.crypto import ckks, wire
-from securealign.crypto.errors import (DimensionError, KeyMismatchError, LimitExceededError, ParameterError,
-                                       UnknownModelError, UnknownSessionError)
+from securealign.crypto.answers import ANSWERS, blinding_factors, pairwise_head
+from securealign.crypto.errors import (AnswerRefusedError, DimensionError, KeyMismatchError, LimitExceededError,
+                                       ParameterError, UnknownModelError, UnknownSessionError)
 from securealign.crypto.fit_jobs import FitJobs
-from securealign.crypto.layout import Layout
+from securealign.crypto.layout import DEPTH, Layout
 
 # In-memory Galois keys take about twice their seeded serialized size (the seed is expanded on load).
 _MEMORY_PER_CONTEXT_BYTE = 2
@@ -32,35 +33,53 @@ _KEPT_FITTED_MAPS = 16
 
 @dataclass
 class CompiledHead:
-    """One servable computation: logits = matrix @ x + bias, encoded for its layout."""
+    """One servable computation: outputs = matrix @ x + bias, encoded for its layout, masked to its output slots.
+
+    ``blind`` heads (label-only answers) draw a fresh blinding factor per output and query, in place of the 1 of
+    the output mask; their outputs are pairwise margins, so the client learns signs, not logits.
+    """
 
     matrix: np.ndarray
     bias: np.ndarray
     layout: Layout
-    plaintexts: list[tuple[seal.Plaintext, seal.Plaintext]]
+    weights: list[seal.Plaintext]
+    offsets: list[seal.Plaintext]
+    masks: list[seal.Plaintext]
+    blind: bool = False
 
     @classmethod
-    def compile(cls, matrix: np.ndarray, bias: np.ndarray) -> CompiledHead:
+    def compile(cls, matrix: np.ndarray, bias: np.ndarray, *, blind: bool = False) -> CompiledHead:
         layout = Layout.plan(matrix.shape[1], matrix.shape[0])
         max_results = wire.LIMITS[wire.MessageType.RESULT].max_blobs
         if layout.n_ciphertexts > max_results:  # refused now rather than after every query's full computation
-            raise LimitExceededError(f"{matrix.shape[0]} classes of {matrix.shape[1]}-d input need "
+            raise LimitExceededError(f"{matrix.shape[0]} outputs of {matrix.shape[1]}-d input need "
                                      f"{layout.n_ciphertexts} result ciphertexts; a result carries at most "
                                      f"{max_results}")
-        plaintexts = [(ckks.encode(w, ckks.top_parms_id(), ckks.SCALE),
-                       ckks.encode(o, ckks.bottom_parms_id(), ckks.rescaled_scale()))
-                      for w, o in layout.pack_matrix(matrix, bias)]
-        return cls(matrix, bias, layout, plaintexts)
+        top, middle = ckks.fresh_parms_id(DEPTH), ckks.fresh_parms_id(DEPTH - 1)
+        # weights at the scale of the prime their rescale drops, so the sum comes out at exactly SCALE
+        weights = [ckks.encode(w, top, ckks.last_prime(top)) for w in layout.pack_matrix(matrix)]
+        offsets = [ckks.encode(o, middle, ckks.SCALE) for o in layout.place_outputs(bias)]
+        masks = [] if blind else cls._encode_masks(layout, np.ones(layout.n_classes))
+        return cls(matrix, bias, layout, weights, offsets, masks, blind)
+
+    @staticmethod
+    def _encode_masks(layout: Layout, factors: np.ndarray) -> list[seal.Plaintext]:
+        middle = ckks.fresh_parms_id(DEPTH - 1)
+        return [ckks.encode(m, middle, ckks.last_prime(middle)) for m in layout.place_outputs(factors)]
 
     def evaluate(self, query: seal.Ciphertext, galois_keys: seal.GaloisKeys) -> list[bytes]:
-        """The encrypted logits: per result ciphertext, multiply, rescale, window-sum, add the bias."""
+        """The encrypted outputs: per result ciphertext, multiply, rescale, window-sum, add the bias, then keep only
+        the output slots (times the blinding factors) and rescale; every other slot decrypts to zero."""
         ev, out = ckks.evaluator(), []
-        for weights, offsets in self.plaintexts:
+        masks = self._encode_masks(self.layout, blinding_factors(self.layout.n_classes)) if self.blind else self.masks
+        for weights, offsets, mask in zip(self.weights, self.offsets, masks):
             product = seal.Ciphertext()
             ev.multiply_plain(query, weights, product)
             ev.rescale_to_next_inplace(product)
             summed = self.layout.window_sum(product, lambda c, k: ckks.rotate(c, k, galois_keys), ckks.add)
             ev.add_plain_inplace(summed, offsets)
+            ev.multiply_plain_inplace(summed, mask)
+            ev.rescale_to_next_inplace(summed)
             out.append(ckks.save_bytes(summed))
         return out
 
@@ -68,7 +87,19 @@ class CompiledHead:
 @dataclass
 class ServedModel:
     classes: list[str]
-    heads: dict[str, CompiledHead]  # mode -> computation
+    heads: dict[str, CompiledHead]  # mode -> the logits computation
+    label_heads: dict[str, CompiledHead]  # mode -> the blinded pairwise-margin computation (none for one class)
+    answers: tuple[str, ...]  # the answer kinds this model is served with ("label" only, if the provider says so)
+
+    def head(self, mode: str, answer: str) -> CompiledHead:
+        if answer not in self.answers:
+            raise AnswerRefusedError(f"this model answers only with {' or '.join(self.answers)}; "
+                                     f"{answer!r} answers are refused")
+        heads = self.heads if answer == "logits" else self.label_heads
+        if mode not in heads:
+            raise ParameterError(f"this model does not serve mode {mode!r} with {answer} answers; "
+                                 f"it serves {list(heads)}")
+        return heads[mode]
 
 
 @dataclass
@@ -157,41 +188,62 @@ class Provider:
         self._models: dict[str, ServedModel] = {}
 
     # models ---------------------------------------------------------------------------------------------------
-    def register(self, model_id: str, head, affine_map=None) -> None:
+    def register(self, model_id: str, head, affine_map=None, *, label_only: bool = False) -> None:
         """Register the project's ``LinearHead`` (``V``, ``c``, ``classes``) and, for sealed mode, an ``AffineMap``
-        (``W``, ``b``): any objects with these attributes."""
+        (``W``, ``b``): any objects with these attributes. ``label_only`` refuses logits answers for this model."""
         classes = getattr(head, "classes", None)
         if affine_map is None:
-            self.register_head(model_id, head.V, head.c, classes)
+            self.register_head(model_id, head.V, head.c, classes, label_only=label_only)
         else:
-            self.register_sealed(model_id, affine_map.W, affine_map.b, head.V, head.c, classes)
+            self.register_sealed(model_id, affine_map.W, affine_map.b, head.V, head.c, classes,
+                                 label_only=label_only)
 
-    def register_head(self, model_id: str, V, c, classes: list[str] | None = None) -> None:
+    def register_head(self, model_id: str, V, c, classes: list[str] | None = None, *,
+                      label_only: bool = False) -> None:
         """Serve a linear head (``V``: d_A x K, ``c``: K) in paper mode: the client sends mapped embeddings."""
         V, c = _matrix("V", V, 2), _matrix("c", c, 1)
-        self._add(model_id, {"paper": CompiledHead.compile(V.T, c)}, V.shape[1], c, classes)
+        self._add(model_id, {"paper": (V.T, c)}, classes, label_only)
 
-    def register_sealed(self, model_id: str, W, b, V, c, classes: list[str] | None = None) -> None:
+    def register_sealed(self, model_id: str, W, b, V, c, classes: list[str] | None = None, *,
+                        label_only: bool = False) -> None:
         """Serve map + head: paper mode on ``(V, c)`` and sealed mode on the pre-composed ``(W V)^T``, ``b V + c``."""
         W, b, V, c = _matrix("W", W, 2), _matrix("b", b, 1), _matrix("V", V, 2), _matrix("c", c, 1)
         if W.shape[1] != V.shape[0] or b.shape[0] != W.shape[1]:
             raise DimensionError(f"map W {W.shape}, b {b.shape} does not feed head V {V.shape}")
-        heads = {"paper": CompiledHead.compile(V.T, c), "sealed": CompiledHead.compile((W @ V).T, b @ V + c)}
-        self._add(model_id, heads, V.shape[1], c, classes)
+        self._add(model_id, {"paper": (V.T, c), "sealed": ((W @ V).T, b @ V + c)}, classes, label_only)
 
-    def _add(self, model_id: str, heads: dict[str, CompiledHead], n_classes: int, c: np.ndarray,
-             classes: list[str] | None) -> None:
+    def _add(self, model_id: str, computations: dict[str, tuple[np.ndarray, np.ndarray]],
+             classes: list[str] | None, label_only: bool) -> None:
+        """Compile each mode's (K x d matrix, bias) for logits answers and, for K >= 2, for label-only answers."""
         if not isinstance(model_id, str) or not model_id.strip():
             raise ParameterError("model id must be a non-empty string")
-        if c.shape != (n_classes,):
-            raise DimensionError(f"bias c has shape {c.shape}; the head has {n_classes} classes")
+        n_classes = next(iter(computations.values()))[0].shape[0]
+        for matrix, bias in computations.values():
+            if bias.shape != (n_classes,):
+                raise DimensionError(f"bias has shape {bias.shape}; the head has {n_classes} classes")
         classes = list(classes) if classes is not None else [str(k) for k in range(n_classes)]
         if len(classes) != n_classes:
             raise DimensionError(f"{len(classes)} class names for {n_classes} classes")
-        self._models[model_id] = ServedModel(classes, heads)
+        if label_only and n_classes < 2:
+            raise ParameterError("a label-only answer needs at least two classes")
+        heads = {mode: CompiledHead.compile(m, c) for mode, (m, c) in computations.items()}
+        label_heads = {}
+        if n_classes >= 2:
+            label_heads = {mode: CompiledHead.compile(*pairwise_head(m, c), blind=True)
+                           for mode, (m, c) in computations.items()}
+        answers = ("label",) if label_only else (ANSWERS if label_heads else ("logits",))
+        self._models[model_id] = ServedModel(classes, heads, label_heads, answers)
 
     def models(self) -> list[str]:
         return sorted(self._models)
+
+    def require_labels(self, model_ids: list[str] | None = None) -> None:
+        """From now on answer these models (every model when None) with labels only, refusing logits."""
+        for model_id in self.models() if model_ids is None else model_ids:
+            model = self._model(model_id)
+            if not model.label_heads:
+                raise ParameterError(f"model {model_id!r} has one class, so it has no label-only answer")
+            model.answers = ("label",)
 
     def _model(self, model_id: str) -> ServedModel:
         if model_id not in self._models:
@@ -201,8 +253,9 @@ class Provider:
     def describe(self, model_id: str) -> dict:
         """What a client needs to query a model: classes and, per mode, the input dimension and slot layout."""
         model = self._model(model_id)
-        return {"model_id": model_id, "classes": model.classes,
-                "modes": {mode: head.layout.to_dict() for mode, head in model.heads.items()}}
+        return {"model_id": model_id, "classes": model.classes, "answers": list(model.answers),
+                "modes": {mode: head.layout.to_dict() for mode, head in model.heads.items()},
+                "label_modes": {mode: head.layout.to_dict() for mode, head in model.label_heads.items()}}
 
     # sessions -------------------------------------------------------------------------------------------------
     def open_session(self, public_context: bytes) -> str:
@@ -210,7 +263,8 @@ class Provider:
         message = wire.decode(public_context, wire.MessageType.CONTEXT)  # refuses a secret key before parsing
         parameters, galois = message.blobs
         if parameters != ckks.parameters_bytes():
-            raise ParameterError("the context's CKKS parameters differ from the protocol's (N=8192, [60, 40, 60])")
+            raise ParameterError(f"the context's CKKS parameters differ from the protocol's "
+                                 f"(N={ckks.POLY_DEGREE}, {list(ckks.COEFF_BITS)})")
         steps = message.meta["steps"]
         if not all(isinstance(s, int) and 0 < s < ckks.SLOTS for s in steps):
             raise ParameterError("context metadata must list its rotation steps")
@@ -236,19 +290,18 @@ class Provider:
         meta = message.meta
         if meta["key"] != session.key_id:
             raise KeyMismatchError("the query was encrypted under another session's keys than this session's")
-        if meta["mode"] not in model.heads:
-            raise ParameterError(
-                f"model {model_id!r} does not serve mode {meta['mode']!r}; it serves {list(model.heads)}")
-        head = model.heads[meta["mode"]]
+        if meta["answer"] not in ANSWERS:
+            raise ParameterError(f"unknown answer kind {meta['answer']!r}; valid: {', '.join(ANSWERS)}")
+        head = model.head(meta["mode"], meta["answer"])
         if Layout.from_dict(meta["layout"]) != head.layout:
             raise DimensionError(f"query layout {meta['layout']} does not match model {model_id!r} in "
                                  f"{meta['mode']} mode (input dimension {head.layout.d_in})")
         if not set(head.layout.steps) <= session.steps:
             raise ParameterError("the session's Galois keys lack rotations this model needs")
-        ciphertext = ckks.load_ciphertext(message.blobs[0], parms_id=ckks.top_parms_id(), scale=ckks.SCALE)
+        ciphertext = ckks.load_ciphertext(message.blobs[0], parms_id=ckks.fresh_parms_id(DEPTH), scale=ckks.SCALE)
         blobs = head.evaluate(ciphertext, session.galois_keys)
         reply = {"key": session.key_id, "query": message.digest_hex, "model": model_id, "mode": meta["mode"],
-                 "layout": head.layout.to_dict(), "compute_ms": round((time.perf_counter() - started) * 1e3, 3)}
+                 "answer": meta["answer"], "layout": head.layout.to_dict(), "compute_ms": round((time.perf_counter() - started) * 1e3, 3)}
         return wire.encode(wire.MessageType.RESULT, reply, blobs)
 
     # secure fitting of the map (the provider's half; see fit_jobs.py) --------------------------------------------
@@ -298,5 +351,6 @@ class Provider:
             model = self._model(job.model_id)
             head = model.heads["paper"]
             served = f"{job.model_id}@fit-{fit_id[:8]}"
-            self.register_sealed(served, W, b, head.matrix.T, head.bias, model.classes)
+            self.register_sealed(served, W, b, head.matrix.T, head.bias, model.classes,
+                                 label_only=model.answers == ("label",))
         return {"fit_id": fit_id, "model": served, "map_shape": [int(W.shape[0]), int(W.shape[1])]}

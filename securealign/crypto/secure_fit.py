@@ -33,6 +33,9 @@ from securealign.crypto.client import check_real
 from securealign.crypto.errors import DimensionError, KeyMismatchError, ParameterError
 
 BATCH_ROWS = wire.LIMITS[wire.MessageType.MATRIX].max_blobs
+# one plaintext multiplication per row, summed over rows: every slot of the product is an entry of Y^T X (or an
+# exact zero of the padding), so the receiver decrypts nothing but the product it is meant to learn
+DEPTH = 1
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,7 @@ class KeyHolder:
             raise DimensionError(f"row {start} is outside the {len(X)} rows")
         layout = CrossLayout(X.shape[1], q)
         rows = X[start : start + BATCH_ROWS]
-        blobs = [self._keys.encrypt(layout.pack_row(x)) for x in rows]
+        blobs = [self._keys.encrypt(layout.pack_row(x), DEPTH) for x in rows]
         meta = {"key": self.key_id, "stage": "rows", "rows": len(rows), "cols": layout.p, "q": q, "start": start}
         return wire.encode(wire.MessageType.MATRIX, meta, blobs)
 
@@ -103,7 +106,7 @@ class KeyHolder:
         layout = CrossLayout(meta["cols"], meta["rows"])
         if len(message.blobs) != layout.n_ciphertexts:
             raise ParameterError("cross-product message has the wrong number of ciphertexts")
-        slots = self._keys.decrypt_products(message.blobs)
+        slots = self._keys.decrypt_products(message.blobs, ckks.rescaled_scale())
         check_real(slots)
         return layout.unpack(slots)
 
@@ -131,7 +134,8 @@ class CrossProductEvaluator:
         if self._done + len(message.blobs) > len(self.Y):
             raise DimensionError(f"more encrypted rows than the {len(self.Y)} plaintext rows")
         # every ciphertext is validated before any state changes: a refused batch leaves the job as it was
-        rows = [ckks.load_ciphertext(blob, parms_id=ckks.top_parms_id(), scale=ckks.SCALE) for blob in message.blobs]
+        rows = [ckks.load_ciphertext(blob, parms_id=ckks.fresh_parms_id(DEPTH), scale=ckks.SCALE)
+                for blob in message.blobs]
         if self._layout is None:
             self._layout, self._key = layout, meta["key"]
             self._acc = [None] * layout.n_ciphertexts
@@ -140,7 +144,8 @@ class CrossProductEvaluator:
             y = self.Y[self._done]
             for t in range(layout.n_ciphertexts):
                 product = seal.Ciphertext()
-                ev.multiply_plain(row, ckks.encode(layout.pack_weights(y, t), ckks.top_parms_id(), ckks.SCALE), product)
+                ev.multiply_plain(row, ckks.encode(layout.pack_weights(y, t), ckks.fresh_parms_id(DEPTH), ckks.SCALE),
+                                  product)
                 if self._acc[t] is None:
                     self._acc[t] = product
                 else:

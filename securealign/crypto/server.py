@@ -160,6 +160,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--public-set", action="append", default=[], metavar="NAME=MODEL[:N]",
                         help="offer secure fits on the first N public-corpus texts (default 1000) embedded with the "
                              "zoo model MODEL (e.g. public=minilm:1000); repeatable")
+    parser.add_argument("--label-only", action="append", default=[], metavar="ID|all",
+                        help="answer this model's queries with labels only, never logits (see docs/protocol.md, "
+                             "answer kinds); 'all' for every model; repeatable")
     parser.add_argument("--session-ttl", type=float, default=900.0, help="seconds a session lives after last use")
     parser.add_argument("--max-sessions", type=int, default=64)
     parser.add_argument("--max-session-mb", type=int, default=512, help="memory bound for cached public contexts")
@@ -197,6 +200,11 @@ def main(argv: list[str]) -> int:
 
         texts = load_public_corpus(int(n or 1000))
         provider.add_public_set(name, texts, embed(key, texts))
+    if args.label_only:
+        try:
+            provider.require_labels(None if "all" in args.label_only else args.label_only)
+        except ProtocolError as exc:
+            parser.error(f"--label-only: {exc}")
     if not provider.models():
         print("warning: no models registered (use --assets, --model ID=FILE.npz or --demo TASK:SOURCE:TARGET)")
     print(f"public sets for secure fitting: {list(provider.public_sets()) or 'none'}")

@@ -50,10 +50,11 @@ class Limits:
 
 
 LIMITS: dict[MessageType, Limits] = {
-    MessageType.CONTEXT: Limits(2, 8 * _MB, {"key": str, "steps": list, "blobs": list}),
-    MessageType.QUERY: Limits(1, 512 * 1024, {"key": str, "mode": str, "layout": dict, "nonce": str}),
-    MessageType.RESULT: Limits(64, 512 * 1024, {"key": str, "query": str, "model": str, "mode": str, "layout": dict,
-                                                "compute_ms": (int, float)}),
+    # 12 seeded Galois keys (every power-of-two step) take 8.0 MB at [60, 40, 30, 60]
+    MessageType.CONTEXT: Limits(2, 10 * _MB, {"key": str, "steps": list, "blobs": list}),
+    MessageType.QUERY: Limits(1, 512 * 1024, {"key": str, "mode": str, "answer": str, "layout": dict, "nonce": str}),
+    MessageType.RESULT: Limits(64, 512 * 1024, {"key": str, "query": str, "model": str, "mode": str, "answer": str,
+                                                "layout": dict, "compute_ms": (int, float)}),
     MessageType.MATRIX: Limits(255, 512 * 1024, {"key": str, "stage": str, "rows": int, "cols": int}),
 }
 # blob kinds a CONTEXT may name; a secret key is named only so that it can be refused explicitly

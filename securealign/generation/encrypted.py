@@ -20,9 +20,11 @@ from securealign.crypto.errors import KeyMismatchError, LimitExceededError, Para
 from securealign.generation.diagonal import DiagonalLayout
 
 MAX_QUERY_BYTES = 1 << 20  # a seeded query ciphertext is ~0.4 MB
-MAX_KEY_BYTES = 4 << 20  # seeded Galois keys for two steps are ~0.8 MB
+MAX_KEY_BYTES = 4 << 20  # seeded Galois keys for two steps are ~1.3 MB
 # Slots past the outputs decrypt to zero plus CKKS noise (~1e-6); other keys give values near 1e30.
 MAX_UNUSED_SLOT = 1e-2
+# one plaintext multiplication: every output slot is a complete dot product, so no mask level is needed
+DEPTH = 1
 
 
 class VocabularyProvider:
@@ -34,7 +36,7 @@ class VocabularyProvider:
             raise ParameterError(f"expected a (V, d) matrix and a (V,) bias, got {matrix.shape} and {bias.shape}")
         self.layout = DiagonalLayout.plan(matrix.shape[1], matrix.shape[0])
         self.layout.check_matrix(matrix, bias)
-        top, bottom = ckks.top_parms_id(), ckks.bottom_parms_id()
+        top, bottom = ckks.fresh_parms_id(DEPTH), ckks.bottom_parms_id()
         self._blocks: list[list[seal.Plaintext]] = []
         self._biases: list[seal.Plaintext] = []
         for t in range(self.layout.n_ciphertexts):
@@ -47,7 +49,7 @@ class VocabularyProvider:
     def plaintext_bytes(self) -> int:
         """Memory held by the encoded diagonals and biases."""
         per_plain = 8 * ckks.POLY_DEGREE
-        top_primes = len(ckks.COEFF_BITS) - 1
+        top_primes = len(ckks.context().get_context_data(ckks.fresh_parms_id(DEPTH)).parms().coeff_modulus())
         return per_plain * (top_primes * self.layout.d * self.layout.n_ciphertexts + self.layout.n_ciphertexts)
 
     def load_keys(self, galois_keys: bytes) -> None:
@@ -66,7 +68,7 @@ class VocabularyProvider:
             raise ParameterError("no Galois keys loaded; call load_keys first")
         if len(query) > MAX_QUERY_BYTES:
             raise LimitExceededError(f"a query of {len(query):,} bytes exceeds {MAX_QUERY_BYTES:,}")
-        x = ckks.load_ciphertext(query, parms_id=ckks.top_parms_id(), scale=ckks.SCALE)
+        x = ckks.load_ciphertext(query, parms_id=ckks.fresh_parms_id(DEPTH), scale=ckks.SCALE)
         ev, keys, g = ckks.evaluator(), self._galois_keys, self.layout.baby
         baby = [x]  # rot(x, b), shared by every block
         for _ in range(1, g):
@@ -113,13 +115,13 @@ class VocabularyClient:
         return self._keys.galois_keys_bytes(self.layout.steps)
 
     def encrypt(self, hidden: np.ndarray) -> bytes:
-        return self._keys.encrypt(self.layout.pack_query(hidden))
+        return self._keys.encrypt(self.layout.pack_query(hidden), DEPTH)
 
     def decrypt(self, results: tuple[bytes, ...]) -> np.ndarray:
         """The V logits; refuses results whose padding slots are not ~0 (made under other keys, or tampered)."""
         if len(results) != self.layout.n_ciphertexts:
             raise ParameterError(f"{len(results)} result ciphertexts; expected {self.layout.n_ciphertexts}")
-        vectors = self._keys.decrypt_products(tuple(results))
+        vectors = self._keys.decrypt_products(tuple(results), ckks.rescaled_scale())
         noise = float(np.max(np.abs(self.layout.unused(vectors))))
         if not noise < MAX_UNUSED_SLOT:
             raise KeyMismatchError(f"result padding decrypts to {noise:.3g}, not ~0: wrong keys or a corrupt result")
