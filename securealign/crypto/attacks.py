@@ -29,15 +29,14 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
-from securealign.crypto import wire
+from securealign.crypto import ckks, wire
+from securealign.crypto.answers import BLIND_BITS, pairwise_head
 from securealign.crypto.ckks import SLOTS
 from securealign.crypto.client import ClientSession
 from securealign.crypto.layout import Layout
 from securealign.crypto.protocol import run_encrypted_query
 
 Oracle = Callable[[np.ndarray], np.ndarray]
-# The provider draws each blinding factor r log-uniformly from [1, 2^BLIND_BITS]; the distribution is public.
-BLIND_BITS = 14
 ESTIMATORS = ("mean-log", "midrange")
 
 
@@ -78,20 +77,13 @@ def recovered_fraction(estimate: np.ndarray, truth: np.ndarray, tol: float = 1e-
     return float(np.mean(np.abs(np.asarray(estimate) - truth) <= tol * np.max(np.abs(truth))))
 
 
-def pair_differences(matrix: np.ndarray) -> np.ndarray:
-    """The rows ``m_i - m_j`` for every class pair ``i < j``, in the order the label answer uses."""
-    matrix = np.asarray(matrix, dtype=np.float64)
-    k = matrix.shape[0]
-    return np.array([matrix[i] - matrix[j] for i in range(k) for j in range(i + 1, k)])
-
-
 # (a) one query: the slots of an unmasked RESULT --------------------------------------------------------------------
 def unmasked_slots(layout: Layout, matrix: np.ndarray, bias: np.ndarray, x: np.ndarray) -> list[np.ndarray]:
     """The leaky twin: every slot of each result ciphertext as the protocol sent them before issue 10 (window sum
     plus bias, no mask), computed in plaintext with the layout's own packing and window sum."""
     query = layout.pack_query(x)
     return [layout.window_sum(query * weights, lambda v, k: np.roll(v, -k), np.add) + offsets
-            for weights, offsets in layout.pack_matrix(matrix, bias)]
+            for weights, offsets in zip(layout.pack_matrix(matrix), layout.place_outputs(bias))]
 
 
 def slot_attack(slots: Sequence[np.ndarray], layout: Layout, x: np.ndarray) -> Extraction:
@@ -141,10 +133,10 @@ def logit_attack(oracle: Oracle, d: int, scale: float = 1.0) -> Extraction:
 
 def blinded_twin(matrix: np.ndarray, bias: np.ndarray, rng: np.random.Generator,
                  bits: int = BLIND_BITS) -> Oracle:
-    """The plaintext twin of a label answer: per pair ``i < j``, ``r * (l_i - l_j)`` with a fresh ``r`` drawn
-    log-uniformly from ``[1, 2^bits]`` per pair and per query, as the provider draws it."""
-    pairs = pair_differences(matrix)
-    pair_bias = pair_differences(np.asarray(bias, dtype=np.float64)[:, None])[:, 0]
+    """The plaintext twin of a label answer: per pair ``i < j``, the provider's normalised margin
+    (``answers.pairwise_head``) times a fresh ``r`` drawn log-uniformly from ``[1, 2^bits)`` per pair and per
+    query, here from a seeded generator so that measurements repeat."""
+    pairs, pair_bias = pairwise_head(np.asarray(matrix, dtype=np.float64), np.asarray(bias, dtype=np.float64))
 
     def answer(x: np.ndarray) -> np.ndarray:
         r = np.exp2(rng.uniform(0.0, bits, size=len(pairs)))
@@ -173,7 +165,7 @@ def averaging_attack(oracle: Oracle, d: int, repeats: int, *, scale: float = 1.0
                      estimator: str = "mean-log") -> Extraction:
     """The d + 1 basis queries against blinded answers, each asked ``repeats`` times: the sign of every pair
     margin is exact (r > 0), its magnitude estimated by ``margin_magnitude``; then the same linear solve.
-    Recovers the pair differences ``m_i - m_j`` (the only part of the head a label answer depends on)."""
+    Recovers the provider's normalised pair margins (``answers.pairwise_head``), all a label answer depends on."""
     queries = basis_queries(d, scale)
     margins = []
     for q in queries:
@@ -181,6 +173,34 @@ def averaging_attack(oracle: Oracle, d: int, repeats: int, *, scale: float = 1.0
         margins.append(np.sign(samples[0]) * margin_magnitude(samples, bits, estimator))
     matrix, bias = solve_affine(queries, np.array(margins))
     return Extraction(len(queries) * repeats, matrix, bias)
+
+
+def imaginary_attack(new_session: Callable[[], Oracle], d: int, *, scale: float = 1.0, tolerance: float = 0.1,
+                     sessions: int = 8) -> Extraction:
+    """The d + 1 basis queries against label-only answers, read with the imaginary parts of their output slots.
+
+    Measured on the protocol as merged: the first slot of every result ciphertext carries a key-dependent
+    imaginary offset ``e`` (about 1e-6, steady within a session to a few percent; the other slots' imaginary parts
+    are zero-mean noise near 3e-8). Blinding multiplies it too, so that slot decrypts to ``r (m + i e)`` and
+    ``Re / |Im| = m / |e|``: the secret factor cancels, and one query per point gives the margin up to the common
+    factor ``|e|``, which the provider's own normalisation (unit norm of each pair's row and bias) then fixes.
+    ``new_session`` opens a session and returns its complex output oracle (``output_oracle``); a session whose
+    offset is too small is recognised by asking one probe twice (the two ratios disagree), and replaced.
+    Only the output in each ciphertext's first slot is recovered (for two classes, the whole head).
+    """
+    queries, probe = basis_queries(d, scale), np.full(d, scale)
+    used = 0
+    for _ in range(sessions):
+        outputs = new_session()
+        first, second = (outputs(probe) for _ in range(2))
+        used += 2
+        ratios = [np.real(v[0]) / np.abs(np.imag(v[0])) for v in (first, second)]
+        if abs(ratios[0] / ratios[1] - 1) < tolerance:
+            break
+    values = np.array([outputs(q) for q in queries])
+    matrix, bias = solve_affine(queries, np.real(values) / np.abs(np.imag(values)))
+    norms = np.linalg.norm(np.column_stack([matrix, bias]), axis=1)
+    return Extraction(used + len(queries), matrix / norms[:, None], bias / norms)
 
 
 # (c) labels only ----------------------------------------------------------------------------------------------------
@@ -284,17 +304,38 @@ def boundary_attack(is_positive: Callable[[np.ndarray], bool], x_neg: np.ndarray
 
 
 # the real protocol as an oracle ---------------------------------------------------------------------------------------
-def decrypted_slots(client: ClientSession, provider, model_id: str, x: np.ndarray, mode: str) -> list[np.ndarray]:
-    """The attacker's whole view of one answer: every decrypted slot of every result ciphertext. The client holds
-    the secret key, so nothing stops it from reading the slots that ``Layout.unpack_result`` ignores."""
-    layout = Layout.from_dict(provider.describe(model_id)["modes"][mode])
+def decrypted_slots(client: ClientSession, provider, model_id: str, x: np.ndarray, mode: str,
+                    answer: str = "logits") -> list[np.ndarray]:
+    """The attacker's whole view of one answer: every decrypted slot (complex) of every result ciphertext. The
+    client holds the secret key, so nothing stops it from reading the slots and the imaginary parts that the
+    protocol's ``decrypt_result`` ignores."""
+    layout = answer_layout(provider, model_id, mode, answer)
     session = client.sessions.get(provider.endpoint)
     if session is None:
         session = client.sessions[provider.endpoint] = provider.open_session(client.public_context())
-    result = provider.evaluate(session, model_id, client.encrypt_query(x, layout, mode))
-    return client._keys.decrypt_products(wire.decode(result, wire.MessageType.RESULT).blobs)
+    result = provider.evaluate(session, model_id, client.encrypt_query(x, layout, mode, answer))
+    return client._keys.decrypt_products(wire.decode(result, wire.MessageType.RESULT).blobs, ckks.SCALE)
 
 
-def protocol_oracle(client: ClientSession, provider, model_id: str, mode: str) -> Oracle:
-    """The logits the protocol hands the client, one real encrypted query per call."""
-    return lambda x: run_encrypted_query(client, provider, model_id, x, mode)[0]
+def answer_layout(provider, model_id: str, mode: str, answer: str = "logits") -> Layout:
+    """The layout of a model's answers: one output per class, or per class pair for label-only answers."""
+    return Layout.from_dict(provider.describe(model_id)["label_modes" if answer == "label" else "modes"][mode])
+
+
+def output_oracle(client: ClientSession, provider, model_id: str, mode: str, answer: str = "logits") -> Oracle:
+    """The decrypted output slots of one real encrypted query per call, as complex numbers: the logits, or for
+    label-only answers the blinded pair margins (``run_encrypted_query`` returns only the wins they imply)."""
+    layout = answer_layout(provider, model_id, mode, answer)
+    starts = np.arange(layout.blocks_per_ct) * layout.block
+
+    def outputs(x: np.ndarray) -> np.ndarray:
+        slots = decrypted_slots(client, provider, model_id, x, mode, answer)
+        return np.concatenate([v[starts] for v in slots])[: layout.n_classes]
+
+    return outputs
+
+
+def protocol_oracle(client: ClientSession, provider, model_id: str, mode: str, answer: str = "logits") -> Oracle:
+    """The real parts of ``output_oracle``: the logits, or the blinded pair margins, as the protocol means them."""
+    outputs = output_oracle(client, provider, model_id, mode, answer)
+    return lambda x: np.real(outputs(x))
