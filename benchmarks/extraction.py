@@ -32,6 +32,7 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 from securealign import artifacts  # noqa: E402
 from securealign.crypto import ClientSession, Layout, Provider  # noqa: E402
 from securealign.crypto import attacks  # noqa: E402
+from securealign.crypto.answers import BLIND_BITS, pairwise_head  # noqa: E402
 from securealign.datasets import load_public_corpus, load_task, non_test_rows  # noqa: E402
 from securealign.embeddings import embed  # noqa: E402
 
@@ -99,7 +100,7 @@ def logit_attack(served: Served) -> None:
             start = time.perf_counter()
             stolen = attacks.logit_attack(oracle, d)
             seconds = time.perf_counter() - start
-            truth = matrix if answer == "logits" else attacks.pair_differences(matrix)
+            truth = matrix if answer == "logits" else pairwise_head(matrix, served.truth[mode][1])[0]
             print(f"  {mode:<7} {answer:<8} {stolen.queries:>8,} {seconds:>8.1f} "
                   f"{attacks.relative_error(stolen.matrix, truth):>15.3g} "
                   f"{attacks.direction_error(stolen.matrix, truth):>12.3g} {1.0:>11.3g} "
@@ -112,22 +113,44 @@ def blinding_check(served: Served, n: int = 40) -> None:
     x = served.test[0]
     oracle = attacks.protocol_oracle(ClientSession(), served.provider, served.model_id, mode, "label")
     values = np.array([oracle(x) for _ in range(n)])
-    margins = attacks.pair_differences(served.logits(mode, x[None, :]).T)[:, 0]
-    log_r = np.log2(values / margins)
+    rows, offsets = pairwise_head(*served.truth[mode])
+    log_r = np.log2(values / (rows @ x + offsets))
     print(f"\n  twin check ({served.task}, {n} real label answers to one query): every value has the margin's sign: "
-          f"{bool(np.all(np.sign(values) == np.sign(margins)))}; log2(value / margin) spans "
-          f"[{log_r.min():.2f}, {log_r.max():.2f}] (twin: [0, {attacks.BLIND_BITS}]), mean {log_r.mean():.2f} "
-          f"(twin: {attacks.BLIND_BITS / 2})")
+          f"{bool(np.all(log_r > -1e-6))}; log2(value / normalised margin) spans [{log_r.min():.2f}, "
+          f"{log_r.max():.2f}] (twin: [0, {BLIND_BITS}]), mean {log_r.mean():.2f} (twin: {BLIND_BITS / 2})")
+
+
+def imaginary_attack(served: Served, runs: int) -> None:
+    """The d + 1 attack on label-only answers, reading the imaginary part of the first output slot."""
+    print(f"\n  imaginary-part attack on real label-only answers, {served.task}: relative error of the pair in the "
+          f"first slot (classes 0, 1; zero guess 1) and, for two classes, the stolen head's agreement with the "
+          f"provider's labels; {runs} runs with fresh keys")
+    print(f"  {'mode':<7} {'queries':>8}  {'relative errors':<24} {'agreements':<24}")
+    for mode in MODES:
+        rows, _ = pairwise_head(*served.truth[mode])
+        d = served.layout(mode).d_in
+        test = served.to_input[mode](served.test)
+        test_labels = np.argmax(served.logits(mode, test), axis=1)
+        errors, agreements, queries = [], [], 0
+        for _ in range(runs):
+            stolen = attacks.imaginary_attack(lambda mode=mode: attacks.output_oracle(
+                ClientSession(), served.provider, served.model_id, mode, "label"), d)
+            queries = max(queries, stolen.queries)
+            errors.append(f"{attacks.relative_error(stolen.matrix[0], rows[0]):.3f}")
+            if len(served.classes) == 2:  # the pair (0, 1) margin is l_0 - l_1: class 1 when negative
+                predicted = (test @ stolen.matrix[0] + stolen.bias[0]) < 0
+                agreements.append(f"{np.mean(predicted == test_labels):.3f}")
+        print(f"  {mode:<7} {queries:>8,}  {', '.join(errors):<24} {', '.join(agreements) or '-':<24}")
 
 
 def averaging_attack(served: Served, seeds: int) -> None:
     print(f"\n  averaging attack on label-only answers, {served.task} (plaintext twin of the blinding, r log-uniform "
-          f"on [1, 2^{attacks.BLIND_BITS}]); relative error of the pair differences, mean of {seeds} runs")
+          f"on [1, 2^{BLIND_BITS}]); relative error of the normalised pair margins, mean of {seeds} runs")
     print(f"  {'mode':<7} {'estimator':<9} " + " ".join(f"{f'k={k}':>8}" for k in REPEATS) +
           f"   queries to {TARGET_ERROR:.0%}")
     for mode in MODES:
         matrix, bias = served.truth[mode]
-        truth, d = attacks.pair_differences(matrix), served.layout(mode).d_in
+        truth, d = pairwise_head(matrix, bias)[0], served.layout(mode).d_in
         for estimator in attacks.ESTIMATORS:
             errors = [np.mean([attacks.relative_error(attacks.averaging_attack(
                 attacks.blinded_twin(matrix, bias, np.random.default_rng(seed)), d, k, estimator=estimator).matrix,
@@ -164,23 +187,28 @@ def copies(served: Served, seeds: int) -> dict[str, list[dict]]:
     return curves
 
 
-def boundary(served: Served) -> list[dict]:
-    """The line search on a two-class head, in sealed mode (the client may query any vector of its space)."""
+def boundary(served: Served, real_steps: int = 12) -> list[dict]:
+    """The line search on a two-class head, in sealed mode (the client may query any vector of its space): on
+    plaintext labels for every bisection depth, then once on real label-only answers."""
     mode = "sealed"
     matrix, bias = served.truth[mode]
     margin, margin_bias = matrix[1] - matrix[0], bias[1] - bias[0]
     test_labels = np.argmax(served.logits(mode, served.test), axis=1)
-    is_positive = lambda x: float(margin @ x + margin_bias) > 0  # noqa: E731 - the label answer: class 1 wins
     x_neg, x_pos = served.test[test_labels == 0][0], served.test[test_labels == 1][0]
+    real = attacks.protocol_oracle(ClientSession(), served.provider, served.model_id, mode, "label")
+    oracles = {"plaintext": lambda x: float(margin @ x + margin_bias) > 0,
+               "real CKKS": lambda x: real(x)[0] < 0}  # the pair (0, 1) carries r (l_0 - l_1): class 1 wins if < 0
     print(f"\n  boundary search (labels only, chosen queries), {served.task}, {mode} mode, d = {len(margin)}")
-    print(f"  {'bisections':>10} {'queries':>8} {'agreement':>10} {'direction error':>16}")
+    print(f"  {'labels':<10} {'bisections':>10} {'queries':>8} {'agreement':>10} {'direction error':>16} {'seconds':>8}")
     rows = []
-    for steps in BOUNDARY_STEPS:
-        stolen = attacks.boundary_attack(is_positive, x_neg, x_pos, steps, delta=0.1)
+    for name, steps in [("plaintext", s) for s in BOUNDARY_STEPS] + [("real CKKS", real_steps)]:
+        start = time.perf_counter()
+        stolen = attacks.boundary_attack(oracles[name], x_neg, x_pos, steps, delta=0.1)
+        seconds = time.perf_counter() - start
         agreement = float(np.mean(((served.test @ stolen.matrix[0] + stolen.bias[0]) > 0) == test_labels))
         rows.append({"queries": stolen.queries, "agreement": agreement})
-        print(f"  {steps:>10} {stolen.queries:>8,} {agreement:>10.3f} "
-              f"{attacks.direction_error(stolen.matrix, margin[None, :]):>16.2e}")
+        print(f"  {name:<10} {steps:>10} {stolen.queries:>8,} {agreement:>10.3f} "
+              f"{attacks.direction_error(stolen.matrix, margin[None, :]):>16.2e} {seconds:>8.1f}")
     return rows
 
 
@@ -202,6 +230,7 @@ def run(tasks: list[str], seeds: int, skip_copies: bool) -> int:
         slot_attack(served)
         logit_attack(served)
         blinding_check(served)
+        imaginary_attack(served, seeds)
         averaging_attack(served, seeds)
         if not skip_copies:
             curves = copies(served, seeds)

@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 
 from securealign import artifacts
-from securealign.crypto import ClientSession, Layout, Provider
-from securealign.crypto import attacks
+from securealign.crypto import ClientSession, Layout, Provider, attacks
 from securealign.crypto.answers import pairwise_head
 
 TASK = "bbc_news"

@@ -34,7 +34,6 @@ from securealign.crypto.answers import BLIND_BITS, pairwise_head
 from securealign.crypto.ckks import SLOTS
 from securealign.crypto.client import ClientSession
 from securealign.crypto.layout import Layout
-from securealign.crypto.protocol import run_encrypted_query
 
 Oracle = Callable[[np.ndarray], np.ndarray]
 ESTIMATORS = ("mean-log", "midrange")
