@@ -11,14 +11,17 @@ chooses its queries. Three attacks, from one query to many:
 (b) ``logit_attack``: ``d + 1`` chosen queries (the origin and the unit vectors) and one linear solve recover the
     matrix and bias exactly from exact logits. Against blinded answers (``r * (l_i - l_j)`` with a fresh secret
     ``r`` per pair and per query) the same solve is meaningless; ``averaging_attack`` pays for the magnitudes
-    instead by repeating every query and estimating ``|l_i - l_j|`` from the public distribution of ``r``.
+    instead by repeating every query and estimating ``|l_i - l_j|`` from the public distribution of ``r``, and
+    ``imaginary_attack`` reads r off the imaginary part of the output slot (a leak measured on the protocol as
+    merged: rotations leave a key-dependent imaginary offset in the first slot, which blinding multiplies too).
 (c) label-only copies: ``agreement_curve`` trains a copy on queries labelled by the provider (a logistic
     regression on labels, or a least-squares fit on logits), and ``boundary_attack`` bisects along chosen lines
     to the decision boundary of a two-class head, which blinding cannot hide because it keeps the sign.
 
 Everything here is numpy and scikit-learn on what the client can see: an oracle is any function from one query
-vector to the client's answer, so each attack runs against the real protocol (``protocol_oracle``) or against its
-plaintext twin (``blinded_twin``) for measurements too long for real encryption.
+vector to the client's answer, so each attack runs against the real protocol (``protocol_oracle``, or
+``output_oracle`` for the complex output slots) or against its plaintext twin (``blinded_twin``) for measurements
+too long for real encryption.
 """
 
 from __future__ import annotations
