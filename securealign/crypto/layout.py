@@ -66,9 +66,9 @@ class Layout:
         """A layout received from the other party, re-planned and compared so a forged one is refused."""
         try:
             layout = cls.plan(int(data["d_in"]), int(data["n_classes"]))
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:  # OverflowError: int(float("inf"))
             raise ParameterError(f"malformed layout {data!r}: {exc}") from None
-        if layout.to_dict() != {k: data.get(k) for k in layout.to_dict()}:
+        if layout.to_dict() != data:  # exactly its fields: nothing else rides along
             raise ParameterError(f"layout {data!r} is not the protocol's layout for these dimensions")
         return layout
 
