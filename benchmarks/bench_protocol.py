@@ -28,6 +28,7 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 from securealign.crypto import ClientSession, Layout, Provider, RemoteProvider, plaintext_logits  # noqa: E402
 from securealign.crypto.demo import fit_task_models  # noqa: E402
 from securealign.crypto.fit_client import fit_paper, fit_sealed  # noqa: E402
+from securealign.crypto.fit_jobs import min_rows  # noqa: E402
 from securealign.crypto.server import running_server  # noqa: E402
 from securealign.datasets import load_public_corpus  # noqa: E402
 from securealign.embeddings import embed  # noqa: E402
@@ -149,13 +150,13 @@ def bench_http(n_queries: int) -> None:
 
 def bench_secure_fit(rows: int | None) -> None:
     """Secure fitting of the map on ``rows`` public texts (default: the fewest the protocol accepts for the pair,
-    more rows than either side's columns, rounded up to 100), in process and over HTTP on loopback, vs the plaintext
+    the row rule of both modes, rounded up to 100), in process and over HTTP on loopback, vs the plaintext
     ridge solve of the same data."""
     print("\nsecure fitting of the ridge map on public texts (one-time; plaintext ridge for comparison; "
           "up = client -> provider)")
     for source, target in (("wordllama", "minilm"), ("minilm", "mpnet")):
         p, q = get_spec(source).dim + 1, get_spec(target).dim
-        n = rows or -(-(max(p, q) + 1) // 100) * 100
+        n = rows or -(-max(min_rows("paper", p, q), min_rows("sealed", p, q)) // 100) * 100
         texts = load_public_corpus(n)
         z_b, z_a = embed(source, texts, progress=False), embed(target, texts, progress=False)
         start = time.perf_counter()

@@ -4,6 +4,7 @@ blinded signs of the pairwise margins (label-only answers) — checked by decryp
 
 import numpy as np
 import pytest
+import tenseal.sealapi as seal
 
 from securealign.alignment import AffineMap
 from securealign.crypto import ClientSession, Layout, Provider, plaintext_logits, run_encrypted_query, wire
@@ -127,3 +128,32 @@ def test_wins_and_pair_bookkeeping():
         classes_for_pairs(4)
     with pytest.raises(ParameterError):
         Provider().register_head("one", np.ones((4, 1)), np.ones(1), label_only=True)
+
+
+@pytest.mark.parametrize("answer", ["logits", "label"])
+def test_a_second_query_hidden_in_the_imaginary_parts_comes_back_as_noise(client, provider, bbc, answer):
+    """A client may encrypt x + i x' (CKKS slots are complex). The provider returns twice the real part of its
+    result, so the answer is the one for x alone, and nothing of x' (nor a blinding factor that Re / Im would
+    cancel) survives in the imaginary parts."""
+    info = provider.describe(bbc.model_id)
+    layout = Layout.from_dict(info["modes" if answer == "logits" else "label_modes"]["sealed"])
+    x, x2 = bbc.test_source[3], bbc.test_source[4]
+    run_encrypted_query(client, provider, bbc.model_id, x, "sealed", answer=answer)  # opens the session
+    genuine = wire.decode(client.encrypt_query(x, layout, "sealed", answer), wire.MessageType.QUERY)
+    plain = seal.Plaintext()
+    ckks.encoder().encode((layout.pack_query(x) + 1j * layout.pack_query(x2)).tolist(),
+                          ckks.fresh_parms_id(2), ckks.SCALE, plain)
+    blob = ckks.save_bytes(client._keys.encryptor.encrypt_symmetric(plain))
+    query = wire.encode(wire.MessageType.QUERY, genuine.meta, [blob])
+    result = provider.evaluate(client.sessions[provider.endpoint], bbc.model_id, query)
+    slots = np.concatenate(client._keys.decrypt_products(wire.decode(result, wire.MessageType.RESULT).blobs,
+                                                         ckks.SCALE))
+    assert np.max(np.abs(np.imag(slots))) < 1e-6
+    outputs = np.concatenate([np.arange(layout.blocks_per_ct) * layout.block + t * ckks.SLOTS
+                              for t in range(layout.n_ciphertexts)])[: layout.n_classes]
+    logits = plaintext_logits(x, bbc.V, bbc.c, bbc.W, bbc.b)
+    if answer == "logits":
+        assert np.max(np.abs(np.real(slots[outputs]) - logits)) < 1e-4
+    else:
+        margins = np.array([logits[i] - logits[j] for i, j in pairs(len(logits))])
+        assert np.array_equal(np.sign(np.real(slots[outputs])), np.sign(margins))

@@ -5,6 +5,7 @@ Runs on a real head (logistic regression on MiniLM embeddings of Rotten Tomatoes
 
 import gc
 import hashlib
+import json
 import struct
 
 import numpy as np
@@ -158,7 +159,7 @@ def test_result_under_a_foreign_key_is_detected_by_the_client(setup):
     disguised = wire.encode(wire.MessageType.RESULT,
                             dict(their_result.meta, key=client.key_id, query=our_query.digest_hex),
                             list(their_result.blobs))
-    with pytest.raises(KeyMismatchError, match="imaginary residue"):
+    with pytest.raises(KeyMismatchError, match="not zero outside its outputs"):
         client.decrypt_result(disguised)
     _good_round_trip(setup)
 
@@ -318,10 +319,75 @@ def test_deeply_nested_metadata_is_a_wire_format_error(setup):
 
 def test_heads_and_fits_too_large_for_one_message_are_refused_up_front(setup):
     """Refused at registration or when the fit opens, not after every query's or every row's full computation."""
-    _, provider, _, _, _ = setup
+    _, provider, _, _, session = setup
     with pytest.raises(LimitExceededError):  # 384-d input, 10 classes per result ciphertext: 700 classes need 70
         provider.register_head("huge", np.ones((384, 700)), np.zeros(700))
     provider.add_public_set("wide", ["a", "b"], np.ones((2, 768)))
     with pytest.raises(LimitExceededError):  # a 1,025-wide client row against 768-d rows: 256 product ciphertexts
-        provider.open_fit("wide", "paper", 1025)
+        provider.open_fit(session, "wide", "paper", 1025)
     assert "huge" not in provider.models()
+
+
+def _framed(kind: wire.MessageType, meta: bytes, blobs: list[bytes]) -> bytes:
+    """A message whose metadata bytes are given verbatim (``wire.encode`` would write valid JSON), digest correct."""
+    digest = hashlib.sha256(meta + b"".join(blobs)).digest()
+    header = struct.pack(">4sHBBI32s", wire.MAGIC, wire.VERSION, int(kind), len(blobs), len(meta), digest)
+    return header + struct.pack(f">{len(blobs)}Q", *map(len, blobs)) + meta + b"".join(blobs)
+
+
+@pytest.mark.parametrize("d_in", ["Infinity", "-Infinity", "NaN", "1e999", '"384"', "384.5", "true", "9" * 5000,
+                                  "null", "[384]"])
+def test_malformed_numbers_in_a_query_layout_are_refused(setup, d_in):
+    """Issue 10: d_in = Infinity (digest recomputed) raised OverflowError, an HTTP 500; every malformed number is now
+    a ``ProtocolError`` (HTTP 400), and the provider keeps serving."""
+    m, provider, layout, client, session = setup
+    message = wire.decode(_query(setup), wire.MessageType.QUERY)
+    good = json.dumps(message.meta, separators=(",", ":"), sort_keys=True)
+    forged = good.replace(f'"d_in":{layout.d_in}', f'"d_in":{d_in}')
+    assert forged != good
+    _refused(setup, ProtocolError, _framed(wire.MessageType.QUERY, forged.encode(), list(message.blobs)))
+
+
+def test_unknown_metadata_keys_are_refused_everywhere(setup):
+    """Nothing rides along in metadata: not beside a query's fields, not inside its layout, not in a context (where a
+    secret key could hide)."""
+    m, provider, layout, client, session = setup
+    message = wire.decode(_query(setup), wire.MessageType.QUERY)
+    with pytest.raises(WireFormatError, match="keys"):
+        provider.evaluate(session, "rt", wire.encode(wire.MessageType.QUERY, dict(message.meta, extra=1),
+                                                     list(message.blobs)))
+    with pytest.raises(ParameterError):
+        provider.evaluate(session, "rt", wire.encode(wire.MessageType.QUERY, dict(
+            message.meta, layout=dict(message.meta["layout"], extra=1)), list(message.blobs)))
+    context = wire.decode(client.public_context(), wire.MessageType.CONTEXT)
+    secret = ckks.save_bytes(client._keys.secret_key).hex()[:3000]
+    with pytest.raises(WireFormatError, match="keys"):
+        provider.open_session(wire.encode(wire.MessageType.CONTEXT, dict(context.meta, secret_key=secret),
+                                          list(context.blobs)))
+    _good_round_trip(setup)
+
+
+def test_galois_keys_must_be_exactly_those_of_the_declared_steps(setup):
+    """Issue 10 item 7 and the memory finding: bytes appended to a Galois-keys blob (SEAL ignores them), fewer or
+    more keys than declared steps, and keys of other steps are refused; the genuine blob is accepted."""
+    _, provider, _, client, _ = setup
+    context = wire.decode(client.public_context(), wire.MessageType.CONTEXT)
+    parameters, galois = context.blobs
+    steps = context.meta["steps"]
+    secret = ckks.save_bytes(client._keys.secret_key)
+
+    def opened(blob: bytes, declared: list[int]) -> str:
+        meta = dict(context.meta, key=ckks.key_id(blob), steps=declared)
+        return provider.open_session(wire.encode(wire.MessageType.CONTEXT, meta, [parameters, blob]))
+
+    with pytest.raises(WireFormatError, match="trailing"):
+        opened(galois + secret, steps)
+    with pytest.raises(ParameterError, match="declares"):  # 10 keys, 9 declared
+        opened(galois, steps[:-1])
+    with pytest.raises(ParameterError, match="exactly"):  # 10 keys, 10 steps declared, but not those
+        opened(galois, [s for s in steps if s != 1] + [3])
+    with pytest.raises(ParameterError, match="distinct"):
+        opened(galois, [1] * len(steps))
+    with pytest.raises(ParameterError, match="distinct"):
+        opened(galois, steps + list(range(3, 3 + ckks.MAX_ROTATION_KEYS)))
+    provider.close_session(opened(galois, steps))

@@ -1,6 +1,7 @@
 """The provider as an HTTP service on 127.0.0.1: refusals keep their error types, bodies are bounded, and eight
 parallel clients (each with its own keys and session) all get correct logits on real embeddings."""
 
+import json
 import socket
 import subprocess
 import sys
@@ -15,8 +16,8 @@ import pytest
 from securealign.crypto import (ClientSession, Layout, Provider, RemoteProvider, ckks, plaintext_logits,
                                 run_encrypted_query, wire)
 from securealign.crypto.demo import fit_task_models
-from securealign.crypto.errors import (IntegrityError, LimitExceededError, SecretKeyRefusedError, UnknownModelError,
-                                       UnknownSessionError, WireFormatError)
+from securealign.crypto.errors import (IntegrityError, LimitExceededError, QueryBudgetError, SecretKeyRefusedError,
+                                       UnknownModelError, UnknownSessionError, WireFormatError)
 from securealign.crypto.server import running_server
 
 N_CLIENTS = 8
@@ -136,3 +137,56 @@ def test_serve_command_serves_model_files_and_demo_models(models, tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=20)
+
+
+def test_every_error_answer_has_the_documented_shape(models, url):
+    """Unknown routes (404), wrong methods (405), malformed parameters (400, not FastAPI's 422), oversized bodies (413)
+    and protocol refusals all answer JSON {"error", "detail"}; a malformed number is a 400."""
+    cases = [
+        ("GET", "/no-such-route", {}, 404),
+        ("PUT", "/sessions", {}, 405),
+        ("GET", "/describe", {}, 400),  # missing parameter
+        ("POST", "/fits", {"session": "s", "public_set": "p", "mode": "paper", "width": "abc"}, 400),
+        ("POST", "/fits", {"session": "s", "public_set": "p", "mode": "paper", "width": "1e999"}, 400),
+        ("GET", "/fits/x/rows", {"start": "Infinity"}, 400),
+        ("GET", "/describe", {"model": "nope"}, 404),
+    ]
+    with httpx.Client(base_url=url) as http:
+        for method, path, params, status in cases:
+            answer = http.request(method, path, params=params)
+            assert answer.status_code == status, (method, path, answer.status_code, answer.text)
+            body = answer.json()
+            assert set(body) == {"error", "detail"} and isinstance(body["detail"], str), body
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as sock:  # a declared size over the limit: 413 before reading
+        sock.sendall(f"POST /sessions HTTP/1.1\r\nHost: x\r\nContent-Length: {1 << 40}\r\n\r\n".encode())
+        sock.settimeout(10)
+        received = b""
+        while chunk := sock.recv(65536):  # the answer, then the server closes the connection
+            received += chunk
+        head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413") and set(json.loads(body)) == {"error", "detail"}
+
+
+def test_query_budgets_per_session_and_per_key(models):
+    """A per-key budget outlives sessions: re-opening with the same context does not reset it."""
+    provider = Provider(max_queries_per_session=2, max_queries_per_key=3)
+    provider.register_sealed("bbc", models.W, models.b, models.V, models.c, models.classes)
+    layout = Layout.from_dict(provider.describe("bbc")["modes"]["sealed"])
+    client = ClientSession([layout])
+
+    def ask(session: str, client: ClientSession = client) -> None:
+        z = models.test_source[0]
+        logits = client.decrypt_result(provider.evaluate(session, "bbc", client.encrypt_query(z, layout, "sealed")))
+        assert np.max(np.abs(logits - plaintext_logits(z, models.V, models.c, models.W, models.b))) < 1e-3
+
+    first = provider.open_session(client.public_context())
+    ask(first), ask(first)
+    with pytest.raises(QueryBudgetError, match="session"):
+        ask(first)
+    second = provider.open_session(client.public_context())
+    ask(second)
+    with pytest.raises(QueryBudgetError, match="key"):
+        ask(second)
+    other = ClientSession([layout])  # another key has its own budget
+    ask(provider.open_session(other.public_context()), other)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import struct
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -30,8 +31,9 @@ from collections.abc import Callable
 
 import numpy as np
 import tenseal.sealapi as seal
+import zstandard
 
-from securealign.crypto.errors import ParameterError, WireFormatError
+from securealign.crypto.errors import LimitExceededError, ParameterError, WireFormatError
 
 POLY_DEGREE = 8192
 SLOTS = POLY_DEGREE // 2
@@ -39,6 +41,14 @@ COEFF_BITS = (60, 40, 30, 60)
 SCALE = 2.0**40
 # CKKS rotation by k slots is the Galois automorphism x -> x^(3^k mod 2N)
 _GALOIS_GENERATOR = 3
+
+# A context may carry a key per power-of-two rotation step: every layout's window sum uses only those, and any
+# rotation is a sum of them. More keys would only cost the provider memory.
+MAX_ROTATION_KEYS = SLOTS.bit_length() - 1
+# Complex conjugation of every slot (the Galois element 2N - 1). The provider adds a result to its conjugate
+# before it leaves, so the client decrypts real parts only: otherwise a client could encrypt a second query in
+# the imaginary parts, and blinding factors would cancel between a slot's real and imaginary parts.
+CONJUGATION = 2 * POLY_DEGREE - 1
 
 T = TypeVar("T")
 
@@ -125,11 +135,64 @@ def save_bytes(obj) -> bytes:
         path.unlink(missing_ok=True)
 
 
+# SEAL's serialization header: magic, header size, version major/minor, compression mode, reserved, total size
+_SEAL_HEADER = struct.Struct("<HBBBBHQ")
+_SEAL_MAGIC = 0xA15E
+_COMPRESSION = {int(seal.COMPR_MODE_TYPE.NONE): "none", int(seal.COMPR_MODE_TYPE.ZSTD): "zstd"}
+
+
+def _payload(data: bytes) -> tuple[str, bytes]:
+    """The compression mode and payload of a SEAL blob whose header accounts for every byte of it.
+
+    SEAL reads only as many bytes as its header declares and ignores the rest, so anything appended (a secret key,
+    say) would travel unnoticed; such a blob is refused here, as is a compression mode the protocol never uses.
+    """
+    if len(data) < _SEAL_HEADER.size:
+        raise WireFormatError(f"SEAL object of {len(data)} bytes is shorter than its header")
+    magic, header_size, _, _, mode, _, size = _SEAL_HEADER.unpack_from(data)
+    if magic != _SEAL_MAGIC or header_size != _SEAL_HEADER.size:
+        raise WireFormatError("not a SEAL serialization (bad magic or header size)")
+    if size != len(data):
+        raise WireFormatError(f"SEAL object declares {size:,} bytes but the blob holds {len(data):,}: "
+                              "trailing or missing bytes")
+    if mode not in _COMPRESSION:
+        raise WireFormatError(f"SEAL compression mode {mode} is not one the protocol uses")
+    return _COMPRESSION[mode], data[_SEAL_HEADER.size :]
+
+
+def inflated(data: bytes, limit: int) -> bytes:
+    """The members of a SEAL blob as SEAL will read them (decompressed), refused beyond ``limit`` bytes.
+
+    SEAL inflates a compressed blob fully before it parses it, so a few KB of compressed zeros could make it
+    allocate gigabytes; here the inflation stops at ``limit`` and trailing frames or bytes are refused.
+    """
+    mode, payload = _payload(data)
+    if mode == "none":
+        members = payload
+    else:
+        try:
+            with zstandard.ZstdDecompressor().stream_reader(payload, read_across_frames=False) as reader:
+                bounded = reader.read(limit + 1)  # the first frame, at most limit + 1 bytes of it
+            if len(bounded) > limit:
+                raise LimitExceededError(f"SEAL object inflates beyond {limit:,} bytes")
+            frame = zstandard.ZstdDecompressor().decompressobj()
+            members = frame.decompress(payload)  # the same frame again, now known to be small
+        except zstandard.ZstdError as exc:
+            raise WireFormatError(f"SEAL object is not valid zstd data: {exc}") from None
+        if not frame.eof or frame.unused_data:
+            raise WireFormatError("SEAL object holds bytes after its compressed data")
+    if len(members) > limit:
+        raise LimitExceededError(f"SEAL object inflates beyond {limit:,} bytes")
+    return members
+
+
 def load_bytes(factory: Callable[[], T], data: bytes) -> T:
     """Deserialize bytes into a new SEAL object; SEAL checks its own header and validity against ``context()``.
 
-    Callers validate sizes and digests first (see ``wire``): SEAL is never handed unchecked bytes.
+    Callers validate sizes and digests first (see ``wire``), and the blob's own header must account for all of
+    its bytes: SEAL is never handed unchecked bytes.
     """
+    _payload(data)
     obj = factory()
     path = _scratch_file()
     try:
@@ -165,6 +228,54 @@ def key_id(galois_keys: bytes) -> str:
     return hashlib.sha256(galois_keys).hexdigest()[:32]
 
 
+@dataclass(frozen=True)
+class GaloisLayout:
+    """How many bytes seeded Galois keys inflate to: ``base + per_key * count``.
+
+    Measured once on genuine keys for these parameters, so nothing depends on a hard-coded key size.
+    """
+
+    base: int
+    per_key: int
+
+
+@functools.lru_cache(maxsize=1)
+def galois_layout() -> GaloisLayout:
+    keys = KeyPair.generate()
+    one, two = (len(inflated(keys.galois_keys_bytes(steps, conjugate=False), 1 << 30)) for steps in ([1], [1, 2]))
+    return GaloisLayout(2 * one - two, two - one)
+
+
+def keys_memory(keys: seal.GaloisKeys) -> int:
+    """The bytes the loaded keys' polynomials occupy in memory (their seeds expanded)."""
+    return sum(pk.data().size() * pk.data().poly_modulus_degree() * pk.data().coeff_modulus_size() * 8
+               for key in keys.data() for pk in key)
+
+
+def load_galois_keys(data: bytes, steps: list[int]) -> tuple[seal.GaloisKeys, int]:
+    """Galois keys for exactly ``steps`` plus conjugation, and the memory they occupy, or a refusal.
+
+    Before SEAL parses anything, the inflated blob must be exactly as long as genuine keys for that many steps
+    (no extra keys, no hidden bytes, no decompression bomb); after loading, the keys' Galois elements must be
+    exactly those of the declared steps and the conjugation.
+    """
+    layout = galois_layout()
+    size = len(inflated(data, layout.base + layout.per_key * (MAX_ROTATION_KEYS + 1)))
+    count, rest = divmod(size - layout.base, layout.per_key)
+    if rest or count < 1:
+        raise WireFormatError(f"a blob inflating to {size:,} bytes holds no whole number of Galois keys")
+    if count != len(steps) + 1:
+        raise ParameterError(f"the context holds {count} Galois keys but declares {len(steps)} rotation steps "
+                             "and the conjugation")
+    keys = load_bytes(seal.GaloisKeys, data)
+    elements = {2 * index + 1 for index, key in enumerate(keys.data()) if key}  # SEAL stores element e at (e-1)/2
+    expected = {galois_element(s) for s in steps} | {CONJUGATION}
+    if elements != expected or keys.size() != len(expected):
+        raise ParameterError("the context's Galois keys are not exactly those of its declared rotation steps and "
+                             "the conjugation")
+    return keys, keys_memory(keys)
+
+
 def load_ciphertext(data: bytes, *, parms_id, scale: float) -> seal.Ciphertext:
     """A ciphertext from bytes, refused unless it has two parts and sits at the expected level and scale."""
     ct = load_bytes(seal.Ciphertext, data)
@@ -183,6 +294,13 @@ def add(a: seal.Ciphertext, b: seal.Ciphertext) -> seal.Ciphertext:
     out = seal.Ciphertext()
     evaluator().add(a, b, out)
     return out
+
+
+def real_part_doubled(ct: seal.Ciphertext, galois_keys: seal.GaloisKeys) -> seal.Ciphertext:
+    """ct + conj(ct): twice the real part of every slot, with no trace of the imaginary parts."""
+    conjugate = seal.Ciphertext()
+    evaluator().complex_conjugate(ct, galois_keys, conjugate)
+    return add(ct, conjugate)
 
 
 def rotate(ct: seal.Ciphertext, step: int, galois_keys: seal.GaloisKeys) -> seal.Ciphertext:
@@ -210,9 +328,11 @@ class KeyPair:
         secret = keygen.secret_key()
         return cls(secret, seal.Encryptor(context(), secret), seal.Decryptor(context(), secret), keygen)
 
-    def galois_keys_bytes(self, steps: list[int]) -> bytes:
-        """Seeded Galois keys for exactly these rotation steps (about 365 KB each)."""
-        return save_bytes(self.keygen.create_galois_keys([galois_element(s) for s in steps]))
+    def galois_keys_bytes(self, steps: list[int], *, conjugate: bool = True) -> bytes:
+        """Seeded Galois keys for exactly these rotation steps (about 660 KB each) and, for classification
+        contexts, the conjugation (see ``CONJUGATION``)."""
+        elements = [galois_element(s) for s in steps] + ([CONJUGATION] if conjugate else [])
+        return save_bytes(self.keygen.create_galois_keys(elements))
 
     def encrypt(self, slots: np.ndarray, depth: int) -> bytes:
         """Encrypt a real slot vector for a computation of ``depth`` multiplications; returns the seeded

@@ -10,15 +10,17 @@ from collections.abc import Iterable
 import numpy as np
 
 from securealign.crypto import ckks, wire
-from securealign.crypto.answers import ANSWERS, BLIND_BITS, wins
+from securealign.crypto.answers import ANSWERS, wins
 from securealign.crypto.errors import KeyMismatchError, ParameterError, ProtocolError
 from securealign.crypto.layout import DEPTH, Layout
 
 MODES = ("paper", "sealed")
-# Largest imaginary residue accepted in a decrypted result. The client encrypts real vectors and the provider
-# applies real plaintexts, so every slot of a genuine result is real up to CKKS noise (~1e-6 here); a ciphertext
-# under another key decrypts to uniform noise (~1e7 in every slot), and a tampered one to large complex offsets.
-# The residue over all 4096 slots therefore certifies both the key and the precision of the logits.
+# Largest residue accepted in a decrypted result. A genuine result is real in every slot and zero outside its
+# outputs, up to CKKS noise (~1e-8 here): the provider masks the non-output slots and takes the real part. A
+# ciphertext under another key, or one computed from tampered bytes, decrypts to values near 1e7 in every slot,
+# real parts outside the outputs included (a product of garbage with the mask is garbage again modulo q). The
+# residue over all 4096 slots of every result ciphertext therefore certifies both the key and the precision of
+# the outputs. (The one-multiplication paths, vocabulary head and secure fit, keep the imaginary check alone.)
 MAX_NOISE = 1e-3
 _MAX_PENDING = 4096
 
@@ -30,8 +32,10 @@ def _all_steps() -> list[int]:
 class ClientSession:
     """Per-session CKKS keys: a secret key that never leaves this object, and Galois keys for the given layouts.
 
-    ``layouts`` limits the rotation keys to the steps those layouts use (a 768-dim input needs 10 keys, 3.7 MB);
-    without layouts every power-of-two step is covered (12 keys, 4.4 MB), enough for any layout.
+    ``layouts`` limits the rotation keys to the steps those layouts use (a 768-dim input needs 10 keys and the
+    conjugation, 7.3 MB);
+    without layouts every power-of-two step is covered (12 keys and the conjugation, 8.6 MB), enough for any
+    layout.
     """
 
     def __init__(self, layouts: Iterable[Layout] = ()) -> None:
@@ -101,17 +105,24 @@ class ClientSession:
         if message.meta["answer"] != answer:
             raise ParameterError(f"the result is a {message.meta['answer']!r} answer; the query asked for {answer!r}")
         slots = self._keys.decrypt_products(message.blobs, ckks.SCALE)
-        if answer == "label":  # blinding multiplies the output slots' noise too; every other slot certifies the key
-            starts = np.arange(layout.blocks_per_ct) * layout.block
-            residue = check_real([np.delete(v, starts) for v in slots])
-            check_real([v[starts] for v in slots], MAX_NOISE * 2**BLIND_BITS)
-        else:
-            residue = check_real(slots)
+        residue = check_masked(slots, layout)
         with self._lock:  # answered only once it checked out, so a forged result cannot use up the genuine one's slot
             if self._pending.pop(message.meta["query"], None) is None:
                 raise ProtocolError("the result answers no pending query of this session (stale, replayed or foreign)")
         outputs = layout.unpack_result(slots)
         return (wins(outputs) if answer == "label" else outputs), residue
+
+
+def check_masked(slot_vectors: list[np.ndarray], layout: Layout, max_noise: float = MAX_NOISE) -> float:
+    """The largest imaginary part or non-output real part; raises ``KeyMismatchError`` when it shows a foreign key
+    or tampering."""
+    residue = max(float(np.max(np.abs(np.delete(np.real(v), layout.output_slots(t))), initial=0.0))
+                  for t, v in enumerate(slot_vectors))
+    if not np.isfinite(residue) or residue > max_noise:
+        raise KeyMismatchError(
+            f"decrypted result is not zero outside its outputs (residue {residue:.3g} > {max_noise:g}): it was "
+            "encrypted under another key or altered, so no prediction is shown")
+    return max(residue, check_real(slot_vectors, max_noise))
 
 
 def check_real(slot_vectors: list[np.ndarray], max_noise: float = MAX_NOISE) -> float:

@@ -67,9 +67,25 @@ class UnknownFitError(ProtocolError):
     status = 404
 
 
+class QueryBudgetError(ProtocolError):
+    """The session or key has used up the queries the provider grants it (a bound on extracting the head)."""
+
+    status = 429
+
+
+class RequestTimeoutError(ProtocolError):
+    """A request body made no progress within the server's read deadline; the connection is dropped."""
+
+    status = 408
+
+
+class TooFewRowsError(DimensionError):
+    """A secure fit on so few texts that the party decrypting the product could solve for the other's data."""
+
+
 ERRORS: dict[str, type[ProtocolError]] = {
     cls.__name__: cls
     for cls in (ProtocolError, WireFormatError, LimitExceededError, IntegrityError, KeyMismatchError,
-                SecretKeyRefusedError, ParameterError, DimensionError, AnswerRefusedError, UnknownModelError, UnknownSessionError,
-                UnknownFitError)
+                SecretKeyRefusedError, ParameterError, DimensionError, AnswerRefusedError, UnknownModelError,
+                UnknownSessionError, UnknownFitError, QueryBudgetError, RequestTimeoutError, TooFewRowsError)
 }

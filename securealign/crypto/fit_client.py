@@ -23,8 +23,10 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from securealign.crypto.errors import DimensionError, ParameterError
-from securealign.crypto.fit_jobs import texts_digest
+from securealign.crypto.client import ClientSession
+from securealign.crypto.errors import DimensionError, ParameterError, TooFewRowsError
+from securealign.crypto.fit_jobs import min_rows, texts_digest
+from securealign.crypto.layout import Layout
 from securealign.crypto.secure_fit import CrossProductEvaluator, KeyHolder, finite_matrix
 
 
@@ -58,35 +60,44 @@ def _regularised_gram(X: np.ndarray, alpha: float) -> np.ndarray:
     return X.T @ X + np.diag(penalty)
 
 
-def _open(provider, public_set: str, texts: list[str], Z_B: np.ndarray, mode: str, model: str | None) -> dict:
-    """Open a fit and check that both sides embedded the same texts, in the same order."""
+@contextlib.contextmanager
+def _fit(provider, public_set: str, texts: list[str], Z_B: np.ndarray, mode: str,
+         model: str | None) -> Iterator[dict]:
+    """An open fit, checked to run on the same texts as the client's, in the same order, and on enough of them.
+
+    The provider binds fits to the key of a session (so one key cannot take every fit slot); a one-key session
+    serves. A fit that fails half-way is closed on the provider, so it does not hold a slot until it expires.
+    """
     Z_B = finite_matrix("Z_B", Z_B)
     if len(texts) != len(Z_B):
         raise DimensionError(f"{len(texts)} texts but {len(Z_B)} client embeddings")
-    info = provider.open_fit(public_set, mode, Z_B.shape[1] + 1, model)
-    if info["texts"] != texts_digest(texts) or info["rows"] != len(Z_B):
-        provider.close_fit(info["fit_id"])
-        raise ParameterError(f"public set {public_set!r} holds {info['rows']} texts that differ from the client's "
-                             f"{len(Z_B)}: both parties must embed the same texts in the same order")
-    return info
-
-
-@contextlib.contextmanager
-def _closed_on_failure(provider, fit_id: str) -> Iterator[None]:
-    """A fit that fails half-way is closed on the provider, so it does not hold one of its few slots until expiry."""
+    offered = provider.public_sets().get(public_set)  # an unknown set: open_fit refuses it below
+    if offered is not None:  # the client's own check: it does not rely on the provider to protect its data
+        needed = min_rows(mode, Z_B.shape[1] + 1, offered["provider_dim"])
+        if len(Z_B) < needed:
+            raise TooFewRowsError(f"the client refuses a {mode} fit on {len(Z_B)} texts: at least {needed} are "
+                                  "needed so that the party decrypting the product cannot solve for the other's data")
+    session = provider.open_session(ClientSession([Layout.plan(1, 1)]).public_context())
     try:
-        yield
-    except BaseException:
-        with contextlib.suppress(Exception):  # the provider may be the thing that failed
-            provider.close_fit(fit_id)
-        raise
+        info = provider.open_fit(session, public_set, mode, Z_B.shape[1] + 1, model)
+        try:
+            if info["texts"] != texts_digest(texts) or info["rows"] != len(Z_B):
+                raise ParameterError(f"public set {public_set!r} holds {info['rows']} texts that differ from the "
+                                     f"client's {len(Z_B)}: both parties must embed the same texts in the same order")
+            yield info
+        except BaseException:
+            with contextlib.suppress(Exception):  # the provider may be the thing that failed
+                provider.close_fit(info["fit_id"])
+            raise
+    finally:
+        with contextlib.suppress(Exception):
+            provider.close_session(session)
 
 
 def fit_paper(provider, public_set: str, texts: list[str], Z_B: np.ndarray, alpha: float, *,
               progress: bool = True) -> tuple[np.ndarray, np.ndarray, FitCost]:
     """The paper's protocol: returns the client's ``(W, b)`` and the cost; the provider saw only ciphertexts."""
-    info = _open(provider, public_set, texts, Z_B, "paper", None)
-    with _closed_on_failure(provider, info["fit_id"]):
+    with _fit(provider, public_set, texts, Z_B, "paper", None) as info:
         return _fit_paper(provider, info, Z_B, alpha, progress)
 
 
@@ -115,8 +126,7 @@ def fit_sealed(provider, public_set: str, texts: list[str], Z_B: np.ndarray, alp
                model: str | None = None, progress: bool = True) -> tuple[dict, FitCost]:
     """The sealed variant: the provider decrypts ``(W, b)``; the client gets only the provider's receipt (the
     fit id and, when ``model`` names a served head, the id of the new sealed model) and the cost."""
-    info = _open(provider, public_set, texts, Z_B, "sealed", model)
-    with _closed_on_failure(provider, info["fit_id"]):
+    with _fit(provider, public_set, texts, Z_B, "sealed", model) as info:
         return _fit_sealed(provider, info, Z_B, alpha, progress)
 
 

@@ -9,7 +9,13 @@ against a set (the maths is in ``secure_fit.py``):
 - sealed mode: the job is a ``KeyHolder`` of the provider's own; the client pulls encrypted rows of ``Z_A``,
   multiplies them by its plaintext ``X G^-1`` and sends back ``Enc([W; b])``, which only the provider decrypts.
 
-Jobs are bounded in number and expire like sessions, so abandoned fits cannot pile up on the provider.
+Jobs are bounded in number, in total and per key (a fit is opened from a session, whose key owns it), and a job
+that receives no step for a short idle time expires, so neither abandoned nor hoarded fits hold the slots.
+
+Row rule: the party that decrypts a cross-product ``Y^T X`` with ``n`` rows and ``p`` columns of ``X`` known to it
+can solve ``Y^T = P X^+`` exactly when ``n <= p``. So a paper fit (the client decrypts ``Z_A^T [Z_B, 1]``) needs
+more texts than the client's width, and a sealed fit (the provider decrypts ``(X G^-1)^T Z_A``) more texts than
+the provider's dimension; both are refused otherwise (``TooFewRowsError``).
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from securealign.crypto import wire
-from securealign.crypto.errors import DimensionError, LimitExceededError, ParameterError, UnknownFitError
+from securealign.crypto.errors import (DimensionError, LimitExceededError, ParameterError, TooFewRowsError,
+                                       UnknownFitError)
 from securealign.crypto.secure_fit import BATCH_ROWS, CrossLayout, CrossProductEvaluator, KeyHolder, finite_matrix
 
 FIT_MODES = ("paper", "sealed")
@@ -55,6 +62,7 @@ class FitJob:
     public: PublicSet
     width: int  # the client's row width p = d_B + 1 (its embeddings plus the intercept column)
     model_id: str | None  # sealed mode: the served head the fitted map is composed with
+    owner: str  # the key id of the session that opened it
     evaluator: CrossProductEvaluator | None  # paper mode
     holder: KeyHolder | None  # sealed mode
     expires_at: float
@@ -67,11 +75,20 @@ class FitJob:
                 "client_width": self.width, "batch_rows": BATCH_ROWS, "model": self.model_id}
 
 
-class FitJobs:
-    """Public sets by name and open fit jobs by id, with an expiry and a cap on concurrent jobs."""
+def min_rows(mode: str, width: int, provider_dim: int) -> int:
+    """The fewest texts a fit may use: more than twice the columns the decrypting party knows (see the row rule).
 
-    def __init__(self, ttl_seconds: float = 900.0, max_jobs: int = 4) -> None:
-        self.ttl, self.max_jobs = ttl_seconds, max_jobs
+    Twice, because a CKKS slot is complex: a paper client that encrypts X + i X' (or a sealed provider that
+    encrypts Z_A + i Z') decrypts the product with both matrices, 2 p (or 2 q) known columns in all.
+    """
+    return 2 * (width if mode == "paper" else provider_dim) + 1
+
+
+class FitJobs:
+    """Public sets by name and open fit jobs by id, with an idle expiry and caps on jobs in total and per key."""
+
+    def __init__(self, idle_seconds: float = 60.0, max_jobs: int = 4, max_per_key: int = 1) -> None:
+        self.ttl, self.max_jobs, self.max_per_key = idle_seconds, max_jobs, max_per_key
         self._sets: dict[str, PublicSet] = {}
         self._jobs: dict[str, FitJob] = {}
         self._lock = threading.Lock()
@@ -89,7 +106,7 @@ class FitJobs:
         return {name: {"texts": s.digest, "rows": len(s.Z), "provider_dim": s.Z.shape[1]}
                 for name, s in sorted(self._sets.items())}
 
-    def open(self, public_set: str, mode: str, width: int, model_id: str | None) -> FitJob:
+    def open(self, public_set: str, mode: str, width: int, model_id: str | None, owner: str) -> FitJob:
         if public_set not in self._sets:
             raise UnknownFitError(f"unknown public set {public_set!r}; held: {', '.join(self._sets) or 'none'}")
         if mode not in FIT_MODES:
@@ -102,11 +119,18 @@ class FitJobs:
         if CrossLayout(shape[1], shape[0]).n_ciphertexts > BATCH_ROWS:
             raise LimitExceededError(f"a {shape[0]} x {shape[1]} cross-product needs more than {BATCH_ROWS} "
                                      "ciphertexts; use smaller embeddings")
-        job = FitJob(secrets.token_urlsafe(18), mode, public, width, model_id,
+        needed = min_rows(mode, width, public.Z.shape[1])
+        if len(public.Z) < needed:
+            raise TooFewRowsError(f"a {mode} fit of width {width} on {public.Z.shape[1]}-d provider embeddings needs "
+                                  f"at least {needed} texts (the decrypting party could otherwise solve for the "
+                                  f"other's data); public set {public_set!r} holds {len(public.Z)}")
+        job = FitJob(secrets.token_urlsafe(18), mode, public, width, model_id, owner,
                      CrossProductEvaluator(public.Z) if mode == "paper" else None,
                      KeyHolder() if mode == "sealed" else None, time.monotonic() + self.ttl)
         with self._lock:
             self._drop_expired()
+            if sum(j.owner == owner for j in self._jobs.values()) >= self.max_per_key:
+                raise LimitExceededError(f"this key already runs {self.max_per_key} secure fit(s); finish or close it")
             if len(self._jobs) >= self.max_jobs:
                 raise LimitExceededError(f"{self.max_jobs} secure fits are already running; try again later")
             self._jobs[job.fit_id] = job
@@ -134,8 +158,11 @@ class FitJobs:
         job = self.get(fit_id, mode)
         with job.lock:
             if self._jobs.get(fit_id) is not job:
-                raise UnknownFitError(f"secure fit {fit_id!r} has just finished")
-            yield job
+                raise UnknownFitError(f"secure fit {fit_id!r} has just finished or expired")
+            try:
+                yield job
+            finally:
+                job.expires_at = time.monotonic() + self.ttl  # idle time counts from the end of a (long) step
 
     # paper mode: the provider evaluates ---------------------------------------------------------------------
     def add_rows(self, fit_id: str, batch: bytes) -> int:
@@ -157,8 +184,8 @@ class FitJobs:
     # sealed mode: the provider holds the key ---------------------------------------------------------------
     def rows(self, fit_id: str, start: int) -> bytes:
         """A batch of the provider's encrypted rows of ``Z_A`` from row ``start``, laid out for the client."""
-        job = self.get(fit_id, "sealed")
-        return job.holder.encrypt_batch(job.public.Z, job.width, start)
+        with self._step(fit_id, "sealed") as job:
+            return job.holder.encrypt_batch(job.public.Z, job.width, start)
 
     def finish(self, fit_id: str, product: bytes) -> tuple[FitJob, np.ndarray, np.ndarray]:
         """Decrypt the client's ``Enc([W; b])``; returns the job and the map, which never leaves the provider."""
@@ -176,5 +203,5 @@ class FitJobs:
 
     def _drop_expired(self) -> None:
         now = time.monotonic()
-        for fit_id in [f for f, job in self._jobs.items() if job.expires_at < now]:
+        for fit_id in [f for f, job in self._jobs.items() if job.expires_at < now and not job.lock.locked()]:
             del self._jobs[fit_id]

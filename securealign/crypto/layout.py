@@ -66,9 +66,9 @@ class Layout:
         """A layout received from the other party, re-planned and compared so a forged one is refused."""
         try:
             layout = cls.plan(int(data["d_in"]), int(data["n_classes"]))
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:  # OverflowError: int(float("inf"))
             raise ParameterError(f"malformed layout {data!r}: {exc}") from None
-        if layout.to_dict() != {k: data.get(k) for k in layout.to_dict()}:
+        if layout.to_dict() != data:  # exactly its fields: nothing else rides along
             raise ParameterError(f"layout {data!r} is not the protocol's layout for these dimensions")
         return layout
 
@@ -113,6 +113,10 @@ class Layout:
             packed.append(weights)
         return packed
 
+    def output_slots(self, t: int) -> np.ndarray:
+        """The slots of result ciphertext ``t`` that hold an output (first slot of each used block)."""
+        return np.arange(min(self.blocks_per_ct, self.n_classes - t * self.blocks_per_ct)) * self.block
+
     def place_outputs(self, values: np.ndarray) -> list[np.ndarray]:
         """One value per output, written to that output's slot (first slot of its block), zero in every other slot:
         the bias, the 0/1 output mask and the blinding factors all take this shape."""
@@ -122,8 +126,7 @@ class Layout:
         placed = []
         for t in range(self.n_ciphertexts):
             slots = np.zeros(SLOTS)
-            chunk = values[t * self.blocks_per_ct : (t + 1) * self.blocks_per_ct]
-            slots[np.arange(len(chunk)) * self.block] = chunk
+            slots[self.output_slots(t)] = values[t * self.blocks_per_ct : (t + 1) * self.blocks_per_ct]
             placed.append(slots)
         return placed
 

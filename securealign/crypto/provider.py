@@ -21,14 +21,14 @@ import tenseal.sealapi as seal
 from securealign.crypto import ckks, wire
 from securealign.crypto.answers import ANSWERS, blinding_factors, pairwise_head
 from securealign.crypto.errors import (AnswerRefusedError, DimensionError, KeyMismatchError, LimitExceededError,
-                                       ParameterError, UnknownModelError, UnknownSessionError)
+                                       ParameterError, QueryBudgetError, UnknownModelError, UnknownSessionError)
 from securealign.crypto.fit_jobs import FitJobs
 from securealign.crypto.layout import DEPTH, Layout
 
-# In-memory Galois keys take about twice their seeded serialized size (the seed is expanded on load).
-_MEMORY_PER_CONTEXT_BYTE = 2
 # maps from sealed secure fits the provider keeps for its own records (each at most ~5 MB)
 _KEPT_FITTED_MAPS = 16
+# per-key query counts are remembered for this many keys (least recently used forgotten first)
+_REMEMBERED_KEYS = 65536
 
 
 @dataclass
@@ -64,12 +64,14 @@ class CompiledHead:
 
     @staticmethod
     def _encode_masks(layout: Layout, factors: np.ndarray) -> list[seal.Plaintext]:
+        """Masks carrying half of each factor: the result is doubled when its real part is taken."""
         middle = ckks.fresh_parms_id(DEPTH - 1)
-        return [ckks.encode(m, middle, ckks.last_prime(middle)) for m in layout.place_outputs(factors)]
+        return [ckks.encode(m, middle, ckks.last_prime(middle)) for m in layout.place_outputs(factors / 2)]
 
     def evaluate(self, query: seal.Ciphertext, galois_keys: seal.GaloisKeys) -> list[bytes]:
         """The encrypted outputs: per result ciphertext, multiply, rescale, window-sum, add the bias, then keep only
-        the output slots (times the blinding factors) and rescale; every other slot decrypts to zero."""
+        the output slots (times the blinding factors), rescale and take the real part; every other slot decrypts to
+        zero, and every imaginary part to noise, whatever the client put in its query's imaginary parts."""
         ev, out = ckks.evaluator(), []
         masks = self._encode_masks(self.layout, blinding_factors(self.layout.n_classes)) if self.blind else self.masks
         for weights, offsets, mask in zip(self.weights, self.offsets, masks):
@@ -80,7 +82,7 @@ class CompiledHead:
             ev.add_plain_inplace(summed, offsets)
             ev.multiply_plain_inplace(summed, mask)
             ev.rescale_to_next_inplace(summed)
-            out.append(ckks.save_bytes(summed))
+            out.append(ckks.save_bytes(ckks.real_part_doubled(summed, galois_keys)))
         return out
 
 
@@ -110,9 +112,10 @@ class Session:
     key_id: str
     steps: frozenset[int]
     galois_keys: seal.GaloisKeys
-    memory_bytes: int
+    memory_bytes: int  # what its loaded Galois keys occupy
     expires_at: float
     last_used: float = field(default_factory=time.monotonic)
+    queries: int = 0
 
 
 def _matrix(name: str, value, ndim: int) -> np.ndarray:
@@ -174,15 +177,49 @@ class SessionStore:
             del self._sessions[sid]
 
 
+class QueryBudget:
+    """How many queries a session, and all sessions of one key, may make (``None``: no bound).
+
+    Every answer tells the client something about the head (exact logits: d + 1 queries give it away; labels:
+    more), so a provider bounds what one client can extract. A client can mint new keys, so this bounds each
+    identity, not an adversary with unlimited keys; per-key counts outlive sessions (re-opening does not reset).
+    """
+
+    def __init__(self, per_session: int | None, per_key: int | None) -> None:
+        self.per_session, self.per_key = per_session, per_key
+        self._per_key: OrderedDict[str, int] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def charge(self, session: Session) -> None:
+        """Count one query against the session and its key, or refuse it once either budget is spent."""
+        with self._lock:
+            used_by_key = self._per_key.get(session.key_id, 0)
+            if self.per_session is not None and session.queries >= self.per_session:
+                raise QueryBudgetError(f"this session has used its {self.per_session:,} queries")
+            if self.per_key is not None and used_by_key >= self.per_key:
+                raise QueryBudgetError(f"this key has used its {self.per_key:,} queries")
+            session.queries += 1
+            self._per_key[session.key_id] = used_by_key + 1
+            self._per_key.move_to_end(session.key_id)
+            while len(self._per_key) > _REMEMBERED_KEYS:
+                self._per_key.popitem(last=False)
+
+
 class Provider:
-    """The model owner, in-process. ``RemoteProvider`` offers the same methods over HTTP."""
+    """The model owner, in-process. ``RemoteProvider`` offers the same methods over HTTP.
+
+    In process, queries are unbounded by default (the caller is the provider's own code); ``serve`` sets budgets.
+    """
 
     endpoint = "in-process"
 
     def __init__(self, *, session_ttl: float = 900.0, max_sessions: int = 64,
-                 max_session_bytes: int = 512 << 20, max_fits: int = 4) -> None:
+                 max_session_bytes: int = 512 << 20, max_fits: int = 4, max_fits_per_key: int = 1,
+                 fit_idle_ttl: float = 60.0, max_queries_per_session: int | None = None,
+                 max_queries_per_key: int | None = None) -> None:
         self.sessions = SessionStore(session_ttl, max_sessions, max_session_bytes)
-        self.fits = FitJobs(session_ttl, max_fits)
+        self.fits = FitJobs(fit_idle_ttl, max_fits, max_fits_per_key)
+        self.budget = QueryBudget(max_queries_per_session, max_queries_per_key)
         # sealed secure fits: fit id -> (W, b), decrypted here and never sent back to the client
         self.fitted_maps: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._models: dict[str, ServedModel] = {}
@@ -266,16 +303,14 @@ class Provider:
             raise ParameterError(f"the context's CKKS parameters differ from the protocol's "
                                  f"(N={ckks.POLY_DEGREE}, {list(ckks.COEFF_BITS)})")
         steps = message.meta["steps"]
-        if not all(isinstance(s, int) and 0 < s < ckks.SLOTS for s in steps):
-            raise ParameterError("context metadata must list its rotation steps")
-        keys = ckks.load_bytes(seal.GaloisKeys, galois)
-        if any(not keys.has_key(ckks.galois_element(s)) for s in steps):
-            raise ParameterError("the context's Galois keys do not cover the rotation steps it declares")
+        if (not all(type(s) is int and 0 < s < ckks.SLOTS for s in steps) or len(set(steps)) != len(steps)
+                or not 1 <= len(steps) <= ckks.MAX_ROTATION_KEYS):
+            raise ParameterError(f"context metadata must list 1 to {ckks.MAX_ROTATION_KEYS} distinct rotation steps "
+                                 f"in 1..{ckks.SLOTS - 1}")
+        keys, memory = ckks.load_galois_keys(galois, steps)  # exactly these keys, inflation bounded before loading
         if ckks.key_id(galois) != message.meta["key"]:
             raise KeyMismatchError("the context's key id does not match its Galois keys")
-        session = self.sessions.add(message.meta["key"], frozenset(steps), keys,
-                                    _MEMORY_PER_CONTEXT_BYTE * len(public_context))
-        return session.session_id
+        return self.sessions.add(message.meta["key"], frozenset(steps), keys, memory).session_id
 
     def close_session(self, session_id: str) -> None:
         self.sessions.close(session_id)
@@ -299,6 +334,7 @@ class Provider:
         if not set(head.layout.steps) <= session.steps:
             raise ParameterError("the session's Galois keys lack rotations this model needs")
         ciphertext = ckks.load_ciphertext(message.blobs[0], parms_id=ckks.fresh_parms_id(DEPTH), scale=ckks.SCALE)
+        self.budget.charge(session)  # only a query that would be answered counts
         blobs = head.evaluate(ciphertext, session.galois_keys)
         reply = {"key": session.key_id, "query": message.digest_hex, "model": model_id, "mode": meta["mode"],
                  "answer": meta["answer"], "layout": head.layout.to_dict(), "compute_ms": round((time.perf_counter() - started) * 1e3, 3)}
@@ -312,9 +348,11 @@ class Provider:
     def public_sets(self) -> dict[str, dict]:
         return self.fits.sets()
 
-    def open_fit(self, public_set: str, mode: str, width: int, model: str | None = None) -> dict:
-        """Start a secure fit of a client's map of row width ``width`` (its dimension + 1). In sealed mode,
-        ``model`` names a served head that the fitted map will be composed with and served as a new model."""
+    def open_fit(self, session_id: str, public_set: str, mode: str, width: int, model: str | None = None) -> dict:
+        """Start a secure fit of a client's map of row width ``width`` (its dimension + 1) for the key of an open
+        session (which bounds the fits one key holds). In sealed mode, ``model`` names a served head that the fitted
+        map will be composed with and served as a new model."""
+        owner = self.sessions.get(session_id).key_id
         if model is not None:
             if mode != "sealed":
                 raise ParameterError("only a sealed fit serves its map with a head; a paper fit gives the client W")
@@ -323,7 +361,7 @@ class Provider:
             if dim is not None and head.layout.d_in != dim:
                 raise DimensionError(f"model {model!r} takes {head.layout.d_in}-d input, but public set "
                                      f"{public_set!r} holds {dim}-d embeddings")
-        return self.fits.open(public_set, mode, width, model).info()
+        return self.fits.open(public_set, mode, width, model, owner).info()
 
     def close_fit(self, fit_id: str) -> None:
         self.fits.close(fit_id)

@@ -63,8 +63,9 @@ class RemoteProvider:
     def public_sets(self) -> dict[str, dict]:
         return self._call("GET", "/public-sets").json()
 
-    def open_fit(self, public_set: str, mode: str, width: int, model: str | None = None) -> dict:
-        params = {"public_set": public_set, "mode": mode, "width": width, **({"model": model} if model else {})}
+    def open_fit(self, session_id: str, public_set: str, mode: str, width: int, model: str | None = None) -> dict:
+        params = {"session": session_id, "public_set": public_set, "mode": mode, "width": width,
+                  **({"model": model} if model else {})}
         return self._call("POST", "/fits", params=params).json()
 
     def close_fit(self, fit_id: str) -> None:

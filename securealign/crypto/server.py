@@ -1,13 +1,16 @@
 """The provider as an HTTP service (FastAPI + uvicorn): ``python -m securealign serve``.
 
-Bodies are refused by size before they are read (the wire format's hard limits), CPU-bound evaluation runs in the
-thread pool so concurrent clients are served in parallel, and every ``ProtocolError`` becomes a JSON error with the
-error's type name, which ``RemoteProvider`` raises again on the client side.
+Bodies are refused by size before they are read (the wire format's hard limits), and only after the session, model
+or fit they are for is known to exist; a body that makes no progress for ``body_timeout`` seconds is answered 408
+and its connection closed. CPU-bound evaluation runs in the thread pool so concurrent clients are served in
+parallel, and every error (a ``ProtocolError``, an unknown route, a malformed parameter, a crash) is a JSON
+``{"error", "detail"}`` with the error's type name, which ``RemoteProvider`` raises again on the client side.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import threading
 import time
@@ -17,39 +20,71 @@ from collections.abc import Iterator
 import numpy as np
 import uvicorn
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 
 from securealign.crypto import wire
-from securealign.crypto.errors import LimitExceededError, ProtocolError
+from securealign.crypto.errors import LimitExceededError, ParameterError, ProtocolError, RequestTimeoutError
 from securealign.crypto.provider import Provider
 
+BODY_TIMEOUT_S = 10.0
 
-async def _read_body(request: Request, kind: wire.MessageType) -> bytes:
+
+def _error(status: int, error: str, detail: str, **headers: str) -> JSONResponse:
+    return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
+
+
+async def _read_body(request: Request, kind: wire.MessageType, timeout: float) -> bytes:
+    """The body, refused beyond the type's size limit, or when no bytes arrive for ``timeout`` seconds."""
     limit = wire.max_message_bytes(kind)
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise LimitExceededError(f"{kind.name} body of {int(declared):,} bytes exceeds the limit of {limit:,}")
-    chunks, total = [], 0
-    async for chunk in request.stream():
+    chunks, total, stream = [], 0, request.stream()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(anext(stream), timeout)
+        except StopAsyncIteration:
+            return b"".join(chunks)
+        except TimeoutError:
+            raise RequestTimeoutError(f"no body bytes arrived for {timeout:g} s; connection closed") from None
         total += len(chunk)
         if total > limit:
             raise LimitExceededError(f"{kind.name} body exceeds the limit of {limit:,} bytes")
         chunks.append(chunk)
-    return b"".join(chunks)
 
 
-def create_app(provider: Provider) -> FastAPI:
+def create_app(provider: Provider, body_timeout: float = BODY_TIMEOUT_S) -> FastAPI:
     """The HTTP face of one in-process ``Provider``."""
     app = FastAPI(title="securealign encrypted-inference provider")
 
     @app.exception_handler(ProtocolError)
     async def _refused(_: Request, exc: ProtocolError) -> JSONResponse:
-        return JSONResponse({"error": type(exc).__name__, "detail": str(exc)}, status_code=exc.status)
+        # a refused request may still be sending its body: close the connection rather than read the rest
+        return _error(exc.status, type(exc).__name__, str(exc), connection="close")
+
+    @app.exception_handler(HTTPException)
+    async def _http(_: Request, exc: HTTPException) -> JSONResponse:  # unknown route (404), wrong method (405)
+        return _error(exc.status_code, ProtocolError.__name__, f"HTTP {exc.status_code}: {exc.detail}")
+
+    @app.exception_handler(RequestValidationError)
+    async def _malformed(_: Request, exc: RequestValidationError) -> JSONResponse:  # e.g. width=abc: a 400
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        return _error(ParameterError.status, ParameterError.__name__, problems)
+
+    @app.exception_handler(Exception)
+    async def _crashed(_: Request, exc: Exception) -> JSONResponse:  # logged by the server, never sent
+        return _error(500, "InternalError", f"the provider failed ({type(exc).__name__}); see its log")
+
+    async def body(request: Request, kind: wire.MessageType) -> bytes:
+        return await _read_body(request, kind, body_timeout)
 
     @app.get("/health")
     def health() -> dict:
-        return {"status": "ok", "models": provider.models(), "sessions": len(provider.sessions)}
+        return {"status": "ok", "models": provider.models(), "sessions": len(provider.sessions),
+                "session_bytes": provider.sessions.memory_bytes}
 
     @app.get("/models")
     def models() -> dict:
@@ -61,7 +96,7 @@ def create_app(provider: Provider) -> FastAPI:
 
     @app.post("/sessions")
     async def open_session(request: Request) -> dict:
-        context = await _read_body(request, wire.MessageType.CONTEXT)
+        context = await body(request, wire.MessageType.CONTEXT)
         return {"session_id": await run_in_threadpool(provider.open_session, context),
                 "expires_in_s": provider.sessions.ttl}
 
@@ -72,7 +107,9 @@ def create_app(provider: Provider) -> FastAPI:
 
     @app.post("/evaluate")
     async def evaluate(request: Request, session: str, model: str) -> Response:
-        query = await _read_body(request, wire.MessageType.QUERY)
+        provider.sessions.get(session)  # an unknown session or model is refused before the body is read
+        provider.describe(model)
+        query = await body(request, wire.MessageType.QUERY)
         result = await run_in_threadpool(provider.evaluate, session, model, query)
         return Response(result, media_type="application/octet-stream")
 
@@ -82,8 +119,8 @@ def create_app(provider: Provider) -> FastAPI:
         return provider.public_sets()
 
     @app.post("/fits")
-    def open_fit(public_set: str, mode: str, width: int, model: str | None = None) -> dict:
-        return provider.open_fit(public_set, mode, width, model)
+    def open_fit(session: str, public_set: str, mode: str, width: int, model: str | None = None) -> dict:
+        return provider.open_fit(session, public_set, mode, width, model)
 
     @app.delete("/fits/{fit_id}")
     def close_fit(fit_id: str) -> dict:
@@ -92,7 +129,8 @@ def create_app(provider: Provider) -> FastAPI:
 
     @app.post("/fits/{fit_id}/rows")
     async def add_fit_rows(fit_id: str, request: Request) -> dict:
-        batch = await _read_body(request, wire.MessageType.MATRIX)
+        provider.fits.get(fit_id, "paper")  # an unknown fit is refused before its body
+        batch = await body(request, wire.MessageType.MATRIX)
         return {"rows_received": await run_in_threadpool(provider.add_fit_rows, fit_id, batch)}
 
     @app.get("/fits/{fit_id}/product")
@@ -106,17 +144,19 @@ def create_app(provider: Provider) -> FastAPI:
 
     @app.post("/fits/{fit_id}/product")
     async def finish_fit(fit_id: str, request: Request) -> dict:
-        product = await _read_body(request, wire.MessageType.MATRIX)
+        provider.fits.get(fit_id, "sealed")  # an unknown fit is refused before its body
+        product = await body(request, wire.MessageType.MATRIX)
         return await run_in_threadpool(provider.finish_fit, fit_id, product)
 
     return app
 
 
 @contextlib.contextmanager
-def running_server(provider: Provider, host: str = "127.0.0.1", port: int = 0,
-                   startup_timeout: float = 20.0) -> Iterator[str]:
+def running_server(provider: Provider, host: str = "127.0.0.1", port: int = 0, startup_timeout: float = 20.0,
+                   body_timeout: float = BODY_TIMEOUT_S) -> Iterator[str]:
     """Serve ``provider`` from a background thread (port 0: a free one); yields the base URL, stops on exit."""
-    config = uvicorn.Config(create_app(provider), host=host, port=port, log_level="warning", access_log=False)
+    config = uvicorn.Config(create_app(provider, body_timeout), host=host, port=port, log_level="warning",
+                            access_log=False)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="securealign-provider", daemon=True)
     thread.start()
@@ -165,31 +205,55 @@ def main(argv: list[str]) -> int:
                              "answer kinds); 'all' for every model; repeatable")
     parser.add_argument("--session-ttl", type=float, default=900.0, help="seconds a session lives after last use")
     parser.add_argument("--max-sessions", type=int, default=64)
-    parser.add_argument("--max-session-mb", type=int, default=512, help="memory bound for cached public contexts")
+    parser.add_argument("--max-session-mb", type=int, default=512,
+                        help="memory bound for the sessions' loaded Galois keys, as they occupy it")
+    parser.add_argument("--max-queries-per-session", type=_budget, default=2000, metavar="N",
+                        help="queries one session may make (0: unbounded); default 2000")
+    parser.add_argument("--max-queries-per-key", type=_budget, default=10000, metavar="N",
+                        help="queries all sessions of one key may make (0: unbounded); default 10000")
+    parser.add_argument("--body-timeout", type=float, default=BODY_TIMEOUT_S, metavar="S",
+                        help=f"seconds a request body may make no progress before a 408 (default {BODY_TIMEOUT_S:g})")
+    parser.add_argument("--max-fits", type=int, default=4, help="secure fits at once (default 4)")
+    parser.add_argument("--max-fits-per-key", type=int, default=1, help="secure fits one key may hold (default 1)")
+    parser.add_argument("--fit-idle-ttl", type=float, default=60.0, metavar="S",
+                        help="seconds a secure fit lives without a step (default 60)")
     args = parser.parse_args(argv)
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)  # BLAS threads busy-wait on a shared machine; the server parallelises across requests
     provider = Provider(session_ttl=args.session_ttl, max_sessions=args.max_sessions,
-                        max_session_bytes=args.max_session_mb << 20)
+                        max_session_bytes=args.max_session_mb << 20, max_fits=args.max_fits,
+                        max_fits_per_key=args.max_fits_per_key, fit_idle_ttl=args.fit_idle_ttl,
+                        max_queries_per_session=args.max_queries_per_session,
+                        max_queries_per_key=args.max_queries_per_key)
+
+    def new_id(model_id: str, option: str) -> str:
+        """Two options naming one model id would silently serve only the one registered last."""
+        if model_id in provider.models():
+            parser.error(f"{option} would serve model id {model_id!r} a second time (another --model, --demo or "
+                         "--assets already serves it)")
+        return model_id
+
     for spec in args.model:
         model_id, sep, path = spec.partition("=")
         if not sep or not Path(path).is_file():
             parser.error(f"--model expects ID=FILE.npz with an existing file, got {spec!r}")
-        load_model_file(provider, model_id, Path(path))
-    for spec in args.demo:
-        parts = spec.split(":")
-        if len(parts) != 3:
-            parser.error(f"--demo expects TASK:SOURCE:TARGET, got {spec!r}")
-        from securealign.crypto.demo import fit_task_models
-
-        m = fit_task_models(*parts)
-        provider.register_sealed(m.model_id, m.W, m.b, m.V, m.c, m.classes)
+        load_model_file(provider, new_id(model_id, "--model"), Path(path))
     if args.assets:
         from securealign.artifacts import demo_models
 
         for model_id, head, affine in demo_models():
-            provider.register(model_id, head, affine)
+            provider.register(new_id(model_id, "--assets"), head, affine)
+    for spec in args.demo:
+        parts = spec.split(":")
+        if len(parts) != 3:
+            parser.error(f"--demo expects TASK:SOURCE:TARGET, got {spec!r}")
+        from securealign.artifacts import served_model_id
+        from securealign.crypto.demo import fit_task_models
+
+        model_id = new_id(served_model_id(*parts), "--demo")  # checked before the minutes of fitting
+        m = fit_task_models(*parts)
+        provider.register_sealed(model_id, m.W, m.b, m.V, m.c, m.classes)
     for spec in args.public_set:
         name, sep, rest = spec.partition("=")
         key, _, n = rest.partition(":")
@@ -209,5 +273,13 @@ def main(argv: list[str]) -> int:
         print("warning: no models registered (use --assets, --model ID=FILE.npz or --demo TASK:SOURCE:TARGET)")
     print(f"public sets for secure fitting: {list(provider.public_sets()) or 'none'}")
     print(f"serving {provider.models()} on http://{args.host}:{args.port}", flush=True)
-    uvicorn.run(create_app(provider), host=args.host, port=args.port, log_level="info")
+    uvicorn.run(create_app(provider, args.body_timeout), host=args.host, port=args.port, log_level="info")
     return 0
+
+
+def _budget(text: str) -> int | None:
+    """A query budget from the command line: a non-negative count, 0 meaning unbounded."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a query budget is a count >= 0, got {value}")
+    return value or None

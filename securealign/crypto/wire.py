@@ -22,7 +22,8 @@ import enum
 import hashlib
 import json
 import struct
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 from securealign.crypto.errors import IntegrityError, LimitExceededError, SecretKeyRefusedError, WireFormatError
 
@@ -41,12 +42,14 @@ class MessageType(enum.IntEnum):
 
 @dataclass(frozen=True)
 class Limits:
-    """Hard limits per message type: blob count, bytes per blob, metadata bytes, required metadata keys and types."""
+    """Hard limits per message type: blob count, bytes per blob, metadata bytes, required and optional metadata keys
+    with their types. Any other metadata key is refused, so nothing (a secret key, say) rides along unnoticed."""
 
     max_blobs: int
     max_blob_bytes: int
     schema: dict[str, type | tuple[type, ...]]
     max_meta_bytes: int = 4096
+    optional: dict[str, type | tuple[type, ...]] = field(default_factory=dict)
 
 
 LIMITS: dict[MessageType, Limits] = {
@@ -55,7 +58,8 @@ LIMITS: dict[MessageType, Limits] = {
     MessageType.QUERY: Limits(1, 512 * 1024, {"key": str, "mode": str, "answer": str, "layout": dict, "nonce": str}),
     MessageType.RESULT: Limits(64, 512 * 1024, {"key": str, "query": str, "model": str, "mode": str, "answer": str,
                                                 "layout": dict, "compute_ms": (int, float)}),
-    MessageType.MATRIX: Limits(255, 512 * 1024, {"key": str, "stage": str, "rows": int, "cols": int}),
+    MessageType.MATRIX: Limits(255, 512 * 1024, {"key": str, "stage": str, "rows": int, "cols": int},
+                               optional={"q": int, "start": int}),
 }
 # blob kinds a CONTEXT may name; a secret key is named only so that it can be refused explicitly
 CONTEXT_BLOBS = ("parameters", "galois_keys")
@@ -134,13 +138,7 @@ def decode(data: bytes, expected: MessageType) -> Message:
     body = data[sizes_end:]
     if hashlib.sha256(body).digest() != digest:
         raise IntegrityError("payload does not match its digest: the message was altered or corrupted")
-    try:
-        meta = json.loads(body[:meta_len].decode())
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # deep nesting fits in 4 KB
-        raise WireFormatError(f"metadata is not JSON: {exc}") from None
-    if not isinstance(meta, dict) or any(not isinstance(meta.get(k), t) for k, t in limits.schema.items()):
-        raise WireFormatError(f"{expected.name} metadata must be an object with keys of types "
-                              f"{ {k: getattr(t, '__name__', t) for k, t in limits.schema.items()} }")
+    meta = _metadata(body[:meta_len], expected, limits)
     blobs, offset = [], meta_len
     for size in sizes:
         blobs.append(body[offset : offset + size])
@@ -149,6 +147,39 @@ def decode(data: bytes, expected: MessageType) -> Message:
     if expected is MessageType.CONTEXT:
         _check_context_blobs(message)
     return message
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 parses as infinity
+        raise ValueError(f"number {text} is not finite")
+    return value
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _metadata(raw: bytes, kind: MessageType, limits: Limits) -> dict:
+    """The metadata object: strict JSON (no NaN or infinities), exactly the keys of its type, each of its type."""
+    try:
+        meta = json.loads(raw.decode(), parse_float=_finite, parse_constant=_refuse_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # deep nesting fits in 4 KB; 10**5000 is too long
+        raise WireFormatError(f"metadata is not strict JSON: {exc}") from None
+    types = {**limits.schema, **limits.optional}
+    if not isinstance(meta, dict) or not set(limits.schema) <= set(meta) <= set(types):
+        raise WireFormatError(f"{kind.name} metadata must hold the keys {sorted(limits.schema)}"
+                              + (f" and optionally {sorted(limits.optional)}" if limits.optional else "")
+                              + f", got {sorted(meta) if isinstance(meta, dict) else type(meta).__name__}")
+    for key, value in meta.items():
+        if not isinstance(value, types[key]) or (isinstance(value, bool) and bool not in _as_tuple(types[key])):
+            raise WireFormatError(f"{kind.name} metadata {key!r} must be of type "
+                                  f"{'/'.join(t.__name__ for t in _as_tuple(types[key]))}")
+    return meta
+
+
+def _as_tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
+    return types if isinstance(types, tuple) else (types,)
 
 
 def _check_context_blobs(message: Message) -> None:

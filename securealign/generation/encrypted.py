@@ -112,7 +112,7 @@ class VocabularyClient:
 
     def galois_keys(self) -> bytes:
         """The public rotation keys the provider needs (two steps, seeded)."""
-        return self._keys.galois_keys_bytes(self.layout.steps)
+        return self._keys.galois_keys_bytes(self.layout.steps, conjugate=False)  # its imaginary parts are outputs
 
     def encrypt(self, hidden: np.ndarray) -> bytes:
         return self._keys.encrypt(self.layout.pack_query(hidden), DEPTH)
