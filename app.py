@@ -32,7 +32,6 @@ QUEUE_SIZE = 32
 # the story's pair: the provider's head keeps 96.5% of its 97.2% through the map, and the first examples are right
 # on every path; the weaker-client pairs (e.g. MiniLM -> mpnet on Rotten Tomatoes) stay one click away
 DEFAULT_TASK, DEFAULT_CLIENT, DEFAULT_PROVIDER = "bbc_news", "minilm", "mpnet"
-DEFAULT_FIT_TEXTS = 256
 CSS = """
 .headline, .headline p, .headline h3 {font-size: 1.3rem !important; line-height: 1.45 !important}
 .step-button {font-size: 1.1rem !important}
@@ -203,6 +202,13 @@ def show_query(result: dict | None):
 
 
 # ---- callbacks: secure fit, OOD, generation, results -----------------------------------------------------------
+
+@_readable_errors
+def fit_sizes(source: str, target: str, mode: str):
+    """The sizes this pair and mode may use, the fewest (and fastest) selected."""
+    choices = service.secure_fit_choices(source, target, mode)
+    return gr.Dropdown(choices=choices, value=choices[0])
+
 
 @_readable_errors
 def fit_estimate(n_texts: int, task: str):
@@ -402,17 +408,22 @@ def _fit_tab(cat: dict) -> None:
     with gr.Row():
         source = gr.Dropdown(cat["encoders"], value=DEFAULT_CLIENT, label="client model (source)")
         target = gr.Dropdown(cat["encoders"], value="wordllama", label="provider model (target)")
-        n_texts = gr.Dropdown(list(service.FIT_TEXTS), value=DEFAULT_FIT_TEXTS, label="public texts to fit on")
+        sizes = service.secure_fit_choices(DEFAULT_CLIENT, "wordllama", "sealed")
+        n_texts = gr.Dropdown(sizes, value=sizes[0], label="public texts to fit on",
+                              info="at least twice the decrypting party's columns, so it cannot solve for the other's "
+                                   "embeddings")
     with gr.Row():
         mode = gr.Radio([("sealed: the provider gets the map", "sealed"),
                          ("paper: the client gets the map", "paper")], value="sealed", label="fit mode")
         task = gr.Dropdown(cat["tasks"], value=DEFAULT_TASK, label="provider's task (to measure the map on)")
-    estimate = gr.Markdown(fit_estimate(DEFAULT_FIT_TEXTS, DEFAULT_TASK), elem_id="fit-estimate")
+    estimate = gr.Markdown(fit_estimate(sizes[0], DEFAULT_TASK), elem_id="fit-estimate")
     run, status, error = _run_row("Fit the map under encryption", "fit")
     summary = gr.Markdown(elem_id="fit-summary")
     plot = gr.Plot(show_label=False, elem_id="fit-plot-time", visible=False)  # no empty frame before a fit
     with gr.Accordion("raw result (what the /secure_fit API returns)", open=False):
         raw = gr.JSON()
+    for control in (source, target, mode):
+        control.change(fit_sizes, [source, target, mode], n_texts, api_visibility="private")
     for control in (n_texts, task):
         control.change(fit_estimate, [n_texts, task], estimate, api_visibility="private")
     run.click(run_secure_fit, [source, target, mode, n_texts, task], [raw, summary, plot, error],

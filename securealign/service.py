@@ -28,6 +28,7 @@ from securealign.crypto import (ANSWER_REVEALS, MODES, THREAT_MODELS, ClientSess
                                 plaintext_logits, run_encrypted_query)
 from securealign.crypto.errors import ProtocolError, UnknownModelError
 from securealign.crypto.fit_client import fit_paper, fit_sealed
+from securealign.crypto.fit_jobs import min_rows
 from securealign.datasets import TASKS, load_public_corpus, load_task
 from securealign.embeddings import embed
 from securealign.zoo import get_spec, list_models
@@ -35,7 +36,8 @@ from securealign.zoo import get_spec, list_models
 MAX_QUERY_CHARS = 2000
 MAX_PROMPT_CHARS = 500
 MAX_APP_NEW_TOKENS = 48  # the library allows 128; on 2 shared cores a live demo stays short
-FIT_TEXTS = (64, 128, 256, 512, 1024)  # public texts a live secure fit may use (~15 ms of work per text)
+# sizes a live secure fit offers above a pair's minimum (the row rule, see secure_fit_choices); ~15 ms of work per text
+FIT_TEXTS = (64, 128, 256, 512, 1024, 2048)
 FIT_HELD_OUT = 200  # the public texts after the fitted ones, to measure the fitted map
 # fixed in advance, since choosing it by validation would need both parties' embeddings in the clear: near the best
 # held-out R^2 and top-1 retrieval at 256-1,024 texts on the pairs benchmarks/fit_lambda.py prints
@@ -538,10 +540,20 @@ def _task_accuracy(task: str, source: str, target: str, affine: alignment.Affine
 FIT_SECONDS_PER_TEXT = 0.015  # encrypted work per public text on two free cores (512 texts: 8.3 s, docs/app.md)
 
 
+def secure_fit_choices(source: str, target: str, mode: str) -> list[int]:
+    """The numbers of public texts a fit of this pair may use: first the fewest the protocol accepts (more than
+    twice the columns the decrypting party knows, :func:`securealign.crypto.fit_jobs.min_rows`: below that it could
+    solve for the other party's embeddings), then the usual sizes above it."""
+    _check_pair(source, target)
+    _check_choice("mode", mode, list(MODES))
+    low = min_rows(mode, get_spec(source).dim + 1, get_spec(target).dim)
+    return [low, *(n for n in FIT_TEXTS if n > low)]
+
+
 def secure_fit_estimate(n_texts: int, task: str) -> dict:
     """What a secure fit of ``n_texts`` texts will cost, to show before it starts: seconds of encrypted work on two
     free cores, and how many texts each model embeds on top (cached after the first time a model embeds them)."""
-    n_texts = _check_whole_number("The number of public texts", n_texts, min(FIT_TEXTS), max(FIT_TEXTS))
+    n_texts = _check_whole_number("The number of public texts", n_texts, 1, max(FIT_TEXTS))
     return {"encrypted_s": 2.0 + FIT_SECONDS_PER_TEXT * n_texts, "public_texts": n_texts + FIT_HELD_OUT,
             "test_texts": len(load_task(_check_task(task)).test_texts)}
 
@@ -555,9 +567,9 @@ def secure_fit(source: str, target: str, mode: str = "sealed", n_texts: int = 51
     if task is not None:  # the task is optional here: without one, the map's quality is measured on public text only
         _check_task(task)
     _check_choice("mode", mode, list(MODES))
-    n_texts = _check_whole_number("The number of public texts", n_texts, min(FIT_TEXTS), max(FIT_TEXTS))
-    if n_texts not in FIT_TEXTS:
-        raise ServiceError(f"Fit on one of {', '.join(map(str, FIT_TEXTS))} public texts, not {n_texts!r}.")
+    fewest = secure_fit_choices(source, target, mode)[0]
+    n_texts = _check_whole_number(f"The number of public texts for a {mode} fit of this pair", n_texts, fewest,
+                                  max(FIT_TEXTS))
     wall = time.perf_counter()
     texts = load_public_corpus(n_texts + FIT_HELD_OUT)
     fit_texts = texts[:n_texts]

@@ -195,8 +195,7 @@ def test_encryption_off_shows_what_the_provider_would_see(laptop: Page, artifact
 
 
 def test_secure_fit_estimates_then_runs_in_the_page(laptop: Page, artifacts_dir: Path) -> None:
-    open_tab(laptop, "Secure fit")
-    choose(laptop, "public texts to fit on", "64")
+    open_tab(laptop, "Secure fit")  # the fewest texts the protocol accepts for the pair are preselected
     expect(laptop.locator("#fit-estimate")).to_contain_text("Estimate before you start")
     laptop.locator("#fit-button").click()
     expect(laptop.locator("#fit-summary")).to_contain_text("Same map as in plaintext", timeout=600_000)
