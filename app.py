@@ -38,7 +38,10 @@ CSS = """
 td, th, td *, th * {word-break: normal !important; overflow-wrap: normal !important; hyphens: manual !important}
 .prose table {display: block; overflow-x: auto; max-width: 100%}
 code {word-break: keep-all !important; white-space: nowrap}
-@media (max-width: 600px) {h1 {font-size: 1.35rem !important} .headline, .headline p, .headline h3 {font-size: 1.1rem !important}}
+@media (max-width: 600px) {
+  h1 {font-size: 1.35rem !important}
+  .headline, .headline p, .headline h3 {font-size: 1.1rem !important}
+}
 """
 INTRO = """# securealign: one model's task head, served to another model's embeddings, under encryption
 Independently trained models learn **linearly compatible** representations. A client maps its embedding into a

@@ -161,7 +161,7 @@ def query_summary(result: dict) -> str:
             probability = pct(max(pred["probabilities"].values())) if pred["probabilities"] else "*label only*"
             rows.append(f"| {name} | {PATH_HELP[key]} | **{pred['label']}**{_mark(result, key)} | {probability} |")
     lines = [(f"**{result['source_name']}** (client) → **{result['target_name']}** (provider), "
-             f"{result['mode']} mode"), "", *rows, ""]
+              f"{result['mode']} mode"), "", *rows, ""]
     agree = result["agreement"]
     if result["encrypted"]:
         lines.append(f"The client learned {result['answer_reveals']}.  ")
@@ -252,21 +252,22 @@ def fit_md(result: dict) -> str:
               "the provider now holds the map and can serve map + head in sealed mode; the client saw only "
               "ciphertexts of the provider's embeddings, and its receipt carries no map")
     secure, plain = result["quality_secure"], result["quality_plaintext"]
+    verdict = "same map as in plaintext" if result["matches_plaintext"] else "WRONG MAP"
     lines = [
         (f"### {result['source_name']} (client) → {result['target_name']} (provider), {result['mode']} mode, "
-        f"{result['n_texts']:,} public texts: {'same map as in plaintext' if result['matches_plaintext'] else 'WRONG MAP'}"),
+         f"{result['n_texts']:,} public texts: {verdict}"),
         f"{holder} ({result['map_shape'][0]} × {result['map_shape'][1]}).  ",
         (f"**Wall clock**: {duration(result['wall_ms'])} in all (embedding the texts with both models, the fit, "
-        f"measuring the map), of which {duration(result['secure_ms'])} the encrypted fit (the chart splits it by "
-        f"party) vs {duration(result['plaintext_ms'])} for a plaintext ridge fit of the same texts; "
-        f"{size(result['bytes_up'])} client → provider, {size(result['bytes_down'])} provider → client.  "),
+         f"measuring the map), of which {duration(result['secure_ms'])} the encrypted fit (the chart splits it by "
+         f"party) vs {duration(result['plaintext_ms'])} for a plaintext ridge fit of the same texts; "
+         f"{size(result['bytes_up'])} client → provider, {size(result['bytes_down'])} provider → client.  "),
         (f"**Same map as in plaintext**: largest difference from the plaintext ridge solution "
          f"{result['max_abs_difference']:.1e} (CKKS noise; λ = {result['lambda']} fixed in advance).  "
          if result["matches_plaintext"] else
          f"**Warning: this map differs from the plaintext ridge solution** by up to "
          f"{result['max_abs_difference']:.1e}; do not use it.  "),
         (f"**How good the map is** on {result['held_out']} held-out public texts: R² {secure['r2']:.2f} "
-        f"(plaintext {plain['r2']:.2f}), cosine {secure['cosine']:.2f}, top-1 retrieval {pct(secure['top1'])}.  "),
+         f"(plaintext {plain['r2']:.2f}), cosine {secure['cosine']:.2f}, top-1 retrieval {pct(secure['top1'])}.  "),
     ]
     acc = result["task_accuracy"]
     if acc is not None:
@@ -308,9 +309,9 @@ def generation_md(snap: dict) -> str:
 
     compat, fit = snap["compatibility"], snap["map"]
     lines = [(f"**Tokenizer compatibility** (the paper's predictor of success): exact token match "
-             f"{pct(compat['exact_match_rate'])}, vocabulary overlap (Jaccard) {pct(compat['vocabulary_jaccard'])}  "),
+              f"{pct(compat['exact_match_rate'])}, vocabulary overlap (Jaccard) {pct(compat['vocabulary_jaccard'])}  "),
              (f"**Map fit** on held-out tokens: R² {num(fit.get('r2'))}, next-token agreement "
-             f"{pct(fit.get('next_token_agreement'))}  ")]
+              f"{pct(fit.get('next_token_agreement'))}  ")]
     if "encrypted_step" in snap:
         step = snap["encrypted_step"]
         lines.append(f"**Last encrypted token**: client encrypts {duration(step['encrypt_ms'])}, provider "

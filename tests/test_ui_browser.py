@@ -157,8 +157,9 @@ def test_a_chosen_pair_answers_the_same_encrypted_and_in_plaintext(laptop: Page,
     choose(laptop, "provider's task", service.catalogue()["tasks"][0][0])
     choose(laptop, "client model (source)", f"{service.model_name('minilm')}: ")
     choose(laptop, "provider model (target)", f"{service.model_name('wordllama')}: ")
-    example = service.examples(service.catalogue()["tasks"][0][1])[1]
-    choose(laptop, "pick a held-out example ([true label] text)…", f"[{service.true_label('rotten_tomatoes', example)}]")
+    task = service.catalogue()["tasks"][0][1]
+    example = service.examples(task)[1]
+    choose(laptop, "pick a held-out example ([true label] text)…", f"[{service.true_label(task, example)}]")
     expect(laptop.locator("#query-text textarea")).to_have_value(example)
     classify(laptop)
     rows = laptop.locator("#query-summary table tbody tr")
