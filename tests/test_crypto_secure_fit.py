@@ -240,16 +240,16 @@ def test_a_refused_batch_leaves_the_fit_intact(public_pairs, bbc):
     provider = _provider(public_pairs, bbc)
     provider.add_public_set("tiny", texts[:520], z_a[:520])  # more rows than twice the width of 257, as the rule asks
     fit = provider.open_fit(_session(provider), "tiny", "paper", z_b.shape[1] + 1)
-    holder, x = KeyHolder(), np.hstack([z_b[:300], np.ones((300, 1))])
-    first, rest = holder.encrypt_rows(x, z_a.shape[1])
+    holder, x = KeyHolder(), np.hstack([z_b[:520], np.ones((520, 1))])
+    first, *rest = holder.encrypt_rows(x, z_a.shape[1])
     message = wire.decode(first, wire.MessageType.MATRIX)
     blobs = list(message.blobs)
     blobs[5] = np.random.default_rng(0).integers(0, 256, len(blobs[5]), dtype=np.uint8).tobytes()
     with pytest.raises(WireFormatError):
         provider.add_fit_rows(fit["fit_id"], wire.encode(wire.MessageType.MATRIX, message.meta, blobs))
     assert provider.add_fit_rows(fit["fit_id"], first) == 255
-    assert provider.add_fit_rows(fit["fit_id"], rest) == 300
-    np.testing.assert_allclose(holder.decrypt(provider.fit_product(fit["fit_id"])), z_a[:300].T @ x, atol=1e-4)
+    assert [provider.add_fit_rows(fit["fit_id"], batch) for batch in rest] == [510, 520]
+    np.testing.assert_allclose(holder.decrypt(provider.fit_product(fit["fit_id"])), z_a[:520].T @ x, atol=1e-4)
 
 
 def test_products_under_a_foreign_key_are_refused(public_pairs):
