@@ -51,21 +51,7 @@ homomorphic encryption). Real models, real data, real encryption."""
 
 def _readable_errors(fn):
     """Show refusals (bad input, unknown names, missing assets, models that fail to load) as a message, never a
-    traceback; generators (streamed generation) are wrapped the same way."""
-
-    def convert(exc: Exception) -> gr.Error:
-        return gr.Error(str(exc), print_exception=False)
-
-    if inspect.isgeneratorfunction(fn):
-        @functools.wraps(fn)
-        def gen_wrapper(*args, **kwargs):
-            try:
-                yield from fn(*args, **kwargs)
-            except gr.Error:
-                raise
-            except (ValueError, FileNotFoundError) as exc:
-                raise convert(exc) from exc
-        return gen_wrapper
+    traceback (the three API events use :func:`_refusal_beside`, which also keeps the last result)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -74,7 +60,7 @@ def _readable_errors(fn):
         except gr.Error:
             raise
         except (ValueError, FileNotFoundError) as exc:
-            raise convert(exc) from exc
+            raise gr.Error(str(exc), print_exception=False) from exc
     return wrapper
 
 
