@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest_app import REPO, launch_app
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
@@ -26,6 +25,7 @@ from securealign.embeddings import embed
 from securealign.paths import cache_dir
 
 SOURCE, TARGET, BROKEN = "minilm", "wordllama", "mpnet"
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def broken_cache(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def app_url(broken_cache: Path):
+def app_url(broken_cache: Path, launch_app):
     with launch_app({"SECUREALIGN_CACHE": str(broken_cache)}) as url:
         yield url
 

@@ -9,7 +9,6 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest_app import launch_app
 from playwright.sync_api import Page, expect, sync_playwright
 
 from securealign import service
@@ -24,7 +23,7 @@ GENERATION_TIMEOUT_MS = 900_000  # first use loads two LMs (and fits their map i
 
 
 @pytest.fixture(scope="module")
-def app_url():
+def app_url(launch_app):
     with launch_app() as url:
         yield url
 
