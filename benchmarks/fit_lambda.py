@@ -37,7 +37,7 @@ def main() -> int:
         for n in sizes:
             cells = []
             for lam in LAMBDAS:
-                q = alignment.fit_quality(alignment.fit_ridge(z_b[:n], z_a[:n], lam=lam), held_b, held_a)
+                q = alignment.fit_quality(alignment.fit_ridge(z_b[:n], z_a[:n], relative_lambda=lam), held_b, held_a)
                 cells.append(f"{q['r2']:5.2f} / {q['top1']:4.2f}")
             print(f"{source + ' -> ' + target:22s} {n:5d} | " + " | ".join(cells))
     return 0

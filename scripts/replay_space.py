@@ -8,9 +8,10 @@ image's environment), then CMD, and checks that the app answers on 0.0.0.0 at th
 
 The image's paths are rebased under a scratch root (``/home/user`` -> ``<root>/home/user``) and the base image's
 Python is this machine's ``python3.11``. Two things are the machine's, not the image's: the root-only
-``useradd`` (uid 1000 is created here only if missing) and the package-registry configuration (the image's
-``PIP_EXTRA_INDEX_URL``, PyTorch's CPU index, is unreachable here; this machine's pip configuration provides the
-same locked wheels). Must run as root, to switch to uid 1000.
+``useradd`` (uid 1000 is created here only if missing) and the package-registry configuration: the image's
+``PIP_EXTRA_INDEX_URL`` (PyTorch's CPU index, for ``torch==2.13.0+cpu``) is unreachable here, so the user gets
+this machine's pip settings instead (its wheel directory and indexes, which hold the same locked wheels). Must
+run as root, to switch to uid 1000.
 
 Usage: python scripts/replay_space.py [--root DIR] [--keep]   (prints each step; exit 0 when the app answered)
 """
@@ -34,7 +35,21 @@ REPO = Path(__file__).resolve().parent.parent
 UID = 1000
 IMAGE_PYTHON = "/usr/local/bin/python3.11"  # python:3.11-slim's interpreter
 NOT_REPLAYED_ENV = {"PIP_EXTRA_INDEX_URL"}  # the registry configuration is this machine's (see the docstring)
+REGISTRY_SETTINGS = ("index-url", "extra-index-url", "find-links", "constraint", "cert")
 START_TIMEOUT_S = 300
+
+
+def machine_registry_env() -> dict[str, str]:
+    """This machine's pip registry settings (as the user running the replay sees them) as PIP_* variables, which
+    override the pip configuration uid 1000 would otherwise read."""
+    listed = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True).stdout
+    env = {}
+    for line in listed.splitlines():  # e.g. global.find-links='/opt/wheels'
+        key, _, value = line.partition("=")
+        name = key.rsplit(".", 1)[-1]
+        if name in REGISTRY_SETTINGS:
+            env["PIP_" + name.upper().replace("-", "_")] = value.strip("'\"")
+    return env
 
 
 def instructions(dockerfile: Path) -> list[tuple[str, str]]:
@@ -71,6 +86,7 @@ class Replay:
         self.env: dict[str, str] = {
             "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             "LANG": "C.UTF-8",
+            **machine_registry_env(),
         }
         self.workdir = root
         self.user: int | None = None
@@ -212,7 +228,8 @@ def main() -> int:
     if os.geteuid() != 0:
         raise SystemExit("run as root: the replay switches to uid 1000")
     root = args.root or Path(tempfile.mkdtemp(prefix="space-replay-"))
-    root.chmod(0o755)
+    root.mkdir(parents=True, exist_ok=True)
+    root.chmod(0o755)  # uid 1000 must reach its HOME inside
     start = time.perf_counter()
     try:
         port, title = replay(root)

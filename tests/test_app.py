@@ -25,6 +25,7 @@ from securealign.embeddings import embed
 from securealign.paths import cache_dir
 
 SOURCE, TARGET, BROKEN = "minilm", "wordllama", "mpnet"
+pytestmark = pytest.mark.slow  # a served app, model fits or ciphertexts by the hundred: not in the fast tier
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -176,7 +177,7 @@ def test_export_is_one_self_contained_page(task: str) -> None:
 def test_results_table_and_fit_quality_come_from_the_assets(task: str) -> None:
     rows = [r for r in artifacts.load_results() if r["task"] == task]
     assert len(service.results_table(task)) == len(rows)
-    fit = service.fit_quality(task, "task", "mapped_acc")
+    fit = service.map_quality_matrix(task, "task", "mapped_acc")
     assert np.all(np.isnan(np.diag(fit["matrix"])))
     i, j = fit["keys"].index(SOURCE), fit["keys"].index(TARGET)
     row = next(r for r in rows

@@ -22,6 +22,7 @@ from securealign.crypto import plaintext_logits
 from securealign.embeddings import embed
 
 SOURCE, TARGET = "minilm", "wordllama"
+pytestmark = pytest.mark.slow  # a served app, model fits or ciphertexts by the hundred: not in the fast tier
 REPO = Path(__file__).resolve().parent.parent
 
 

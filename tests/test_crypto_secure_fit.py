@@ -22,6 +22,7 @@ from securealign.embeddings import embed
 
 ALPHA = 1e-2
 SET = "public"
+pytestmark = pytest.mark.slow  # a served app, model fits or ciphertexts by the hundred: not in the fast tier
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,8 @@ is ``d`` rounded up to ``2^a`` or ``2^a + 2^b``: a window sum of that length nee
 ``1, 2, ..., 2^(a-1)`` (and ``2^a``), i.e. power-of-two steps, and the padding stays small (768 fits 5 blocks in
 4096 slots, so 768 -> 5 classes is one ciphertext). More classes than blocks use more products of the same query.
 
-This module is pure numpy: ``simulate`` runs the same slot algorithm in plaintext, the twin the tests compare to.
+No encryption here (numpy; tenseal loads only for ``ckks.SLOTS``): ``simulate`` runs the same slot algorithm in
+plaintext, the twin the tests compare to.
 """
 
 from __future__ import annotations
