@@ -184,7 +184,8 @@ def listens_on_all_interfaces(port: int) -> bool:
 
 
 def wait_for_app(proc: subprocess.Popen[bytes], port: int, log: Path) -> str:
-    """The first page's title once the app answers; raises with the app's log if it exits or never answers."""
+    """What the first page answered, once the app listens on all interfaces; raises with the app's log if it
+    exits or never answers."""
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -193,7 +194,8 @@ def wait_for_app(proc: subprocess.Popen[bytes], port: int, log: Path) -> str:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
                     page = response.read().decode()
-                    return page.split("<title>", 1)[1].split("</title>", 1)[0] if "<title>" in page else page[:80]
+                    if response.status == 200 and "gradio" in page.lower():
+                        return f"HTTP 200, a Gradio page of {len(page):,} bytes"
             except OSError:
                 pass
         time.sleep(1)
@@ -201,7 +203,7 @@ def wait_for_app(proc: subprocess.Popen[bytes], port: int, log: Path) -> str:
 
 
 def replay(root: Path) -> tuple[int, str]:
-    """Build and start the image's equivalent under ``root``; returns the port and the first page's title."""
+    """Build and start the image's equivalent under ``root``; returns the port and what the first page was."""
     state = Replay(root)
     for keyword, args in instructions(REPO / "Dockerfile"):
         if keyword == "CMD":
@@ -210,11 +212,11 @@ def replay(root: Path) -> tuple[int, str]:
             print(f"[replay] CMD {args} (as uid {state.user})", flush=True)
             proc = state.start(args)
             try:
-                title = wait_for_app(proc, state.port, root / "app.log")
+                answer = wait_for_app(proc, state.port, root / "app.log")
             finally:
                 proc.terminate()
                 proc.wait(timeout=60)
-            return state.port, title
+            return state.port, answer
         print(f"[replay] {keyword} {args}", flush=True)
         getattr(state, f"do_{keyword.lower()}")(args)
     raise SystemExit("the Dockerfile has no CMD")
@@ -232,12 +234,12 @@ def main() -> int:
     root.chmod(0o755)  # uid 1000 must reach its HOME inside
     start = time.perf_counter()
     try:
-        port, title = replay(root)
+        port, answer = replay(root)
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
     print(
-        f"[replay] the app answered on 0.0.0.0:{port} as uid {UID} (page title {title!r}) "
+        f"[replay] the app answered on 0.0.0.0:{port} as uid {UID} ({answer}) "
         f"after {time.perf_counter() - start:.0f} s",
         flush=True,
     )

@@ -67,6 +67,7 @@ def test_bad_inputs_are_refused() -> None:
         AffineMap(np.eye(3), np.zeros(3)).apply(np.ones((2, 4)))
 
 
+@pytest.mark.slow  # over 20 s on 2 cores: not in the fast tier
 def test_a_model_maps_onto_itself(tmp_path: Path) -> None:
     Z = embed("minilm", load_public_corpus(600))
     fitted = fit_ridge(Z[:500], Z[:500])

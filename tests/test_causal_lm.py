@@ -46,6 +46,7 @@ def test_lm_head_consumes_the_final_hidden_state(lm) -> None:
     assert (mine.argmax(1) == logits.argmax(1)).all()
 
 
+@pytest.mark.slow  # over 20 s on 2 cores: not in the fast tier
 def test_deterministic_and_batch_consistent(lm) -> None:
     texts = ["The market opened higher today.", "A dog", "Rivers flow to the sea, slowly and without end."]
     first, second = lm.final_hidden(texts[0]), lm.final_hidden(texts[0])

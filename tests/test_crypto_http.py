@@ -70,6 +70,7 @@ def test_parallel_clients_all_get_correct_results(models, url):
     assert httpx.get(f"{url}/health").json()["sessions"] >= N_CLIENTS
 
 
+@pytest.mark.slow  # over 20 s on 2 cores: not in the fast tier
 def test_refusals_keep_their_types_over_http_and_service_continues(models, url):
     client = ClientSession()
     with RemoteProvider(url) as remote:
