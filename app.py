@@ -153,7 +153,7 @@ def similarity_figure(dataset: str, metric: str):
 
 @_readable_errors
 def fit_figure(task: str, regime: str, measure: str):
-    fit = service.fit_quality(task, regime, measure)
+    fit = service.map_quality_matrix(task, regime, measure)
     return figures.heatmap(fit["matrix"], fit["labels"], fit["labels"], value_name=measure,
                            row_axis="client (source)", col_axis="provider (target)",
                            title=f"{service.FIT_MEASURES[measure]} — {task}, map fitted on '{regime}'")

@@ -11,15 +11,11 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # run as a script from anywhere
+from gradio_client import Client
 
-from gradio_client import Client  # noqa: E402
-
-from securealign import service  # noqa: E402
-from tests.conftest_app import launch_app  # noqa: E402  (one way to start the app, shared with the tests)
+from securealign import service
+from securealign.app_process import launch_app  # one way to start the app, shared with the tests
 
 TARGET_START_S = 30.0
 

@@ -148,7 +148,7 @@ def _ridge_rows(task: str, regime: str) -> list[dict]:
     return [r for r in artifacts.load_results() if r["task"] == task and r["regime"] == regime and r["map"] == "ridge"]
 
 
-def fit_quality(task: str, regime: str, measure: str) -> dict:
+def map_quality_matrix(task: str, regime: str, measure: str) -> dict:
     """Per ordered pair (row: client, column: provider), one fit-quality measure of the ridge map; NaN on the
     diagonal, where no map is fitted."""
     cat = catalogue()
@@ -402,7 +402,7 @@ def secure_fit(source: str, target: str, mode: str = "sealed", n_texts: int = 51
         W, b = provider.fitted_maps[receipt["fit_id"]]  # the provider's copy; the client's receipt has no map
     secure_ms = (time.perf_counter() - start) * 1e3
     start = time.perf_counter()
-    reference = alignment.fit_ridge(z_b[:n_texts], z_a[:n_texts], lam=FIT_LAMBDA)
+    reference = alignment.fit_ridge(z_b[:n_texts], z_a[:n_texts], relative_lambda=FIT_LAMBDA)
     plain_ms = (time.perf_counter() - start) * 1e3
     _report(progress, 0.85, f"measuring both maps on {FIT_HELD_OUT} held-out public texts")
     held_b, held_a = z_b[n_texts:], z_a[n_texts:]

@@ -9,7 +9,6 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest_app import launch_app
 from playwright.sync_api import Page, expect, sync_playwright
 
 from securealign import service
@@ -24,7 +23,7 @@ GENERATION_TIMEOUT_MS = 900_000  # first use loads two LMs (and fits their map i
 
 
 @pytest.fixture(scope="module")
-def app_url():
+def app_url(launch_app):
     with launch_app() as url:
         yield url
 
@@ -57,7 +56,24 @@ def prediction_cells(page: Page) -> dict[str, str]:
             for i in range(rows.count())}
 
 
+@pytest.fixture(scope="module")
+def classified(page: Page) -> dict[str, str]:
+    """One encrypted query of a held-out example with the chosen pair; the summary table's predictions. Tests that
+    need a query behind them (the export carries the session's last one) ask for this, not for an earlier test."""
+    page.get_by_role("tab", name="Secure inference").click()
+    choose(page, "client model (source)", service.model_name(CLIENT))
+    choose(page, "provider model (target)", service.model_name(PROVIDER))
+    example = service.examples(service.catalogue()["tasks"][0][1])[0]
+    choose(page, "pick a held-out example…", example[:40])
+    expect(page.locator("#query-text textarea")).to_have_value(example)
+    expect(page.get_by_label("encrypt (CKKS)")).to_be_checked()
+    page.locator("#classify-button").click()
+    expect(page.locator("#query-summary table")).to_be_visible(timeout=180_000)
+    return prediction_cells(page)
+
+
 def test_heatmap_renders(page: Page, artifacts_dir: Path) -> None:
+    page.get_by_role("tab", name="Convergence").click()
     plot = page.locator("#similarity-plot .js-plotly-plot")
     expect(plot).to_be_visible(timeout=60_000)
     assert plot.locator(".heatmaplayer").count() == 1
@@ -71,6 +87,7 @@ def test_heatmap_renders(page: Page, artifacts_dir: Path) -> None:
 
 def test_empty_query_shows_a_message_not_a_traceback(page: Page, artifacts_dir: Path) -> None:
     page.get_by_role("tab", name="Secure inference").click()
+    page.locator("#query-text textarea").fill("")
     page.locator("#classify-button").click()
     expect(page.get_by_text("The query is empty").first).to_be_visible(timeout=30_000)
     assert "Traceback" not in page.locator("body").inner_text()
@@ -79,16 +96,9 @@ def test_empty_query_shows_a_message_not_a_traceback(page: Page, artifacts_dir: 
     page.get_by_test_id("toast-close").first.click()  # so it does not cover the next screenshots
 
 
-def test_encrypted_and_plaintext_predictions_agree(page: Page, artifacts_dir: Path) -> None:
-    choose(page, "client model (source)", service.model_name(CLIENT))
-    choose(page, "provider model (target)", service.model_name(PROVIDER))
-    example = service.examples(service.catalogue()["tasks"][0][1])[0]
-    choose(page, "pick a held-out example…", example[:40])
-    expect(page.locator("#query-text textarea")).to_have_value(example)
-    expect(page.get_by_label("encrypt (CKKS)")).to_be_checked()
-    page.locator("#classify-button").click()
-    expect(page.locator("#query-summary table")).to_be_visible(timeout=180_000)
-    cells = prediction_cells(page)
+def test_encrypted_and_plaintext_predictions_agree(page: Page, classified: dict[str, str], artifacts_dir: Path) -> None:
+    page.get_by_role("tab", name="Secure inference").click()
+    cells = classified
     assert cells["mapped (encrypted)"] == cells["mapped (plaintext)"] != ""
     expect(page.locator("#query-summary")).to_contain_text("Encrypted and plaintext predictions agree")
     expect(page.locator("#protocol-steps")).to_contain_text("provider")
@@ -106,7 +116,7 @@ def test_secure_fit_runs_in_the_page(page: Page, artifacts_dir: Path) -> None:
     page.screenshot(path=artifacts_dir / "ui-secure-fit.png", full_page=True)
 
 
-def test_other_views_render_and_export(page: Page, artifacts_dir: Path) -> None:
+def test_other_views_render_and_export(page: Page, classified: dict[str, str], artifacts_dir: Path) -> None:
     for tab, selector in (("OOD", ".js-plotly-plot"), ("Results", "table"), ("What is protected", "table")):
         page.get_by_role("tab", name=tab).click()
         expect(page.locator(f"[role=tabpanel]:visible {selector}").first).to_be_visible(timeout=30_000)
