@@ -1,6 +1,7 @@
 # securealign's demo as a Hugging Face Space (Docker SDK): the app listens on 0.0.0.0:7860.
-# Installation (packages, model weights, one-time model conversion) is scripts/install.sh, the same step the
-# README's set-up runs, so the image and a local checkout are prepared identically.
+# Installation is scripts/install.sh, the same script the README's set-up runs, so the image and a local checkout
+# are prepared identically; here its three steps run in separate layers, cheapest to change last.
+# tests/test_space_image.py replays this file (install and start as uid 1000 with its own HOME) without Docker.
 FROM python:3.11-slim
 
 # Spaces run the container as uid 1000; everything (venv, model cache) lives in that user's home
@@ -16,16 +17,22 @@ ENV HOME=/home/user \
     GRADIO_SERVER_PORT=7860 \
     GRADIO_ANALYTICS_ENABLED=False \
     PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu
-# PyPI's torch 2.13.0 for x86_64 is the CUDA build (several GB); PyTorch's CPU index offers 2.13.0+cpu, which
-# satisfies the pinned torch==2.13.0 and is preferred by pip, so the image carries the CPU build a Space runs
+# torch is pinned to 2.13.0 (pyproject.toml) and locked to its CPU build, torch==2.13.0+cpu (requirements.lock):
+# PyPI's torch for x86_64 is the multi-GB CUDA build, so the CPU build comes from PyTorch's CPU index
 WORKDIR /home/user/app
 
-# dependencies and models first, so a code-only change reuses this (large) layer
-COPY --chown=user requirements.txt requirements-nodeps.txt requirements-test.txt pyproject.toml ./
-COPY --chown=user scripts/ scripts/
-COPY --chown=user securealign/ securealign/
-RUN bash scripts/install.sh demo
+# 1. the locked packages (several GB): invalidated only by a change of the lock
+COPY --chown=user requirements.lock ./
+COPY --chown=user scripts/install.sh scripts/
+RUN bash scripts/install.sh demo packages
 
+# 2. the one-time model preparation: needs only the modules that load models
+COPY --chown=user securealign/__init__.py securealign/__main__.py securealign/cli.py securealign/setup.py \
+     securealign/zoo.py securealign/paths.py securealign/encoders.py securealign/causal_lm.py securealign/
+RUN bash scripts/install.sh demo models
+
+# 3. the code (a code change rebuilds only this small layer)
 COPY --chown=user . .
+RUN bash scripts/install.sh demo project
 EXPOSE 7860
 CMD ["/home/user/app/.venv/bin/python", "app.py"]

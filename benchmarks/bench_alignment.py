@@ -11,17 +11,13 @@ Run: ``.venv/bin/python benchmarks/bench_alignment.py`` (about a minute on 2 cor
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
+import numpy as np
+from sklearn.linear_model import Ridge
 
-import numpy as np  # noqa: E402
-from sklearn.linear_model import Ridge  # noqa: E402
-
-from securealign.alignment import RidgeStats, absolute_alpha, fit_ridge  # noqa: E402
+from securealign.alignment import RidgeStats, absolute_alpha, fit_ridge
 
 LAMBDA = 0.1
 

@@ -15,21 +15,12 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from pathlib import Path
-
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
 from gradio_client import Client
 from playwright.sync_api import sync_playwright
 
-import app  # its defaults: the pair and example the page preselects
 from securealign import service
-from tests.conftest_app import (  # shared with the tests
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    launch_app,
-)
+from securealign.app_process import CHROMIUM, CHROMIUM_ARGS, launch_app  # shared with the tests
 
 TARGETS_S = {"interactive": 8.0, "first query": 2.0, "warm query": 0.5, "first token": 3.0}
 
@@ -63,8 +54,8 @@ def main() -> None:
             page.locator("#story-step-1").wait_for(state="visible", timeout=120_000)
             _line("app.py start to an interactive first tab", time.perf_counter() - start, "interactive")
             client = Client(url, verbose=False)
-            text = service.examples(app.DEFAULT_TASK)[0]
-            args = (text, app.DEFAULT_CLIENT, app.DEFAULT_PROVIDER, app.DEFAULT_TASK, "sealed", True)
+            text = service.examples(service.STORY_TASK)[0]
+            args = (text, service.STORY_CLIENT, service.STORY_PROVIDER, service.STORY_TASK, "sealed", True)
             for label, target in (("first encrypted query after page load", "first query"),
                                   ("warm encrypted query", "warm query")):
                 answer_s, complete_s, outputs = _timed_stream(lambda: client.submit(*args, api_name="/classify"))

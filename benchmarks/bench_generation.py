@@ -17,20 +17,18 @@ import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
-import psutil  # noqa: E402
+import numpy as np
+import psutil
 
-from securealign.crypto import ClientSession, Provider  # noqa: E402
-from securealign.crypto.layout import Layout  # noqa: E402
-from securealign.generation.decoding import mapped_greedy  # noqa: E402
-from securealign.generation.encrypted import EncryptedHead  # noqa: E402
-from securealign.generation.pair import DEFAULT_SOURCE, DEFAULT_TARGET, load_pair  # noqa: E402
+from securealign.crypto import ClientSession, Provider
+from securealign.crypto.layout import Layout
+from securealign.generation.decoding import mapped_greedy
+from securealign.generation.encrypted import EncryptedHead
+from securealign.generation.pair import DEFAULT_SOURCE, DEFAULT_TARGET, load_pair
 
 TARGET_S, STRETCH_S, TARGET_PROVIDER_GB = 2.0, 1.0, 4.0
 BASELINE_SLICE = 350  # vocabulary rows for the row-packed baseline (50 ciphertexts of 7 rows at d = 640)

@@ -14,25 +14,22 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
-from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
-from threadpoolctl import threadpool_limits  # noqa: E402
+import numpy as np
+from threadpoolctl import threadpool_limits
 
-from securealign.crypto import ClientSession, Layout, Provider, RemoteProvider, plaintext_logits  # noqa: E402
-from securealign.crypto.demo import fit_task_models  # noqa: E402
-from securealign.crypto.fit_client import fit_paper, fit_sealed  # noqa: E402
-from securealign.crypto.fit_jobs import min_rows  # noqa: E402
-from securealign.crypto.server import running_server  # noqa: E402
-from securealign.datasets import load_public_corpus  # noqa: E402
-from securealign.embeddings import embed  # noqa: E402
-from securealign.zoo import get_spec  # noqa: E402
+from securealign.crypto import ClientSession, Layout, Provider, RemoteProvider, plaintext_logits
+from securealign.crypto.demo import fit_task_models
+from securealign.crypto.fit_client import fit_paper, fit_sealed
+from securealign.crypto.fit_jobs import min_rows
+from securealign.crypto.server import running_server
+from securealign.datasets import load_public_corpus
+from securealign.embeddings import embed
+from securealign.zoo import get_spec
 
 PAIRS = (("minilm", "mpnet"), ("mpnet", "minilm"), ("wordllama", "minilm"))
 TASKS = ("rotten_tomatoes", "bbc_news")

@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
-from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from securealign import alignment  # noqa: E402
-from securealign.datasets import load_public_corpus  # noqa: E402
-from securealign.embeddings import embed  # noqa: E402
-from securealign.service import FIT_LAMBDA, FIT_TEXTS  # noqa: E402
+from securealign import alignment
+from securealign.datasets import load_public_corpus
+from securealign.embeddings import embed
+from securealign.service import FIT_LAMBDA, FIT_TEXTS
 
 PAIRS = (("minilm", "wordllama"), ("minilm", "mpnet"), ("wordllama", "minilm"), ("potion", "minilm"))
 LAMBDAS = (0.1, 0.3, 1.0, 3.0)
@@ -40,7 +37,7 @@ def main() -> int:
         for n in sizes:
             cells = []
             for lam in LAMBDAS:
-                q = alignment.fit_quality(alignment.fit_ridge(z_b[:n], z_a[:n], lam=lam), held_b, held_a)
+                q = alignment.fit_quality(alignment.fit_ridge(z_b[:n], z_a[:n], relative_lambda=lam), held_b, held_a)
                 cells.append(f"{q['r2']:5.2f} / {q['top1']:4.2f}")
             print(f"{source + ' -> ' + target:22s} {n:5d} | " + " | ".join(cells))
     return 0

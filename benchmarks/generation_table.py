@@ -16,15 +16,14 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from securealign.datasets import load_public_corpus
+from securealign.generation.decoding import mapped_greedy
+from securealign.generation.mapping import DEFAULT_CORPUS_SIZE
+from securealign.generation.pair import DEFAULT_SOURCE, DEFAULT_TARGET, load_pair
+from securealign.generation.quality import compatibility, perplexity, token_agreement
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from securealign.datasets import load_public_corpus  # noqa: E402
-from securealign.generation.decoding import mapped_greedy  # noqa: E402
-from securealign.generation.mapping import DEFAULT_CORPUS_SIZE  # noqa: E402
-from securealign.generation.pair import DEFAULT_SOURCE, DEFAULT_TARGET, load_pair  # noqa: E402
-from securealign.generation.quality import compatibility, perplexity, token_agreement  # noqa: E402
-
 DOC = ROOT / "docs" / "generation.md"
 PROMPT_WORDS = 8
 

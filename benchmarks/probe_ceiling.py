@@ -13,20 +13,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
-from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
-from sklearn.linear_model import LogisticRegression  # noqa: E402
-from sklearn.model_selection import train_test_split  # noqa: E402
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
 
-from securealign import artifacts  # noqa: E402
-from securealign.datasets import load_task, non_test_rows  # noqa: E402
-from securealign.embeddings import embed  # noqa: E402
+from securealign import artifacts
+from securealign.datasets import load_task, non_test_rows
+from securealign.embeddings import embed
 
 
 def main() -> int:

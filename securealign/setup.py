@@ -25,7 +25,7 @@ def prepare(key: str) -> str:
     if spec.loader == "gguf":
         from securealign.causal_lm import prepare as prepare_causal
 
-        return str(prepare_causal(key, progress=True))
+        return str(prepare_causal(key))
     return "ready (loads directly from its package)"
 
 

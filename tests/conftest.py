@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from securealign import app_process
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -19,3 +21,16 @@ def artifacts_dir() -> Path:
     """Where tests leave files worth looking at (screenshots, tables); gitignored."""
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def launch_app():
+    """``launch_app(extra_env=None)``: a context manager running the real demo (``python app.py``) on a free
+    loopback port, yielding its URL (see securealign.app_process)."""
+    return app_process.launch_app
+
+
+@pytest.fixture(scope="session")
+def free_port():
+    """``free_port()``: a loopback port nothing listens on, for a server a test starts itself."""
+    return app_process.free_port

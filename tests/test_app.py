@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest_app import REPO, launch_app
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
@@ -26,6 +25,8 @@ from securealign.embeddings import embed
 from securealign.paths import cache_dir
 
 SOURCE, TARGET, BROKEN = "minilm", "wordllama", "mpnet"
+pytestmark = pytest.mark.slow  # a served app, model fits or ciphertexts by the hundred: not in the fast tier
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +52,7 @@ def broken_cache(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def app_url(broken_cache: Path):
+def app_url(broken_cache: Path, launch_app):
     with launch_app({"SECUREALIGN_CACHE": str(broken_cache)}) as url:
         yield url
 
@@ -233,7 +234,7 @@ def test_export_follows_the_selections_in_one_self_contained_page(task: str) -> 
 def test_results_table_and_fit_quality_come_from_the_assets(task: str) -> None:
     rows = [r for r in artifacts.load_results() if r["task"] == task]
     assert len(service.results_table(task)) == len(rows)
-    fit = service.fit_quality(task, "task", "mapped_acc")
+    fit = service.map_quality_matrix(task, "task", "mapped_acc")
     assert np.all(np.isnan(np.diag(fit["matrix"])))
     i, j = fit["keys"].index(SOURCE), fit["keys"].index(TARGET)
     row = next(r for r in rows

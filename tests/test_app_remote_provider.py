@@ -9,11 +9,11 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
-from conftest_app import REPO, free_port, launch_app
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
@@ -22,10 +22,12 @@ from securealign.crypto import plaintext_logits
 from securealign.embeddings import embed
 
 SOURCE, TARGET = "minilm", "wordllama"
+pytestmark = pytest.mark.slow  # a served app, model fits or ciphertexts by the hundred: not in the fast tier
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def provider_url():
+def provider_url(free_port):
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "securealign", "serve", "--assets", "--port", str(port)],
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -46,7 +48,7 @@ def provider_url():
     proc.wait(timeout=30)
 
 
-def test_app_queries_a_remote_provider(provider_url) -> None:
+def test_app_queries_a_remote_provider(provider_url, launch_app) -> None:
     url, proc = provider_url
     served = httpx.get(f"{url}/models").json()["models"]
     assert len(served) == sum(1 for _ in artifacts.demo_models())  # every task and ordered pair of the assets

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -44,6 +46,7 @@ def test_lm_head_consumes_the_final_hidden_state(lm) -> None:
     assert (mine.argmax(1) == logits.argmax(1)).all()
 
 
+@pytest.mark.slow  # over 20 s on 2 cores: not in the fast tier
 def test_deterministic_and_batch_consistent(lm) -> None:
     texts = ["The market opened higher today.", "A dog", "Rivers flow to the sea, slowly and without end."]
     first, second = lm.final_hidden(texts[0]), lm.final_hidden(texts[0])
@@ -66,9 +69,14 @@ def test_offsets_cover_the_text(lm) -> None:
     assert (np.diff(real[:, 1]) > 0).all()
 
 
-def test_prepare_reuses_the_cached_copy(lm) -> None:
-    folder = prepare(lm.key, progress=False)
+def test_prepare_reuses_the_cached_copy(lm, caplog: pytest.LogCaptureFixture) -> None:
+    folder = prepare(lm.key)  # converted (at the latest) when the fixture loaded the model
     assert (folder / "config.json").exists() and any(folder.glob("*.safetensors"))
+    written = {path.name: path.stat().st_mtime_ns for path in folder.iterdir()}
+    with caplog.at_level(logging.INFO, logger="securealign.causal_lm"):
+        assert prepare(lm.key) == folder
+    assert not caplog.records  # no conversion started
+    assert {path.name: path.stat().st_mtime_ns for path in folder.iterdir()} == written  # nothing rewritten
 
 
 def test_bad_input_gives_clear_errors() -> None:

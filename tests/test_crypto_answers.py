@@ -157,3 +157,25 @@ def test_a_second_query_hidden_in_the_imaginary_parts_comes_back_as_noise(client
     else:
         margins = np.array([logits[i] - logits[j] for i, j in pairs(len(logits))])
         assert np.array_equal(np.sign(np.real(slots[outputs])), np.sign(margins))
+
+
+def test_a_model_is_described_once_per_client_until_the_provider_refuses(bbc):
+    """run_encrypted_query asks for the model's layouts once, not on every query (over HTTP that was one more
+    round trip each time); a refusal drops the cached description, so a changed model is described again."""
+    provider = Provider()
+    provider.register_sealed("m", bbc.W, bbc.b, bbc.V, bbc.c, bbc.classes)
+    calls = []
+    describe = provider.describe
+    provider.describe = lambda model_id: calls.append(model_id) or describe(model_id)
+    client = ClientSession()
+    for z in bbc.test_source[:3]:
+        run_encrypted_query(client, provider, "m", z, "sealed")
+    assert calls == ["m"]
+    provider.require_labels(["m"])
+    with pytest.raises(AnswerRefusedError):  # the cached description still allows logits: the provider refuses
+        run_encrypted_query(client, provider, "m", bbc.test_source[0], "sealed")
+    with pytest.raises(AnswerRefusedError, match="only with label"):  # described again: refused before sending
+        run_encrypted_query(client, provider, "m", bbc.test_source[0], "sealed")
+    assert calls == ["m", "m"]
+    wins, _ = run_encrypted_query(client, provider, "m", bbc.test_source[0], "sealed", answer="label")
+    assert np.argmax(wins) == plaintext_logits(bbc.test_source[0], bbc.V, bbc.c, bbc.W, bbc.b).argmax()

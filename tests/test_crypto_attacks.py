@@ -108,7 +108,9 @@ def test_imaginary_parts_carry_nothing_beyond_the_label(provider, mode):
     outputs = attacks.output_oracle(ClientSession(), provider, model_id, mode, "label")
     queries = attacks.basis_queries(d)
     values = np.array([outputs(q) for q in queries])
-    assert np.max(np.abs(np.imag(values))) < 1e-6
+    # noise: the first slot keeps a key-dependent offset from key switching (|offset| up to ~1e-6 over 16 fresh keys,
+    # the same for every query of a session), no longer times the blinding factor (which took it up to ~1e-2)
+    assert np.max(np.abs(np.imag(values))) < 1e-5
     signs, _ = attacks.solve_affine(queries, np.sign(np.real(values)))
     stolen = attacks.imaginary_attack(
         lambda: attacks.output_oracle(ClientSession(), provider, model_id, mode, "label"), d)

@@ -37,6 +37,7 @@ def url(models):
         yield base_url
 
 
+@pytest.mark.slow  # over 20 s on 2 cores: not in the fast tier
 def test_parallel_clients_all_get_correct_results(models, url):
     reference = plaintext_logits(models.test_source, models.V, models.c, models.W, models.b)
     results: dict[int, np.ndarray] = {}
@@ -70,6 +71,7 @@ def test_parallel_clients_all_get_correct_results(models, url):
     assert httpx.get(f"{url}/health").json()["sessions"] >= N_CLIENTS
 
 
+@pytest.mark.slow  # over 20 s on 2 cores: not in the fast tier
 def test_refusals_keep_their_types_over_http_and_service_continues(models, url):
     client = ClientSession()
     with RemoteProvider(url) as remote:
@@ -111,6 +113,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow  # over 20 s on 2 cores: not in the fast tier
 def test_serve_command_serves_model_files_and_demo_models(models, tmp_path):
     """`python -m securealign serve` in a subprocess: a model from an .npz and a demo model, queried over HTTP."""
     np.savez(tmp_path / "bbc.npz", V=models.V, c=models.c, W=models.W, b=models.b, classes=np.array(models.classes))

@@ -59,12 +59,14 @@ def _check_all_queries(client, provider, m, mode):
 
 @pytest.mark.parametrize("task", TASKS)
 @pytest.mark.parametrize("mode", ("paper", "sealed"))
+@pytest.mark.slow  # over 20 s on 2 cores: not in the fast tier
 def test_in_process_matches_plaintext_on_200_queries(models, provider, task, mode):
     _check_all_queries(ClientSession(), provider, models[task], mode)
 
 
 @pytest.mark.parametrize("task", TASKS)
 @pytest.mark.parametrize("mode", ("paper", "sealed"))
+@pytest.mark.slow  # over 20 s on 2 cores: not in the fast tier
 def test_over_http_matches_plaintext_on_200_queries(models, url, task, mode):
     with RemoteProvider(url) as remote:
         _check_all_queries(ClientSession(), remote, models[task], mode)

@@ -25,6 +25,7 @@ from securealign.embeddings import embed
 ALPHA = 1e-2
 SET = "public"
 N_TEXTS = 800
+pytestmark = pytest.mark.slow  # a served app, model fits or ciphertexts by the hundred: not in the fast tier
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from securealign.zoo import UnknownModelError
 
 SMALL_CORPUS = 80  # ~2,500 token pairs: enough for a 640 -> 576 map, fast enough for the suite
 PROMPTS = ["The old lighthouse keeper looked out at the sea and", "My favourite recipe for dinner is"]
+pytestmark = pytest.mark.slow  # a served app, model fits or ciphertexts by the hundred: not in the fast tier
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from securealign.causal_lm import load_causal_lm
-from securealign.generation.pairing import (exact_match_counts, exact_match_rate, pair_by_end_offset,
+from securealign.generation.token_pairing import (exact_match_counts, exact_match_rate, pair_by_end_offset,
                                             surface_forms, vocabulary_jaccard)
 
 # words whose splits differ between SentencePiece (Gemma) and byte-level BPE (SmolLM2)

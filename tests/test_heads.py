@@ -12,6 +12,7 @@ from securealign.embeddings import embed
 from securealign.heads import LinearHead, energy_score, fit_head, ood_metrics
 
 
+@pytest.mark.slow  # over 20 s on 2 cores: not in the fast tier
 def test_head_on_real_embeddings_and_ood(tmp_path: Path) -> None:
     task = load_task("bbc_news")
     head = fit_head(embed("minilm", task.train_texts), task.train_labels, task.classes)

@@ -38,6 +38,7 @@ def test_bad_shapes_are_refused() -> None:
         similarity_matrix({"a": np.ones((5, 2))}, "euclid")
 
 
+@pytest.mark.slow  # over 20 s on 2 cores: not in the fast tier
 def test_real_model_matrices_are_symmetric_with_unit_diagonal() -> None:
     texts = load_task("bbc_news").test_texts[:200]
     embs = {key: embed(key, texts) for key in ("minilm", "paraphrase_onnx", "wordllama", "potion")}

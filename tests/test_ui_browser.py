@@ -14,12 +14,12 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest_app import CHROMIUM, CHROMIUM_ARGS, launch_app
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 import app
 import app_text
 from securealign import service
+from securealign.app_process import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = pytest.mark.slow
 
@@ -49,7 +49,7 @@ MID_WORD_BREAKS_JS = """() => {
 
 
 @pytest.fixture(scope="module")
-def app_url():
+def app_url(launch_app):
     with launch_app() as url:
         yield url
 

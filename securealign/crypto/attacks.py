@@ -12,8 +12,9 @@ chooses its queries. Three attacks, from one query to many:
     matrix and bias exactly from exact logits. Against blinded answers (``r * (l_i - l_j)`` with a fresh secret
     ``r`` per pair and per query) the same solve is meaningless; ``averaging_attack`` pays for the magnitudes
     instead by repeating every query and estimating ``|l_i - l_j|`` from the public distribution of ``r``, and
-    ``imaginary_attack`` reads r off the imaginary part of the output slot (a leak measured on the protocol as
-    merged: rotations leave a key-dependent imaginary offset in the first slot, which blinding multiplies too).
+    ``imaginary_attack`` read r off the imaginary part of the output slot (a leak of the first label-only design:
+    rotations leave a key-dependent imaginary offset in the first slot, which blinding multiplied too; closed since
+    the provider returns real parts only).
 (c) label-only copies: ``agreement_curve`` trains a copy on queries labelled by the provider (a logistic
     regression on labels, or a least-squares fit on logits), and ``boundary_attack`` bisects along chosen lines
     to the decision boundary of a two-class head, which blinding cannot hide because it keeps the sign.
@@ -181,11 +182,14 @@ def imaginary_attack(new_session: Callable[[], Oracle], d: int, *, scale: float 
                      sessions: int = 8) -> Extraction:
     """The d + 1 basis queries against label-only answers, read with the imaginary parts of their output slots.
 
-    Measured on the protocol as merged: the first slot of every result ciphertext carries a key-dependent
-    imaginary offset ``e`` (about 1e-6, steady within a session to a few percent; the other slots' imaginary parts
-    are zero-mean noise near 3e-8). Blinding multiplies it too, so that slot decrypts to ``r (m + i e)`` and
-    ``Re / |Im| = m / |e|``: the secret factor cancels, and one query per point gives the margin up to the common
+    Found on the first label-only design: the key switching of the rotations leaves the first slot of every result
+    ciphertext a key-dependent imaginary offset ``e`` (about 1e-6, the same for every query of a session to a few
+    percent; the other slots' imaginary parts are zero-mean noise near 3e-8). Blinding multiplied it too, so that
+    slot decrypted to ``r (m + i e)`` and
+    ``Re / |Im| = m / |e|``: the secret factor cancelled, and one query per point gave the margin up to the common
     factor ``|e|``, which the provider's own normalisation (unit norm of each pair's row and bias) then fixes.
+    Since the provider returns real parts only (``ct + conj(ct)``), the offset is no longer blinded and the attack
+    fails; it stays here as the test of that.
     ``new_session`` opens a session and returns its complex output oracle (``output_oracle``); a session whose
     offset is too small is recognised by asking one probe twice (the two ratios disagree), and replaced.
     Only the output in each ciphertext's first slot is recovered (for two classes, the whole head).

@@ -51,6 +51,8 @@ class ClientSession:
         self._lock = threading.Lock()
         # provider endpoint -> session id, so one client reuses its session with each provider
         self.sessions: dict[str, str] = {}
+        # (provider endpoint, model id) -> the provider's description of the model (classes, answers, layouts)
+        self.descriptions: dict[tuple[str, str], dict] = {}
 
     def public_context(self) -> bytes:
         """The CONTEXT message for the provider: parameters and Galois keys, never the secret key."""

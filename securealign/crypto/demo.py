@@ -2,7 +2,7 @@
 encoder, fitted on a task's training texts (the paper's task-supervised regime).
 
 The service's ``--demo`` option, the benchmark and the tests use these so that every encrypted computation runs on
-real embeddings. Fitting is plain scikit-learn; the project's alignment and heads modules offer the full variety.
+real embeddings. The fits are the project's own (alignment.fit_ridge, heads.fit_head), at fixed settings.
 """
 
 from __future__ import annotations
@@ -10,12 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression, Ridge
 
+from securealign.alignment import fit_ridge
 from securealign.datasets import load_task
 from securealign.embeddings import embed
+from securealign.heads import fit_head
 
-RIDGE_ALPHA = 1e-2
+RIDGE_ABSOLUTE_ALPHA = 1e-2  # in scikit-learn's convention (Ridge's alpha)
 
 
 @dataclass
@@ -38,23 +39,13 @@ class TaskModels:
         return f"{self.task}:{self.source}->{self.target}"
 
 
-def head_from_logistic(model: LogisticRegression) -> tuple[np.ndarray, np.ndarray]:
-    """(V, c) with one logit per class; a binary model's single score becomes the pair (-s/2, +s/2)."""
-    coef, intercept = model.coef_.T, model.intercept_
-    if coef.shape[1] == 1:
-        return np.hstack([-coef / 2, coef / 2]), np.array([-intercept[0] / 2, intercept[0] / 2])
-    return coef, intercept
-
-
 def fit_task_models(task_name: str, source: str, target: str, n_train: int = 600, n_test: int = 200) -> TaskModels:
     """Embed ``n_train`` training and ``n_test`` test texts (cached), fit the head on target embeddings and the
     ridge map source -> target on the same training texts."""
     task = load_task(task_name)
     train, test = task.train_texts[:n_train], task.test_texts[:n_test]
     z_src, z_tgt = embed(source, train, progress=False), embed(target, train, progress=False)
-    head = LogisticRegression(max_iter=2000).fit(z_tgt, task.train_labels[:n_train])
-    V, c = head_from_logistic(head)
-    ridge = Ridge(alpha=RIDGE_ALPHA).fit(z_src, z_tgt)
-    W, b = ridge.coef_.T.copy(), ridge.intercept_.copy()
-    return TaskModels(task_name, source, target, list(task.classes), V, c, W, b,
+    head = fit_head(z_tgt, task.train_labels[:n_train], task.classes)
+    affine = fit_ridge(z_src, z_tgt, absolute_alpha=RIDGE_ABSOLUTE_ALPHA)
+    return TaskModels(task_name, source, target, list(task.classes), head.V, head.c, affine.W, affine.b,
                       embed(source, test, progress=False).astype(np.float64), np.asarray(task.test_labels[:n_test]))

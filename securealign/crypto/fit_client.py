@@ -53,9 +53,10 @@ def _with_ones(Z: np.ndarray) -> np.ndarray:
     return np.hstack([Z, np.ones((len(Z), 1))])
 
 
-def _regularised_gram(X: np.ndarray, alpha: float) -> np.ndarray:
-    """``X^T X + alpha D`` where D leaves the intercept column unpenalised (ridge on centred data, as scikit-learn)."""
-    penalty = np.full(X.shape[1], float(alpha))
+def _regularised_gram(X: np.ndarray, absolute_alpha: float) -> np.ndarray:
+    """``X^T X + alpha D`` where D leaves the intercept column unpenalised (ridge on centred data, as scikit-learn:
+    the absolute convention)."""
+    penalty = np.full(X.shape[1], float(absolute_alpha))
     penalty[-1] = 0.0
     return X.T @ X + np.diag(penalty)
 
@@ -94,14 +95,14 @@ def _fit(provider, public_set: str, texts: list[str], Z_B: np.ndarray, mode: str
             provider.close_session(session)
 
 
-def fit_paper(provider, public_set: str, texts: list[str], Z_B: np.ndarray, alpha: float, *,
+def fit_paper(provider, public_set: str, texts: list[str], Z_B: np.ndarray, absolute_alpha: float, *,
               progress: bool = True) -> tuple[np.ndarray, np.ndarray, FitCost]:
     """The paper's protocol: returns the client's ``(W, b)`` and the cost; the provider saw only ciphertexts."""
     with _fit(provider, public_set, texts, Z_B, "paper", None) as info:
-        return _fit_paper(provider, info, Z_B, alpha, progress)
+        return _fit_paper(provider, info, Z_B, absolute_alpha, progress)
 
 
-def _fit_paper(provider, info: dict, Z_B: np.ndarray, alpha: float,
+def _fit_paper(provider, info: dict, Z_B: np.ndarray, absolute_alpha: float,
                progress: bool) -> tuple[np.ndarray, np.ndarray, FitCost]:
     start, cost = time.perf_counter(), FitCost(len(Z_B))
     X, holder = _with_ones(np.asarray(Z_B, dtype=np.float64)), KeyHolder()
@@ -117,23 +118,24 @@ def _fit_paper(provider, info: dict, Z_B: np.ndarray, alpha: float,
     start = cost.add_ms("provider", start)
     cost.bytes_down += len(product)
     cross = holder.decrypt(product)  # Z_A^T X
-    solution = np.linalg.solve(_regularised_gram(X, alpha), cross.T)
+    solution = np.linalg.solve(_regularised_gram(X, absolute_alpha), cross.T)
     cost.add_ms("client", start)
     return solution[:-1], solution[-1], cost
 
 
-def fit_sealed(provider, public_set: str, texts: list[str], Z_B: np.ndarray, alpha: float, *,
+def fit_sealed(provider, public_set: str, texts: list[str], Z_B: np.ndarray, absolute_alpha: float, *,
                model: str | None = None, progress: bool = True) -> tuple[dict, FitCost]:
     """The sealed variant: the provider decrypts ``(W, b)``; the client gets only the provider's receipt (the
     fit id and, when ``model`` names a served head, the id of the new sealed model) and the cost."""
     with _fit(provider, public_set, texts, Z_B, "sealed", model) as info:
-        return _fit_sealed(provider, info, Z_B, alpha, progress)
+        return _fit_sealed(provider, info, Z_B, absolute_alpha, progress)
 
 
-def _fit_sealed(provider, info: dict, Z_B: np.ndarray, alpha: float, progress: bool) -> tuple[dict, FitCost]:
+def _fit_sealed(provider, info: dict, Z_B: np.ndarray, absolute_alpha: float, progress: bool) -> tuple[dict, FitCost]:
     start, cost = time.perf_counter(), FitCost(len(Z_B))
     X = _with_ones(np.asarray(Z_B, dtype=np.float64))
-    weights = np.linalg.solve(_regularised_gram(X, alpha), X.T).T  # X G^-1: n x (d_B + 1), the client's plaintext
+    # X G^-1: n x (d_B + 1), the client's plaintext
+    weights = np.linalg.solve(_regularised_gram(X, absolute_alpha), X.T).T
     evaluator = CrossProductEvaluator(weights)
     start = cost.add_ms("client", start)
     with tqdm(total=len(X), desc="secure fit (sealed): encrypted rows received", unit="row",
@@ -161,7 +163,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--client-model", required=True, help="the client's zoo model key (e.g. wordllama)")
     parser.add_argument("--mode", choices=("paper", "sealed"), default="paper")
     parser.add_argument("--model", help="sealed mode: a served head to compose the map with (served as a new model)")
-    parser.add_argument("--alpha", type=float, default=1.0, help="ridge penalty")
+    parser.add_argument("--alpha", type=float, default=1.0,
+                        help="ridge penalty, absolute (scikit-learn's Ridge alpha)")
     parser.add_argument("--out", type=Path, help="paper mode: write W, b to this .npz")
     args = parser.parse_args(argv)
     from securealign.crypto.remote import RemoteProvider

@@ -12,8 +12,8 @@ single products, so a client that decrypted them would read the matrix off one q
 multiplies the sum by an output mask (1, or a secret blinding factor, at each output slot; 0 elsewhere) before the
 result leaves it: the client decrypts the K outputs and zeros.
 
-``simulate`` runs the same slot algorithm on plaintext numpy arrays: the twin the tests compare the encrypted
-path with (this module imports only the slot count from the CKKS module).
+No encryption here (numpy; tenseal loads only for ``ckks.SLOTS``): ``simulate_slots`` runs the same slot
+algorithm in plaintext, every slot of it, the twin the tests compare the encrypted path with.
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ import numpy as np
 
 from securealign.crypto.answers import ANSWERS
 from securealign.crypto.client import MODES, ClientSession
-from securealign.crypto.errors import AnswerRefusedError, DimensionError, ParameterError, UnknownSessionError
+from securealign.crypto.errors import (AnswerRefusedError, DimensionError, ParameterError, ProtocolError,
+                                       UnknownSessionError)
 from securealign.crypto.layout import Layout
 
 # Who learns what, per mode (semi-honest parties; both modes reveal the dimensions, the model id, the answer kind
@@ -109,7 +110,10 @@ def run_encrypted_query(client: ClientSession, provider, model_id: str, z: np.nd
     if answer not in ANSWERS:
         raise ParameterError(f"unknown answer kind {answer!r}; choose from {ANSWERS}")
     trace = Trace(mode, model_id)
-    info = provider.describe(model_id)
+    described = (provider.endpoint, model_id)
+    info = client.descriptions.get(described)
+    if info is None:  # one describe round trip per model and provider, not per query
+        info = client.descriptions[described] = provider.describe(model_id)
     if answer not in info["answers"]:
         raise AnswerRefusedError(f"model {model_id!r} answers only with {' or '.join(info['answers'])}")
     layouts = info["modes"] if answer == "logits" else info["label_modes"]
@@ -140,6 +144,9 @@ def run_encrypted_query(client: ClientSession, provider, model_id: str, z: np.nd
         client.sessions.pop(provider.endpoint, None)
         session_id = _ensure_session(client, provider, trace)
         result = provider.evaluate(session_id, model_id, query)
+    except ProtocolError:  # the model may have changed under the cached description: describe it again next time
+        client.descriptions.pop(described, None)
+        raise
     what = ("apply the pre-composed map and head (W V)^T, b V + c" if mode == "sealed" else "apply the head V, c")
     if answer == "label":
         what += ", take the pairwise margins and blind each with a fresh secret factor"

@@ -12,8 +12,8 @@ classification protocol would need V / 7 ciphertexts. Here one ciphertext carrie
   block; per block, the partial sums P_k = sum_b roll(D_kg+b, kg) * rot(x, b) are combined by Horner's rule,
   y = P_0 + rot(P_1 + rot(P_2 + ..., g), g), so the provider needs Galois keys for two steps only (1 and g).
 
-This module is pure numpy; :func:`simulate` runs the same algorithm on plaintext slot vectors as the twin the
-encrypted path is tested against.
+No encryption here (numpy; tenseal loads only for ``ckks.SLOTS``); :func:`simulate` runs the same algorithm on
+plaintext slot vectors as the twin the encrypted path is tested against.
 """
 
 from __future__ import annotations

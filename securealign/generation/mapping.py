@@ -13,15 +13,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from sklearn.linear_model import Ridge
 from sklearn.metrics import r2_score
 
+from securealign.alignment import fit_ridge
 from securealign.causal_lm import CausalLM, load_causal_lm
 from securealign.datasets import load_public_corpus
-from securealign.generation.pairing import exact_match_counts, pair_by_end_offset
+from securealign.generation.token_pairing import exact_match_counts, pair_by_end_offset
 from securealign.paths import assets_dir, cache_dir
 
-RIDGE_LAMBDA = 1e-4  # the paper's choice for generation maps
+RIDGE_ABSOLUTE_ALPHA = 1e-4  # the paper's choice for generation maps, in scikit-learn's convention (Ridge's alpha)
 HELD_OUT_FRACTION = 0.1
 DEFAULT_CORPUS_SIZE = 4000  # the paper's order of magnitude (~4,000 prompts)
 
@@ -82,13 +82,7 @@ def collect_pairs(source: CausalLM, target: CausalLM, texts: list[str], batch_si
     return TokenPairs(np.concatenate(xs), np.concatenate(ys), matched, total)
 
 
-def fit_ridge(x: np.ndarray, y: np.ndarray, lam: float = RIDGE_LAMBDA) -> tuple[np.ndarray, np.ndarray]:
-    """(W, b) of a ridge regression with an unpenalised intercept."""
-    model = Ridge(alpha=lam, fit_intercept=True).fit(x.astype(np.float64), y.astype(np.float64))
-    return model.coef_.T.astype(np.float32), model.intercept_.astype(np.float32)
-
-
-def fit_quality(pred: np.ndarray, true: np.ndarray, lm_head: np.ndarray) -> dict[str, float]:
+def hidden_map_quality(pred: np.ndarray, true: np.ndarray, lm_head: np.ndarray) -> dict[str, float]:
     """Held-out R^2 (variance-weighted), mean cosine, and how often the LM head picks the same next token."""
     cos = np.sum(pred * true, axis=1) / (np.linalg.norm(pred, axis=1) * np.linalg.norm(true, axis=1) + 1e-12)
     # in chunks: 40k held-out tokens against Gemma's 262k-token vocabulary would be a 42 GB logit matrix
@@ -98,7 +92,8 @@ def fit_quality(pred: np.ndarray, true: np.ndarray, lm_head: np.ndarray) -> dict
             "next_token_agreement": float(same.mean()), "held_out_tokens": int(len(true))}
 
 
-def fit_hidden_map(source_key: str, target_key: str, texts: list[str], lam: float = RIDGE_LAMBDA) -> HiddenMap:
+def fit_hidden_map(source_key: str, target_key: str, texts: list[str],
+                   absolute_alpha: float = RIDGE_ABSOLUTE_ALPHA) -> HiddenMap:
     """Fit on 90% of ``texts`` (split by text, not by token) and measure on the other 10%."""
     if len(texts) < 10:
         raise ValueError("fitting a hidden-state map needs at least 10 texts")
@@ -106,41 +101,42 @@ def fit_hidden_map(source_key: str, target_key: str, texts: list[str], lam: floa
     n_held = max(1, int(len(texts) * HELD_OUT_FRACTION))
     train = collect_pairs(source, target, texts[n_held:])
     held = collect_pairs(source, target, texts[:n_held])
-    W, b = fit_ridge(train.source, train.target, lam)
+    affine = fit_ridge(train.source, train.target, absolute_alpha=absolute_alpha)
+    W, b = affine.W.astype(np.float32), affine.b.astype(np.float32)
     pred = held.source @ W + b
-    metrics = fit_quality(pred, held.target, target.lm_head())
-    metrics.update({"train_tokens": int(len(train.source)), "texts": len(texts), "lambda": lam,
+    metrics = hidden_map_quality(pred, held.target, target.lm_head())
+    metrics.update({"train_tokens": int(len(train.source)), "texts": len(texts), "lambda": absolute_alpha,
                     "exact_match_rate": (train.exact_matches + held.exact_matches)
                     / max(1, train.target_tokens + held.target_tokens)})
     return HiddenMap(source_key, target_key, W, b, metrics)
 
 
-def map_cache_path(source_key: str, target_key: str, texts: list[str], lam: float) -> Path:
+def map_cache_path(source_key: str, target_key: str, texts: list[str], absolute_alpha: float) -> Path:
     digest = hashlib.sha256("\x1f".join(texts).encode()).hexdigest()[:12]
-    return cache_dir() / "generation" / f"map-{source_key}-{target_key}-{len(texts)}-{lam:g}-{digest}.npz"
+    return cache_dir() / "generation" / f"map-{source_key}-{target_key}-{len(texts)}-{absolute_alpha:g}-{digest}.npz"
 
 
 def fitted_map_path(source_key: str, target_key: str, texts: list[str] | None = None,
-                    lam: float = RIDGE_LAMBDA) -> Path | None:
+                    absolute_alpha: float = RIDGE_ABSOLUTE_ALPHA) -> Path | None:
     """Where an already fitted map for the pair lies (the cache, else the copy committed in assets/), or None.
 
     Lets callers with a user waiting (the app) refuse a pair whose fit would take the better part of an hour.
     """
-    path = map_cache_path(source_key, target_key, default_corpus() if texts is None else texts, lam)
+    path = map_cache_path(source_key, target_key, default_corpus() if texts is None else texts, absolute_alpha)
     return next((c for c in (path, assets_dir() / "generation" / path.name) if c.exists()), None)
 
 
 def load_hidden_map(source_key: str, target_key: str, texts: list[str] | None = None,
-                    lam: float = RIDGE_LAMBDA) -> HiddenMap:
+                    absolute_alpha: float = RIDGE_ABSOLUTE_ALPHA) -> HiddenMap:
     """The fitted map for a pair: from the cache, else the copy committed in assets/, else fitted once (minutes
     for the default 4,000 texts) and cached. Default corpus: the project's public corpus."""
     if texts is None:
         texts = default_corpus()
-    fitted = fitted_map_path(source_key, target_key, texts, lam)
+    fitted = fitted_map_path(source_key, target_key, texts, absolute_alpha)
     if fitted is not None:
         return HiddenMap.load(fitted)
-    path = map_cache_path(source_key, target_key, texts, lam)
-    hmap = fit_hidden_map(source_key, target_key, texts, lam)
+    path = map_cache_path(source_key, target_key, texts, absolute_alpha)
+    hmap = fit_hidden_map(source_key, target_key, texts, absolute_alpha)
     path.parent.mkdir(parents=True, exist_ok=True)
     hmap.save(path)
     return hmap

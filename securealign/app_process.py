@@ -1,7 +1,8 @@
-"""Launching the real demo (``python app.py``) on a free loopback port, for the API and browser tests.
+"""The demo (``python app.py``) as a subprocess on a free loopback port: how the API and browser tests and the
+start-up benchmark meet the app.
 
-A subprocess rather than ``launch()`` in the test process: the app then starts exactly as a user starts it (its
-own environment, its own model cache), and stopping it frees the models' memory before the next test module.
+A subprocess rather than ``launch()`` in the caller's process: the app then starts exactly as a user starts it
+(its own environment, its own model cache), and stopping it frees the models' memory.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 
-REPO = Path(__file__).resolve().parent.parent
+from securealign.paths import REPO_ROOT
+
 CHROMIUM = "/usr/bin/chromium"  # Debian's package (scripts/install.sh test); a browser is never downloaded
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
@@ -26,6 +27,7 @@ START_TIMEOUT_S = 180  # generous: CI shares 2 cores with model conversion and o
 
 
 def free_port() -> int:
+    """A loopback port nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -40,7 +42,7 @@ def launch_app(extra_env: dict[str, str] | None = None) -> Iterator[str]:
            **(extra_env or {})}
     url = f"http://127.0.0.1:{port}/"
     with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen([sys.executable, str(REPO / "app.py")], cwd=REPO, env=env, stdout=log,
+        proc = subprocess.Popen([sys.executable, str(REPO_ROOT / "app.py")], cwd=REPO_ROOT, env=env, stdout=log,
                                 stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + START_TIMEOUT_S
