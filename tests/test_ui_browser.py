@@ -104,9 +104,10 @@ def assert_no_mid_word_breaks(page: Page) -> None:
 
 
 def classify(page: Page) -> None:
+    """Click Classify and wait for the whole result: the client's answer, then the provider-model reference."""
     page.locator("#classify-button").click()
     expect(page.locator("#query-summary table")).to_be_visible(timeout=QUERY_TIMEOUT_MS)
-    expect(page.locator("#classify-button")).to_be_enabled(timeout=QUERY_TIMEOUT_MS)
+    expect(page.locator("#query-summary")).not_to_contain_text("computing…", timeout=QUERY_TIMEOUT_MS)
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -152,29 +153,40 @@ def laptop(browser: Browser, app_url: str):
     page.close()
 
 
-def test_a_chosen_pair_answers_the_same_encrypted_and_in_plaintext(laptop: Page, artifacts_dir: Path) -> None:
+@pytest.fixture(scope="module")
+def classified(laptop: Page) -> dict[str, str]:
+    """One encrypted query of a chosen pair and held-out example; the summary table's answers by path. Tests that
+    need a result on the page ask for this, not for an earlier test."""
     open_tab(laptop, "Secure inference")
+    task = service.catalogue()["tasks"][0][1]
     choose(laptop, "provider's task", service.catalogue()["tasks"][0][0])
     choose(laptop, "client model (source)", f"{service.model_name('minilm')}: ")
     choose(laptop, "provider model (target)", f"{service.model_name('wordllama')}: ")
-    task = service.catalogue()["tasks"][0][1]
     example = service.examples(task)[1]
     choose(laptop, "pick a held-out example ([true label] text)…", f"[{service.true_label(task, example)}]")
     expect(laptop.locator("#query-text textarea")).to_have_value(example)
     classify(laptop)
     rows = laptop.locator("#query-summary table tbody tr")
-    answers = {rows.nth(i).locator("td").nth(0).inner_text(): rows.nth(i).locator("td").nth(2).inner_text()
-               for i in range(rows.count())}
-    assert answers[app_text.PATH_NAMES["mapped_encrypted"]] == answers[app_text.PATH_NAMES["mapped_plaintext"]] != ""
+    return {rows.nth(i).locator("td").nth(0).inner_text(): rows.nth(i).locator("td").nth(2).inner_text()
+            for i in range(rows.count())}
+
+
+def test_a_chosen_pair_answers_the_same_encrypted_and_in_plaintext(laptop: Page, classified: dict[str, str],
+                                                                   artifacts_dir: Path) -> None:
+    open_tab(laptop, "Secure inference")
+    assert classified[app_text.PATH_NAMES["mapped_encrypted"]] == classified[app_text.PATH_NAMES["mapped_plaintext"]]
+    assert classified[app_text.PATH_NAMES["mapped_encrypted"]] != ""
     expect(laptop.locator("#protocol-steps")).to_contain_text("provider")
     expect(laptop.locator("#query-summary")).to_contain_text("reference only this demo can compute")
     laptop.wait_for_timeout(1000)
     laptop.screenshot(path=artifacts_dir / "ui-laptop-chosen-pair.png", full_page=True)
 
 
-def test_a_refusal_keeps_the_last_result_and_says_why_beside_the_button(laptop: Page, artifacts_dir: Path) -> None:
+def test_a_refusal_keeps_the_last_result_and_says_why_beside_the_button(laptop: Page, classified: dict[str, str],
+                                                                        artifacts_dir: Path) -> None:
+    open_tab(laptop, "Secure inference")
     headline = laptop.locator("#query-headline").inner_text()
-    assert "same answer as plaintext" in headline  # the previous test's result is on the page
+    assert "same answer as plaintext" in headline  # the last good result is on the page
     laptop.locator("#query-text textarea").fill("   ")
     laptop.locator("#classify-button").click()
     expect(laptop.locator("#classify-error")).to_contain_text("The query is empty", timeout=30_000)
@@ -185,12 +197,13 @@ def test_a_refusal_keeps_the_last_result_and_says_why_beside_the_button(laptop: 
 
 
 def test_encryption_off_shows_what_the_provider_would_see(laptop: Page, artifacts_dir: Path) -> None:
+    open_tab(laptop, "Secure inference")
     laptop.locator("#query-text textarea").fill("The film is a delight from start to finish.")
     laptop.get_by_label("encrypt (CKKS)").uncheck()
     classify(laptop)
     expect(laptop.locator("#query-headline")).to_contain_text("unencrypted")
     expect(laptop.locator("#protocol-steps")).to_contain_text("what the provider would receive")
-    expect(laptop.locator("#classify-error")).to_have_text("")  # the earlier refusal's message is gone
+    expect(laptop.locator("#classify-error")).to_have_text("")  # a success clears any earlier refusal's message
     laptop.screenshot(path=artifacts_dir / "ui-laptop-encryption-off.png", full_page=True)
     laptop.get_by_label("encrypt (CKKS)").check()
 
@@ -204,7 +217,7 @@ def test_secure_fit_estimates_then_runs_in_the_page(laptop: Page, artifacts_dir:
     laptop.screenshot(path=artifacts_dir / "ui-laptop-secure-fit.png", full_page=True)
 
 
-def test_export_follows_the_selections(laptop: Page) -> None:
+def test_export_follows_the_selections(laptop: Page, classified: dict[str, str]) -> None:
     open_tab(laptop, "Results")
     laptop.get_by_role("button", name="Export comparison (HTML)").click()
     link = laptop.locator("a[download][href$='securealign-comparison.html']")
