@@ -92,7 +92,8 @@ def _context(galois: bytes, steps: list[int], **extra_meta) -> bytes:
 def _crafted_contexts() -> dict[str, bytes]:
     """Ten contexts a forger could send, each small on the wire."""
     keys = ckks.KeyPair.generate()
-    one = _members(keys.galois_keys_bytes([1], conjugate=False))  # parms_id, 8192 key slots, one filled (element 3) with 2 parts
+    # parms_id, 8192 key slots, one filled (element 3) with 2 parts
+    one = _members(keys.galois_keys_bytes([1], conjugate=False))
     empty = struct.pack("<Q", 0)
     assert one[40:48] == empty  # slot 0 (element 1, the identity) is empty
     filled = one[48 : len(one) - 8 * (8192 - 2)]  # slot 1 (element 3): its part count and its two key parts
