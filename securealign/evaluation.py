@@ -81,8 +81,8 @@ def baseline_row(regime: str, affine: AffineMap, heads: tuple[LinearHead, Linear
                  ) -> dict[str, float | None]:
     """The regime's baselines (see ``BASELINES``) beside its fitted ridge map ``affine``; ``heads`` are the source's
     and the target's own. Probes are None where the regime has no in-distribution text; on the whole training split
-    the true-label probe is the source's own head. The shuffled map keeps the real map's lambda: validation on shuffled pairs
-    would only pick the largest value, and the floor should differ from the map in the pairing alone."""
+    the true-label probe is the source's own head. The shuffled map keeps the real map's lambda: validation on
+    shuffled pairs would only pick the largest value, and the floor should differ from the map in the pairing alone."""
     train_labels, test_labels = labels
     source_head, head = heads
     n = in_distribution_count(regime, len(train_labels))

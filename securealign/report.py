@@ -15,6 +15,7 @@ from scipy.stats import binomtest
 from scipy.stats import t as student_t
 
 from securealign.artifacts import load_manifest, load_results, load_seed_results, load_similarity
+from securealign.evaluation import in_distribution_count
 
 # The paper's linear CKA between embedding APIs (Gorbett and Jana, 2026), for the side-by-side line
 PAPER_CKA = (0.595, 0.881)
@@ -62,7 +63,8 @@ def mean_ci(values: np.ndarray) -> tuple[float, float]:
     values = np.asarray(values, dtype=np.float64)
     if len(values) < 2:
         return float(values.mean()), 0.0
-    return float(values.mean()), float(student_t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values)))
+    half = student_t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
+    return float(values.mean()), float(half)
 
 
 def seed_stats(rows: list[dict], task: str, regime: str, field: str) -> dict[str, float] | None:
@@ -93,10 +95,9 @@ def seed_table(task: str, rows: list[dict], regimes: list[str]) -> str:
     for regime in regimes:
         stats = {f: seed_stats(rows, task, regime, f) for f in
                  ("baseline_acc", "mapped_acc", "probe_distilled_acc", "probe_true_acc", "shuffled_acc")}
-        n = next(r["n_in_distribution"] for r in load_results()
-                 if r["task"] == task and r["regime"] == regime and r["map"] == "ridge")
+        n = in_distribution_count(regime, load_manifest()["task_sizes"][task]["train"])
         mapped, probe = stats["mapped_acc"], stats["probe_distilled_acc"]
-        wins = "-" if probe is None else f"{int(np.sum(mapped['pair_means'] > probe['pair_means']))} / {mapped['pairs']}"
+        wins = "-" if probe is None else f"{np.sum(mapped['pair_means'] > probe['pair_means'])} / {mapped['pairs']}"
         body.append([regime, str(n), _pm(stats["baseline_acc"]), _pm(mapped),
                      f"{100 * mapped['pair_sd_median']:.1f} / {100 * mapped['pair_sd_max']:.1f}",
                      _pm(probe), _pm(stats["probe_true_acc"]), _pm(stats["shuffled_acc"]), wins])
@@ -192,10 +193,12 @@ def render(tasks: list[str] | None = None, show_map_kinds: bool = True) -> str:
         parts += [f"\nTable 1 - {title}: accuracy (%) of the provider's head (ridge maps), seed 0",
                   accuracy_table(task, rows, regimes), sampling_note(native, manifest["task_sizes"][task]["test"])]
         parts += [f"\nTable 1b - {title}: accuracy (%) over {manifest['seeds']} seeds (split, public subset, "
-                  "few-shot draw): mean over pairs ± 95% interval over seeds, beside the baselines on the same texts",
+                  "few-shot draw): mean over pairs ± 95% interval over seeds, beside the baselines on the same texts; "
+                  f"pairs of {', '.join(manifest['seed_encoders'])}",
                   seed_table(task, seeds, regimes)]
         parts += [f"\nTable 2 - {title}: Energy-score OOD AUROC per regime over {manifest['seeds']} seeds (in: test "
-                  f"texts, out: {manifest['task_sizes'][task]['ood_name']})", seed_ood_table(task, seeds, regimes),
+                  f"texts, out: {manifest['task_sizes'][task]['ood_name']}; pairs of "
+                  f"{', '.join(manifest['seed_encoders'])})", seed_ood_table(task, seeds, regimes),
                   "\nseed 0 per pair:", ood_table(task, rows, ["task", manifest["demo_regime"]])]
         if show_map_kinds:
             parts += [f"\nTable 3 - {title}: map kinds (task-supervised), held-out fit quality on test pairs",
