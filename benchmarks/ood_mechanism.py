@@ -4,6 +4,8 @@ For every task, regime and ordered pair (seed 0, the committed run) this fits th
 - shrinkage: the norm of mapped vectors over the norm of the true target vectors, for in-distribution test texts
   and for OOD texts. Energy grows with the logits' scale, so whichever set shrinks more looks more OOD.
 - direction: mean cosine between mapped and true target vectors, in-distribution vs OOD.
+- confidence: how far the map moves the mean negative Energy (the detector's score) of in-distribution and of OOD
+  texts from their native values, in units of the native scores' spread. Detection fails when OOD texts gain more.
 - why: how close the client's in-distribution and OOD texts are to the public corpus (mean cosine to the nearest
   public text, in the client's own space). A ridge map is fitted where the public texts are and regresses the rest
   towards their mean.
@@ -78,7 +80,11 @@ def measure(regime: str, head: LinearHead, source: ModelEmbeddings, target: Mode
     n_in, n_out = (public_norm * _unit(m) for m in (m_in, m_out))
     var = variance_matched(affine, source.public, target.public)
     v_in, v_out = var.apply(source.test), var.apply(source.ood)
+    native_in, native_out = -energy_score(head.logits(target.test)), -energy_score(head.logits(target.ood))
+    spread = np.concatenate([native_in, native_out]).std()
     return {
+        "gain_in": float((-energy_score(head.logits(m_in))).mean() - native_in.mean()) / spread,
+        "gain_out": float((-energy_score(head.logits(m_out))).mean() - native_out.mean()) / spread,
         "shrink_in": _norm(m_in) / _norm(target.test), "shrink_out": _norm(m_out) / _norm(target.ood),
         "cos_in": _cosine(m_in, target.test), "cos_out": _cosine(m_out, target.ood),
         "public_near_in": _nearest_public(source.test, source.public),
@@ -98,10 +104,12 @@ def main() -> int:
     args = parser.parse_args()
     print("means over ordered pairs; shrink = |mapped| / |true target|; cos = cosine(mapped, true target); "
           "near public = cosine to the nearest public text in the client's space; 'count' columns say in how many "
-          "pairs the in-distribution texts shrink more / point worse / sit farther from the public texts than OOD")
+          "pairs the in-distribution texts shrink more / point worse / sit farther from the public texts / gain less "
+          "confidence (-Energy, in native standard deviations) than OOD")
     header = (f"{'task':16s} {'regime':10s} {'shrink in/out':>13s} {'count':>6s} {'cos in/out':>11s} {'count':>6s} "
-              f"{'near public in/out':>18s} {'count':>6s} | {'AUROC native':>12s} {'mapped':>7s} {'norm':>6s} "
-              f"{'var':>6s} {'<0.5':>5s} | {'acc mapped':>10s} {'norm':>6s} {'var':>6s}")
+              f"{'near public in/out':>18s} {'count':>6s} {'-E gain in/out':>14s} {'count':>6s} | "
+              f"{'AUROC native':>12s} {'mapped':>7s} {'norm':>6s} {'var':>6s} {'<0.5':>5s} | "
+              f"{'acc mapped':>10s} {'norm':>6s} {'var':>6s}")
     print(header)
     for name in args.tasks:
         task = load_task(name)
@@ -118,7 +126,8 @@ def main() -> int:
             print(f"{name:16s} {regime:10s} {mean['shrink_in']:6.2f}/{mean['shrink_out']:<6.2f} "
                   f"{count('shrink_in', 'shrink_out'):>6s} {mean['cos_in']:5.2f}/{mean['cos_out']:<5.2f} "
                   f"{count('cos_in', 'cos_out'):>6s} {mean['public_near_in']:9.2f}/{mean['public_near_out']:<8.2f} "
-                  f"{count('public_near_in', 'public_near_out'):>6s} | {mean['auroc_native']:12.3f} "
+                  f"{count('public_near_in', 'public_near_out'):>6s} {mean['gain_in']:6.2f}/{mean['gain_out']:<7.2f} "
+                  f"{count('gain_in', 'gain_out'):>6s} | {mean['auroc_native']:12.3f} "
                   f"{mean['auroc_mapped']:7.3f} {mean['auroc_norm']:6.3f} {mean['auroc_variance']:6.3f} "
                   f"{sum(r['auroc_mapped'] < 0.5 for r in rows):>2d}/{len(rows)} | {100 * mean['acc_mapped']:10.1f} "
                   f"{100 * mean['acc_norm']:6.1f} {100 * mean['acc_variance']:6.1f}", flush=True)
