@@ -20,8 +20,9 @@ def test_head_on_real_embeddings_and_ood(tmp_path: Path) -> None:
     np.testing.assert_allclose(head.proba(test).sum(1), 1.0)
     ood = embed("minilm", load_ood_texts("bbc_news", limit=600))
     metrics = ood_metrics(energy_score(head.logits(test)), energy_score(head.logits(ood)))
-    # measured 0.74: Energy on a small encoder's logistic head separates news from film reviews, imperfectly
-    assert metrics["auroc"] > 0.7 and 0.0 <= metrics["fpr95"] <= 1.0
+    # measured AUROC 0.741, FPR95 0.757 (454 of 600 reviews pass the threshold that keeps 95% of the news):
+    # Energy on a small encoder's logistic head separates news from film reviews, imperfectly
+    assert metrics["auroc"] > 0.7 and metrics["fpr95"] == pytest.approx(0.757, abs=0.02)
     head.save(tmp_path / "head.npz")
     again = LinearHead.load(tmp_path / "head.npz")
     assert again.classes == task.classes
