@@ -101,8 +101,8 @@ def seed_table(task: str, rows: list[dict], regimes: list[str]) -> str:
         body.append([regime, str(n), _pm(stats["baseline_acc"]), _pm(mapped),
                      f"{100 * mapped['pair_sd_median']:.1f} / {100 * mapped['pair_sd_max']:.1f}",
                      _pm(probe), _pm(stats["probe_true_acc"]), _pm(stats["shuffled_acc"]), wins])
-    return _table(["regime", "N (probe: labels revealed)", "provider native", "mapped", "pair SD med/max", "probe (provider "
-                   "labels)", "probe (true labels)", "shuffled map", "map > probe"], body)
+    return _table(["regime", "N (probe: labels revealed)", "provider native", "mapped", "pair SD med/max",
+                   "probe (provider labels)", "probe (true labels)", "shuffled map", "map > probe"], body)
 
 
 def seed_ood_table(task: str, rows: list[dict], regimes: list[str]) -> str:

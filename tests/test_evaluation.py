@@ -130,7 +130,8 @@ def test_committed_assets_are_complete_and_consistent() -> None:
     assert {(r["task"], r["source"], r["target"], r["regime"], r["seed"]) for r in seeds} == {
         (t, s, g, regime, seed) for t in tasks for s, g in permutations(covered, 2) for regime in manifest["regimes"]
         for seed in range(manifest["seeds"])}
-    committed = {(r["task"], r["source"], r["target"], r["regime"]): r["mapped_acc"] for r in rows if r["map"] == "ridge"}
+    committed = {(r["task"], r["source"], r["target"], r["regime"]): r["mapped_acc"]
+                 for r in rows if r["map"] == "ridge"}
     for r in seeds:
         if r["seed"] == 0:
             assert r["mapped_acc"] == committed[(r["task"], r["source"], r["target"], r["regime"])]
