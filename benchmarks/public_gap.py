@@ -49,15 +49,16 @@ def in_domain_unlabeled(task_name: str, limit: int) -> tuple[str, list[str]]:
     return "in-domain = training texts, unlabeled", task.train_texts[:limit]
 
 
-def conditions(task_name: str) -> list[tuple[str, list[str]]]:
-    """(label, texts) for every condition of one task."""
+def conditions(task_name: str, pooled: bool = True) -> list[tuple[str, list[str]]]:
+    """(label, texts) for every condition of one task; ``pooled=False`` leaves out the ~25k pooled texts."""
     corpus = load_public_corpus()
     out = [(f"corpus, first {n}", corpus[:n]) for n in SIZES] + [(f"corpus, all {len(corpus)}", corpus)]
     out += [(f"{name} only", load_public_source(name, DOMAIN_SIZE)) for name in PUBLIC_SOURCES]
     label, texts = in_domain_unlabeled(task_name, DOMAIN_SIZE)
     out.append((label, texts))
-    pooled = list(dict.fromkeys(corpus + [t for name in PUBLIC_SOURCES for t in load_public_source(name)]))
-    out.append((f"all public sources, {len(pooled)}", pooled))
+    if pooled:
+        everything = list(dict.fromkeys(corpus + [t for name in PUBLIC_SOURCES for t in load_public_source(name)]))
+        out.append((f"all public sources, {len(everything)}", everything))
     return out
 
 
@@ -66,6 +67,8 @@ def main() -> int:
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument("--encoders", nargs="+", default=["potion", "wordllama"],
                         help="fast static encoders by default: the sources add ~25k texts to embed")
+    parser.add_argument("--no-pooled", action="store_true",
+                        help="leave out the pooled condition (~25k texts: slow to embed with transformer encoders)")
     args = parser.parse_args()
     pairs = list(permutations(args.encoders, 2))
     print(f"mean over {len(pairs)} ordered pairs of {', '.join(args.encoders)}; accuracy (%) of the provider's head "
@@ -78,7 +81,7 @@ def main() -> int:
         native = np.mean([heads[t].accuracy(test[t], task.test_labels) for _, t in pairs])
         print(f"\n{TASKS[name].title}: provider native {100 * native:.1f}")
         print(f"  {'public text':42s} {'texts':>6s} {'mapped':>7s} {'gap':>6s}")
-        for label, texts in conditions(name):
+        for label, texts in conditions(name, pooled=not args.no_pooled):
             public = {k: embed(k, texts) for k in args.encoders}
             accs = [heads[t].accuracy(fit_ridge(public[s], public[t]).apply(test[s]), task.test_labels)
                     for s, t in pairs]
