@@ -168,17 +168,26 @@ def map_quality_matrix(task: str, regime: str, measure: str) -> dict:
 RESULT_COLUMNS = {
     "source": "client model", "target": "provider model", "regime": "map fitted on", "map": "map",
     "source_acc": "client native acc", "baseline_acc": "provider native acc", "mapped_acc": "mapped acc",
-    "p_vs_native": "p vs native (McNemar)",
+    "probe_distilled_acc": "client probe, provider's labels", "probe_true_acc": "client probe, true labels",
+    "shuffled_acc": "shuffled-pair map", "p_vs_native": "p vs native (McNemar)",
     "auroc_native": "AUROC native", "auroc_mapped": "AUROC mapped", "r2": "map R²", "top1": "top-1 retrieval",
 }
+BASELINE_COLUMNS = ("probe_distilled_acc", "probe_true_acc", "shuffled_acc")
 
 
 def results_table(task: str, regime: str | None = None) -> pd.DataFrame:
     """The precomputed rows of one task (optionally one regime) as a table, accuracies in percent."""
     _check_task(task)
-    rows = [r for r in artifacts.load_results() if r["task"] == task and regime in (None, r["regime"])]
+    # the baselines on the same texts (seed 0 of seeds.json; empty where the seeds do not cover the pair)
+    baselines = {(r["source"], r["target"], r["regime"]): r for r in artifacts.load_seed_results()
+                 if r["task"] == task and r["seed"] == 0}
+    rows = []
+    for r in artifacts.load_results():
+        if r["task"] == task and regime in (None, r["regime"]):
+            same = baselines.get((r["source"], r["target"], r["regime"])) if r["map"] == "ridge" else None
+            rows.append({**{k: (same or {}).get(k) for k in BASELINE_COLUMNS}, **r})
     frame = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
-    for column in ("source_acc", "baseline_acc", "mapped_acc"):
+    for column in ("source_acc", "baseline_acc", "mapped_acc", *BASELINE_COLUMNS):
         frame[column] = (100 * frame[column]).round(1)
     frame = frame.round({c: 3 for c in RESULT_COLUMNS if c != "p_vs_native"})
     frame["p_vs_native"] = frame["p_vs_native"].map(lambda p: float(f"{p:.2g}"))  # two significant digits, sortable
