@@ -30,8 +30,12 @@ import numpy as np  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 from securealign import artifacts  # noqa: E402
-from securealign.crypto import ClientSession, Layout, Provider  # noqa: E402
-from securealign.crypto import attacks  # noqa: E402
+from securealign.crypto import (  # noqa: E402
+    ClientSession,
+    Layout,
+    Provider,
+    attacks,  # noqa: E402
+)
 from securealign.crypto.answers import BLIND_BITS, pairwise_head  # noqa: E402
 from securealign.datasets import load_public_corpus, load_task, non_test_rows  # noqa: E402
 from securealign.embeddings import embed  # noqa: E402
@@ -71,7 +75,8 @@ class Served:
 
 
 def slot_attack(served: Served) -> None:
-    print(f"\n(a) one-query slot attack, {served.task} ({len(served.classes)} classes); the attacker's query is all ones")
+    print(f"\n(a) one-query slot attack, {served.task} ({len(served.classes)} classes); "
+          "the attacker's query is all ones")
     print(f"  {'mode':<7} {'result':<22} {'entries recovered':>18} {'relative error':>15} "
           f"{'zero guess':>11} {'random guess':>13}")
     for mode in MODES:
@@ -155,7 +160,7 @@ def averaging_attack(served: Served, seeds: int) -> None:
             errors = [np.mean([attacks.relative_error(attacks.averaging_attack(
                 attacks.blinded_twin(matrix, bias, np.random.default_rng(seed)), d, k, estimator=estimator).matrix,
                 truth) for seed in range(seeds)]) for k in REPEATS]
-            reached = next((k for k, e in zip(REPEATS, errors) if e <= TARGET_ERROR), None)
+            reached = next((k for k, e in zip(REPEATS, errors, strict=True) if e <= TARGET_ERROR), None)
             cost = f"{(d + 1) * reached:,} (k = {reached})" if reached else f"> {(d + 1) * REPEATS[-1]:,}"
             print(f"  {mode:<7} {estimator:<9} " + " ".join(f"{e:>8.3f}" for e in errors) + f"   {cost}")
 
@@ -199,7 +204,8 @@ def boundary(served: Served, real_steps: int = 12) -> list[dict]:
     oracles = {"plaintext": lambda x: float(margin @ x + margin_bias) > 0,
                "real CKKS": lambda x: real(x)[0] < 0}  # the pair (0, 1) carries r (l_0 - l_1): class 1 wins if < 0
     print(f"\n  boundary search (labels only, chosen queries), {served.task}, {mode} mode, d = {len(margin)}")
-    print(f"  {'labels':<10} {'bisections':>10} {'queries':>8} {'agreement':>10} {'direction error':>16} {'seconds':>8}")
+    print(f"  {'labels':<10} {'bisections':>10} {'queries':>8} {'agreement':>10} {'direction error':>16} "
+          f"{'seconds':>8}")
     rows = []
     for name, steps in [("plaintext", s) for s in BOUNDARY_STEPS] + [("real CKKS", real_steps)]:
         start = time.perf_counter()

@@ -225,7 +225,7 @@ class SignProvider:
         s4 = s2 * s2 / q2  # scale of x^4
         scales = (SCALE * q1 / s0, SCALE * q1 * q2 / (s0 * s2), SCALE * q1 * q3 / (s0 * s4),
                   SCALE * q1 * q2 * q3 / (s0 * s2 * s4))
-        return [he.encode(a, level, scale) for a, scale in zip(coeffs, scales)]
+        return [he.encode(a, level, scale) for a, scale in zip(coeffs, scales, strict=True)]
 
     def evaluate(self, blob: bytes, n_queries: int) -> bytes:
         he, ev, lay = self.he, self.he.evaluator, self.layout
@@ -404,7 +404,7 @@ def leakage_table(t: np.ndarray, out: np.ndarray) -> None:
     print(f"  {'|margin|/B quantiles':22s} {'|margin|/B range':>19s} {'median |1-|out||':>17s} "
           f"{'min |1-|out||':>14s} {'recovered <=1%':>15s} {'median rel err':>15s}")
     names = ("0-1%", "1-10%", "10-25%", "25-50%", "50-75%", "75-90%", "90-100%")
-    for name, lo, hi in zip(names, edges[:-1], edges[1:]):
+    for name, lo, hi in zip(names, edges[:-1], edges[1:], strict=True):
         sel = (t >= lo) & (t <= hi)
         print(f"  {name:22s} {lo:8.4f} .. {hi:8.4f} {np.median(gap[sel]):17.2e} {np.min(gap[sel]):14.2e} "
               f"{np.mean(rel[sel] <= 0.01):15.1%} {np.median(rel[sel]):15.2e}")

@@ -1,5 +1,5 @@
-"""The demo (``python app.py``) as a subprocess on a free loopback port: how the API and browser tests and the
-start-up benchmark meet the app.
+"""The demo (``python app.py``) and the provider (``python -m securealign serve``) as subprocesses on a free
+loopback port: how the API, browser and protocol tests and the start-up benchmark meet them.
 
 A subprocess rather than ``launch()`` in the caller's process: the app then starts exactly as a user starts it
 (its own environment, its own model cache), and stopping it frees the models' memory.
@@ -37,28 +37,47 @@ def free_port() -> int:
 def launch_app(extra_env: dict[str, str] | None = None) -> Iterator[str]:
     """Run app.py until the block exits; yields its URL once the first page answers."""
     port = free_port()
-    env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
-           "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+    env = {"GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False",
            **(extra_env or {})}
-    url = f"http://127.0.0.1:{port}/"
+    with _answering([str(REPO_ROOT / "app.py")], f"http://127.0.0.1:{port}/", env) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def launch_provider(*args: str) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Run ``python -m securealign serve ARGS`` until the block exits; yields its URL and process once /health
+    answers (the process, so that a test can measure or stop it)."""
+    port = free_port()
+    command = ["-m", "securealign", "serve", "--port", str(port), *args]
+    with _answering(command, f"http://127.0.0.1:{port}", {}, health="/health") as started:
+        yield started
+
+
+@contextlib.contextmanager
+def _answering(command: list[str], url: str, extra_env: dict[str, str],
+               health: str = "") -> Iterator[tuple[str, subprocess.Popen]]:
+    """Run ``python COMMAND`` offline, wait until ``url + health`` answers 200, stop it when the block exits."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **extra_env}
     with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen([sys.executable, str(REPO_ROOT / "app.py")], cwd=REPO_ROOT, env=env, stdout=log,
+        proc = subprocess.Popen([sys.executable, *command], cwd=REPO_ROOT, env=env, stdout=log,
                                 stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + START_TIMEOUT_S
             while True:
                 if proc.poll() is not None:
                     log.seek(0)
-                    raise RuntimeError(f"app.py exited with {proc.returncode}:\n{log.read().decode()[-3000:]}")
+                    raise RuntimeError(f"{' '.join(command)} exited with {proc.returncode}:\n"
+                                       f"{log.read().decode()[-3000:]}")
                 with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(url, timeout=5).status_code == 200:
+                    if httpx.get(url + health, timeout=5).status_code == 200:
                         break
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"app.py did not answer on {url} within {START_TIMEOUT_S} s")
+                    raise TimeoutError(f"{' '.join(command)} did not answer on {url} within {START_TIMEOUT_S} s")
                 time.sleep(0.5)
-            yield url
+            yield url, proc
         finally:
-            proc.terminate()
+            if proc.poll() is None:
+                proc.terminate()
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:

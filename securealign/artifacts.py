@@ -7,6 +7,7 @@ Layout (all small enough to commit; the manifest says which encoders, tasks and 
 
     assets/manifest.json                             what was run, subset sizes, the demo regime, total bytes
     assets/results.json                              one row per (task, source, target, regime, map kind)
+    assets/seeds.json                                compact ridge rows per seed (split, public subset, few-shot draw)
     assets/similarity/<dataset>.json                 N x N matrices per metric on one shared text set
     assets/heads/<task>/<target>.npz                 LinearHead (V, c, classes), float32
     assets/maps/<regime>/<task>/<source>__<target>.npz   ridge AffineMap, float16 (only ``map_regimes``)
@@ -57,6 +58,12 @@ def load_similarity(dataset: str) -> dict:
 def load_results() -> list[dict]:
     """Every (task, source, target, regime, map kind) row: accuracies, OOD metrics and fit quality."""
     return json.loads(_path("results.json").read_text())
+
+
+@functools.cache
+def load_seed_results() -> list[dict]:
+    """Every (task, source, target, regime, seed) row of the ridge maps with their baselines, seed 0 included."""
+    return json.loads(_path("seeds.json").read_text())
 
 
 @functools.cache

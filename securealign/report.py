@@ -1,8 +1,9 @@
 """`python -m securealign report`: the paper-style tables from the precomputed results.
 
 Table 1: accuracy of the provider's head on the client's mapped embeddings per data regime, beside both models'
-native accuracy. Table 2: Energy-score OOD detection, native vs mapped. Table 3: map kinds compared. Then the
-similarity matrices.
+native accuracy. Table 1b: the same regimes over seeds, beside the baselines the map must beat. Table 2: Energy-score
+OOD detection, native vs mapped, per regime over seeds. Table 3: map kinds compared. Then the similarity matrices,
+with linear CKA set beside the paper's range.
 """
 
 from __future__ import annotations
@@ -11,8 +12,13 @@ import argparse
 
 import numpy as np
 from scipy.stats import binomtest
+from scipy.stats import t as student_t
 
-from securealign.artifacts import load_manifest, load_results, load_similarity
+from securealign.artifacts import load_manifest, load_results, load_seed_results, load_similarity
+from securealign.evaluation import in_distribution_count
+
+# The paper's linear CKA between embedding APIs (Gorbett and Jana, 2026), for the side-by-side line
+PAPER_CKA = (0.595, 0.881)
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -52,6 +58,79 @@ def accuracy_table(task: str, rows: list[dict], regimes: list[str]) -> str:
     return _table(["client -> provider", "client native", "provider native", *regimes], body)
 
 
+def mean_ci(values: np.ndarray) -> tuple[float, float]:
+    """Mean and the half-width of its 95% Student-t interval (0 for a single value)."""
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) < 2:
+        return float(values.mean()), 0.0
+    half = student_t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
+    return float(values.mean()), float(half)
+
+
+def seed_stats(rows: list[dict], task: str, regime: str, field: str) -> dict[str, float] | None:
+    """One field of one regime over seeds: the mean over pairs per seed, summarised as mean +- 95% interval over
+    seeds, and each pair's standard deviation over seeds (median and largest); None where the field is empty."""
+    by_pair_seed = {(r["source"], r["target"], r["seed"]): r[field] for r in rows
+                    if r["task"] == task and r["regime"] == regime and r[field] is not None}
+    if not by_pair_seed:
+        return None
+    pairs = sorted({k[:2] for k in by_pair_seed})
+    seeds = sorted({k[2] for k in by_pair_seed})
+    grid = np.array([[by_pair_seed[(*pair, seed)] for seed in seeds] for pair in pairs])  # pairs x seeds
+    mean, half = mean_ci(grid.mean(axis=0))
+    spread = grid.std(axis=1, ddof=1) if len(seeds) > 1 else np.zeros(len(pairs))
+    return {"mean": mean, "ci": half, "pair_sd_median": float(np.median(spread)), "pair_sd_max": float(spread.max()),
+            "pair_means": grid.mean(axis=1), "seeds": len(seeds), "pairs": len(pairs)}
+
+
+def _pm(stats: dict | None, scale: float = 100.0, digits: int = 1) -> str:
+    return "-" if stats is None else f"{scale * stats['mean']:.{digits}f} ± {scale * stats['ci']:.{digits}f}"
+
+
+def seed_table(task: str, rows: list[dict], regimes: list[str]) -> str:
+    """Table 1b for one task: per regime, the mapped accuracy and each baseline as the mean over pairs with a 95%
+    interval over seeds, the per-pair spread over seeds, and in how many pairs the map beats the client's own
+    probe trained on the same texts with the provider's labels (means over seeds)."""
+    body = []
+    for regime in regimes:
+        stats = {f: seed_stats(rows, task, regime, f) for f in
+                 ("baseline_acc", "mapped_acc", "probe_distilled_acc", "probe_true_acc", "shuffled_acc")}
+        n = in_distribution_count(regime, load_manifest()["task_sizes"][task]["train"])
+        mapped, probe = stats["mapped_acc"], stats["probe_distilled_acc"]
+        wins = "-" if probe is None else f"{np.sum(mapped['pair_means'] > probe['pair_means'])} / {mapped['pairs']}"
+        body.append([regime, str(n), _pm(stats["baseline_acc"]), _pm(mapped),
+                     f"{100 * mapped['pair_sd_median']:.1f} / {100 * mapped['pair_sd_max']:.1f}",
+                     _pm(probe), _pm(stats["probe_true_acc"]), _pm(stats["shuffled_acc"]), wins])
+    return _table(["regime", "N (probe: labels revealed)", "provider native", "mapped", "pair SD med/max",
+                   "probe (provider labels)", "probe (true labels)", "shuffled map", "map > probe"], body)
+
+
+def seed_ood_table(task: str, rows: list[dict], regimes: list[str]) -> str:
+    """Table 2 for one task: Energy AUROC per regime, native vs mapped, mean over pairs +- 95% interval over seeds,
+    and how many pairs fall below chance (0.5) or below 0.4 (means over seeds)."""
+    body = []
+    for regime in regimes:
+        native, mapped = (seed_stats(rows, task, regime, f) for f in ("auroc_native", "auroc_mapped"))
+        lows = mapped["pair_means"]
+        body.append([regime, _pm(native, 1, 3), _pm(mapped, 1, 3), f"{lows.min():.3f}",
+                     f"{int(np.sum(lows < 0.5))} / {len(lows)}", f"{int(np.sum(lows < 0.4))} / {len(lows)}"])
+    return _table(["regime", "AUROC native", "AUROC mapped", "lowest pair", "pairs < 0.5", "pairs < 0.4"], body)
+
+
+def cka_line(manifest: dict) -> str:
+    """Linear CKA here (off-diagonal, public corpus and each task's test texts) beside the paper's range."""
+    parts = []
+    for dataset in manifest["similarity_datasets"]:
+        sim = load_similarity(dataset)
+        keys, matrix = sim["keys"], np.array(sim["matrices"]["cka"])
+        enc = [i for i, k in enumerate(keys) if k in manifest["encoders"]]
+        off = matrix[~np.eye(len(keys), dtype=bool)]
+        sub = matrix[np.ix_(enc, enc)][~np.eye(len(enc), dtype=bool)]
+        parts.append(f"{dataset} {off.min():.2f}-{off.max():.2f} (encoders only {sub.min():.2f}-{sub.max():.2f})")
+    return (f"Linear CKA between different models here: {'; '.join(parts)}. Paper (embedding APIs, large models): "
+            f"{PAPER_CKA[0]:.3f}-{PAPER_CKA[1]:.3f}.")
+
+
 def ood_table(task: str, rows: list[dict], regimes: list[str]) -> str:
     """Table 2 for one task: AUROC / FPR@95TPR of the Energy score, native vs mapped, then the mean per regime."""
     keys = ("auroc_native", "auroc_mapped", "fpr95_native", "fpr95_mapped")
@@ -82,7 +161,8 @@ def similarity_table(dataset: str, metric: str) -> str:
 
 def _sizes(manifest: dict) -> list[str]:
     """The subsets the numbers rest on (the precompute embeds modest subsets on 2 cores)."""
-    lines = [f"public corpus {manifest['public_texts']} texts (Guardian headlines + movie plots); similarity on the "
+    lines = [f"public corpus {manifest['public_texts']} texts (Guardian headlines + movie plots; other seeds draw "
+             f"them from all {manifest['public_pool']}); similarity on the "
              f"first {manifest['similarity_texts']} texts of each set; maps stored for {manifest['map_regimes']} "
              f"({manifest['map_dtype']}); causal LMs pooled by {manifest['causal_pooling']}"]
     for task, size in manifest["task_sizes"].items():
@@ -101,22 +181,29 @@ def sampling_note(accuracy: float, n_test: int) -> str:
 
 def render(tasks: list[str] | None = None, show_map_kinds: bool = True) -> str:
     """The whole report as text."""
-    manifest, rows = load_manifest(), load_results()
+    manifest, rows, seeds = load_manifest(), load_results(), load_seed_results()
     regimes = manifest["regimes"]
     parts = [f"securealign results ({manifest['created']}, {manifest['seconds']} s); demo regime "
              f"{manifest['demo_regime']}", *_sizes(manifest)]
     parts += [f"  regime {name}: {text}" for name, text in manifest["regime_descriptions"].items()]
+    parts += [f"  baseline {name}: {text}" for name, text in manifest["baselines"].items()]
     for task in tasks or manifest["tasks"]:
         title = manifest["task_titles"][task]
         native = np.mean([r["baseline_acc"] for r in rows if r["task"] == task])
-        parts += [f"\nTable 1 - {title}: accuracy (%) of the provider's head (ridge maps)",
+        parts += [f"\nTable 1 - {title}: accuracy (%) of the provider's head (ridge maps), seed 0",
                   accuracy_table(task, rows, regimes), sampling_note(native, manifest["task_sizes"][task]["test"])]
-        parts += [f"\nTable 2 - {title}: Energy-score OOD detection (in: test texts, out: "
-                  f"{manifest['task_sizes'][task]['ood_name']})",
-                  ood_table(task, rows, ["task", manifest["demo_regime"]])]
+        parts += [f"\nTable 1b - {title}: accuracy (%) over {manifest['seeds']} seeds (split, public subset, "
+                  "few-shot draw): mean over pairs ± 95% interval over seeds, beside the baselines on the same texts; "
+                  f"pairs of {', '.join(manifest['seed_encoders'])}",
+                  seed_table(task, seeds, regimes)]
+        parts += [f"\nTable 2 - {title}: Energy-score OOD AUROC per regime over {manifest['seeds']} seeds (in: test "
+                  f"texts, out: {manifest['task_sizes'][task]['ood_name']}; pairs of "
+                  f"{', '.join(manifest['seed_encoders'])})", seed_ood_table(task, seeds, regimes),
+                  "\nseed 0 per pair:", ood_table(task, rows, ["task", manifest["demo_regime"]])]
         if show_map_kinds:
             parts += [f"\nTable 3 - {title}: map kinds (task-supervised), held-out fit quality on test pairs",
                       map_kind_table(task, rows)]
+    parts.append("\n" + cka_line(manifest))
     for dataset in manifest["similarity_datasets"]:
         for metric in manifest["similarity_metrics"]:
             parts += [f"\nSimilarity on {dataset}: {metric}", similarity_table(dataset, metric)]

@@ -232,13 +232,15 @@ def map_quality_matrix(task: str, regime: str, measure: str) -> dict:
 RESULT_COLUMNS = {
     "source": "client model", "target": "provider model", "regime": "map fitted on", "map": "map",
     "source_acc": "client native acc (%)", "baseline_acc": "provider native acc (%)", "mapped_acc": "mapped acc (%)",
-    "p_vs_native": "McNemar p (mapped vs native)",
+    "probe_distilled_acc": "client probe, provider's labels (%)", "probe_true_acc": "client probe, true labels (%)",
+    "shuffled_acc": "shuffled-pair map (%)", "p_vs_native": "McNemar p (mapped vs native)",
     "auroc_native": "OOD AUROC native", "auroc_mapped": "OOD AUROC mapped", "r2": "map R²",
     "top1": "top-1 retrieval (%)",
 }
+BASELINE_COLUMNS = ("probe_distilled_acc", "probe_true_acc", "shuffled_acc")
 REGIME_SHORT = {"task": "task texts", "public": "public only", "public+64": "public + 64 task texts",
                 "public+128": "public + 128 task texts"}
-PERCENT_COLUMNS = ("source_acc", "baseline_acc", "mapped_acc", "top1")
+PERCENT_COLUMNS = ("source_acc", "baseline_acc", "mapped_acc", "top1", *BASELINE_COLUMNS)
 
 
 def results_table(task: str, regime: str | None = None) -> pd.DataFrame:
@@ -247,7 +249,14 @@ def results_table(task: str, regime: str | None = None) -> pd.DataFrame:
     _check_task(task)
     if regime is not None:
         _check_choice("regime", regime, [r for _, r in catalogue()["regimes"]])
-    rows = [r for r in artifacts.load_results() if r["task"] == task and regime in (None, r["regime"])]
+    # the baselines on the same texts (seed 0 of seeds.json; empty where the seeds do not cover the pair)
+    baselines = {(r["source"], r["target"], r["regime"]): r for r in artifacts.load_seed_results()
+                 if r["task"] == task and r["seed"] == 0}
+    rows = []
+    for r in artifacts.load_results():
+        if r["task"] == task and regime in (None, r["regime"]):
+            same = baselines.get((r["source"], r["target"], r["regime"])) if r["map"] == "ridge" else None
+            rows.append({**{k: (same or {}).get(k) for k in BASELINE_COLUMNS}, **r})
     frame = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
     for column in PERCENT_COLUMNS:
         frame[column] = (100 * frame[column]).round(1)

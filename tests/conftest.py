@@ -31,6 +31,13 @@ def launch_app():
 
 
 @pytest.fixture(scope="session")
+def launch_provider():
+    """``launch_provider(*serve_args)``: a context manager running ``python -m securealign serve`` on a free
+    loopback port, yielding (URL, process) (see securealign.app_process)."""
+    return app_process.launch_provider
+
+
+@pytest.fixture(scope="session")
 def free_port():
     """``free_port()``: a loopback port nothing listens on, for a server a test starts itself."""
     return app_process.free_port

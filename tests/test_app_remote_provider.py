@@ -6,11 +6,6 @@ message, not a traceback.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import httpx
 import numpy as np
 import pytest
@@ -23,29 +18,12 @@ from securealign.embeddings import embed
 
 SOURCE, TARGET = "minilm", "wordllama"
 pytestmark = pytest.mark.slow  # a served app, model fits or ciphertexts by the hundred: not in the fast tier
-REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def provider_url(free_port):
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "securealign", "serve", "--assets", "--port", str(port)],
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            if httpx.get(f"{url}/health", timeout=5).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("python -m securealign serve --assets did not start")
-        time.sleep(0.5)
-    yield url, proc
-    proc.terminate()
-    proc.wait(timeout=30)
+def provider_url(launch_provider):
+    with launch_provider("--assets") as started:
+        yield started
 
 
 def test_app_queries_a_remote_provider(provider_url, launch_app) -> None:

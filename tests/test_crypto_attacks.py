@@ -100,8 +100,9 @@ def test_logit_attack_gets_no_closer_than_a_guess_from_label_only_answers(provid
 def test_imaginary_parts_carry_nothing_beyond_the_label(provider, mode):
     """The leak this attack found: the first output slot's imaginary part was a key-dependent offset times the
     blinding factor, so Re / |Im| cancelled the factor and one query per point gave the margin, and d + 1 queries
-    the pair's row (this test was an expected failure then). The provider now returns real parts only: every imaginary part is noise, and reading them
-    does no better than a solve on the answers' signs alone, which is what a label-only answer means to reveal."""
+    the pair's row (this test was an expected failure then). The provider now returns real parts only: every
+    imaginary part is noise, and reading them does no better than a solve on the answers' signs alone, which is
+    what a label-only answer means to reveal."""
     model_id = SMALL_MODEL[mode]
     rows, _ = pairwise_head(*_truth(model_id, mode))
     d = _layout(provider, model_id, mode).d_in

@@ -12,13 +12,21 @@ import numpy as np
 import pytest
 import tenseal.sealapi as seal
 
-from securealign.crypto import ClientSession, Layout, Provider, plaintext_logits, wire
-from securealign.crypto import ckks
-from securealign.crypto.layout import DEPTH
+from securealign.crypto import ClientSession, Layout, Provider, ckks, plaintext_logits, wire
 from securealign.crypto.demo import fit_task_models
-from securealign.crypto.errors import (DimensionError, IntegrityError, KeyMismatchError, LimitExceededError,
-                                       ParameterError, ProtocolError, SecretKeyRefusedError, UnknownModelError,
-                                       UnknownSessionError, WireFormatError)
+from securealign.crypto.errors import (
+    DimensionError,
+    IntegrityError,
+    KeyMismatchError,
+    LimitExceededError,
+    ParameterError,
+    ProtocolError,
+    SecretKeyRefusedError,
+    UnknownModelError,
+    UnknownSessionError,
+    WireFormatError,
+)
+from securealign.crypto.layout import DEPTH
 
 
 @pytest.fixture(scope="module")

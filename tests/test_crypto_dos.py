@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import socket
 import struct
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -28,7 +26,6 @@ from securealign.crypto import ClientSession, Layout, RemoteProvider, ckks, plai
 from securealign.crypto.demo import fit_task_models
 from securealign.crypto.errors import QueryBudgetError
 
-REPO = Path(__file__).resolve().parent.parent
 BODY_TIMEOUT_S = 2.0
 QUERY_BUDGET = 6
 _SEAL_HEADER = struct.Struct("<HBBBBHQ")
@@ -40,31 +37,13 @@ def models():
 
 
 @pytest.fixture(scope="module")
-def server(models, tmp_path_factory):
+def server(models, tmp_path_factory, launch_provider):
     """(url, pid) of a real provider process; stopped (only this process, by its own handle) at the end."""
     path = tmp_path_factory.mktemp("dos") / "bbc.npz"
     np.savez(path, V=models.V, c=models.c, W=models.W, b=models.b, classes=np.array(models.classes))
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "securealign", "serve", "--port", str(port), "--model",
-                             f"bbc={path}", "--body-timeout", str(BODY_TIMEOUT_S), "--max-queries-per-session",
-                             str(QUERY_BUDGET)], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, "serve did not start"
-        time.sleep(0.3)
-    try:
+    with launch_provider("--model", f"bbc={path}", "--body-timeout", str(BODY_TIMEOUT_S),
+                         "--max-queries-per-session", str(QUERY_BUDGET)) as (url, proc):
         yield url, proc.pid
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
 
 
 def _rss_mb(pid: int) -> float:
@@ -92,7 +71,8 @@ def _context(galois: bytes, steps: list[int], **extra_meta) -> bytes:
 def _crafted_contexts() -> dict[str, bytes]:
     """Ten contexts a forger could send, each small on the wire."""
     keys = ckks.KeyPair.generate()
-    one = _members(keys.galois_keys_bytes([1], conjugate=False))  # parms_id, 8192 key slots, one filled (element 3) with 2 parts
+    # parms_id, 8192 key slots, one filled (element 3) with 2 parts
+    one = _members(keys.galois_keys_bytes([1], conjugate=False))
     empty = struct.pack("<Q", 0)
     assert one[40:48] == empty  # slot 0 (element 1, the identity) is empty
     filled = one[48 : len(one) - 8 * (8192 - 2)]  # slot 1 (element 3): its part count and its two key parts

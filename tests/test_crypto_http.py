@@ -13,11 +13,26 @@ import httpx
 import numpy as np
 import pytest
 
-from securealign.crypto import (ClientSession, Layout, Provider, RemoteProvider, ckks, plaintext_logits,
-                                run_encrypted_query, wire)
+from securealign.crypto import (
+    ClientSession,
+    Layout,
+    Provider,
+    RemoteProvider,
+    ckks,
+    plaintext_logits,
+    run_encrypted_query,
+    wire,
+)
 from securealign.crypto.demo import fit_task_models
-from securealign.crypto.errors import (IntegrityError, LimitExceededError, QueryBudgetError, SecretKeyRefusedError,
-                                       UnknownModelError, UnknownSessionError, WireFormatError)
+from securealign.crypto.errors import (
+    IntegrityError,
+    LimitExceededError,
+    QueryBudgetError,
+    SecretKeyRefusedError,
+    UnknownModelError,
+    UnknownSessionError,
+    WireFormatError,
+)
 from securealign.crypto.server import running_server
 
 N_CLIENTS = 8

@@ -11,11 +11,26 @@ import numpy as np
 import pytest
 from sklearn.linear_model import Ridge
 
-from securealign.crypto import ClientSession, Layout, Provider, RemoteProvider, plaintext_logits, run_encrypted_query
+from securealign.crypto import (
+    ClientSession,
+    Layout,
+    Provider,
+    RemoteProvider,
+    plaintext_logits,
+    run_encrypted_query,
+    wire,
+)
 from securealign.crypto.demo import fit_task_models
-from securealign.crypto import wire
-from securealign.crypto.errors import (DimensionError, KeyMismatchError, LimitExceededError, ParameterError,
-                                       TooFewRowsError, UnknownFitError, UnknownSessionError, WireFormatError)
+from securealign.crypto.errors import (
+    DimensionError,
+    KeyMismatchError,
+    LimitExceededError,
+    ParameterError,
+    TooFewRowsError,
+    UnknownFitError,
+    UnknownSessionError,
+    WireFormatError,
+)
 from securealign.crypto.fit_client import fit_paper, fit_sealed
 from securealign.crypto.secure_fit import CrossProductEvaluator, KeyHolder
 from securealign.crypto.server import running_server

@@ -6,7 +6,8 @@ from collections import Counter
 
 import pytest
 
-from securealign.datasets import TASKS, _bbc_rows, load_ood_texts, load_public_corpus, load_task, non_test_rows
+from securealign.datasets import (FORTUNES_DIR, PUBLIC_SOURCES, TASKS, _bbc_rows, load_ood_texts, load_public_corpus,
+                                  load_public_source, load_task, non_test_rows)
 
 
 @pytest.mark.parametrize(
@@ -58,3 +59,25 @@ def test_non_test_rows_hold_every_labeled_row_but_the_test_split(name: str) -> N
     assert len(texts) == len(set(texts)) == len(labels) and set(labels.tolist()) == set(range(len(task.classes)))
     train_labels = dict(zip(texts, labels.tolist()))
     assert all(train_labels[t] == y for t, y in zip(task.train_texts, task.train_labels.tolist()))
+
+
+def _key(text: str) -> str:
+    """Case- and spacing-blind first 80 characters: catches a test text that reached the public side re-cased,
+    re-spaced or truncated differently, not only verbatim."""
+    return " ".join(text.casefold().split())[:80]
+
+
+@pytest.mark.parametrize("source", ["corpus", *PUBLIC_SOURCES])
+def test_public_text_shares_no_text_with_any_task(source: str) -> None:
+    """A map fitted on public text must never have seen a test text (nor a training text: those are the provider's
+    private labeled data). Measured: 0 shared keys for every source, task and split."""
+    if source == "fortunes" and not FORTUNES_DIR.is_dir():
+        pytest.skip("Debian `fortunes` is not installed (apt-get install fortunes); only benchmarks use it")
+    public = load_public_corpus() if source == "corpus" else load_public_source(source)
+    assert len(public) > 1000
+    keys = {_key(t) for t in public}
+    for name in TASKS:
+        task = load_task(name)
+        for split, texts in (("test", task.test_texts), ("train", task.train_texts)):
+            shared = keys & {_key(t) for t in texts}
+            assert not shared, (source, name, split, sorted(shared)[:3])

@@ -12,8 +12,14 @@ See docs/protocol.md for the threat model of each mode and the wire format.
 from securealign.crypto.client import MODES, ClientSession
 from securealign.crypto.errors import ProtocolError
 from securealign.crypto.layout import Layout
-from securealign.crypto.protocol import (ANSWER_REVEALS, THREAT_MODELS, Trace, TraceStep, plaintext_logits,
-                                         run_encrypted_query)
+from securealign.crypto.protocol import (
+                                         ANSWER_REVEALS,
+                                         THREAT_MODELS,
+                                         Trace,
+                                         TraceStep,
+                                         plaintext_logits,
+                                         run_encrypted_query,
+)
 from securealign.crypto.provider import Provider
 from securealign.crypto.remote import RemoteProvider
 

@@ -62,7 +62,7 @@ def wins(margins: np.ndarray) -> np.ndarray:
     margins = np.asarray(margins, dtype=np.float64)
     n_classes = classes_for_pairs(len(margins))
     counts = np.zeros(n_classes)
-    for (i, j), m in zip(pairs(n_classes), margins):
+    for (i, j), m in zip(pairs(n_classes), margins, strict=True):
         counts[i] += m > 0
         counts[j] += m < 0
     return counts

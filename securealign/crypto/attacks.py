@@ -86,7 +86,7 @@ def unmasked_slots(layout: Layout, matrix: np.ndarray, bias: np.ndarray, x: np.n
     plus bias, no mask), computed in plaintext with the layout's own packing and window sum."""
     query = layout.pack_query(x)
     return [layout.window_sum(query * weights, lambda v, k: np.roll(v, -k), np.add) + offsets
-            for weights, offsets in zip(layout.pack_matrix(matrix), layout.place_outputs(bias))]
+            for weights, offsets in zip(layout.pack_matrix(matrix), layout.place_outputs(bias), strict=True)]
 
 
 def slot_attack(slots: Sequence[np.ndarray], layout: Layout, x: np.ndarray) -> Extraction:
@@ -245,7 +245,7 @@ def agreement_curve(pool: np.ndarray, pool_logits: np.ndarray, test: np.ndarray,
     the uncertainty sampling of active learning."""
     answers = pool_logits if use_logits else np.argmax(pool_logits, axis=1)
     counts = [n for n in counts if n <= len(pool)]
-    scores = {n: [] for n in counts}
+    scores: dict[int, list[float]] = {n: [] for n in counts}
     for seed in seeds:
         order = list(np.random.default_rng(seed).permutation(len(pool)))
         asked, rest = order[: counts[0]], order[counts[0]:]

@@ -24,10 +24,10 @@ import os
 import struct
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
-from collections.abc import Callable
+from typing import Protocol, TypeVar
 
 import numpy as np
 import tenseal.sealapi as seal
@@ -50,7 +50,11 @@ MAX_ROTATION_KEYS = SLOTS.bit_length() - 1
 # the imaginary parts, and blinding factors would cancel between a slot's real and imaginary parts.
 CONJUGATION = 2 * POLY_DEGREE - 1
 
-T = TypeVar("T")
+class _Loadable(Protocol):
+    def load(self, context: seal.SEALContext, path: str) -> None: ...
+
+
+T = TypeVar("T", bound=_Loadable)
 
 
 @functools.lru_cache(maxsize=1)

@@ -20,20 +20,25 @@ the provider's dimension; both are refused otherwise (``TooFewRowsError``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import secrets
 import threading
 import time
-import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from securealign.crypto import wire
-from securealign.crypto.errors import (DimensionError, LimitExceededError, ParameterError, TooFewRowsError,
-                                       UnknownFitError)
+from securealign.crypto.errors import (
+    DimensionError,
+    LimitExceededError,
+    ParameterError,
+    TooFewRowsError,
+    UnknownFitError,
+)
 from securealign.crypto.secure_fit import BATCH_ROWS, CrossLayout, CrossProductEvaluator, KeyHolder, finite_matrix
 
 FIT_MODES = ("paper", "sealed")
@@ -67,6 +72,16 @@ class FitJob:
     holder: KeyHolder | None  # sealed mode
     expires_at: float
     lock: threading.Lock = field(default_factory=threading.Lock)  # one step of a job at a time
+
+    def paper_evaluator(self) -> CrossProductEvaluator:
+        if self.evaluator is None:
+            raise ParameterError(f"fit {self.fit_id!r} is a {self.mode} fit; this step belongs to a paper fit")
+        return self.evaluator
+
+    def sealed_holder(self) -> KeyHolder:
+        if self.holder is None:
+            raise ParameterError(f"fit {self.fit_id!r} is a {self.mode} fit; this step belongs to a sealed fit")
+        return self.holder
 
     def info(self) -> dict:
         """What the client needs to run its half."""
@@ -171,13 +186,13 @@ class FitJobs:
             cols = wire.decode(batch, wire.MessageType.MATRIX).meta["cols"]
             if cols != job.width:
                 raise DimensionError(f"rows of width {cols}; the fit was opened for width {job.width}")
-            job.evaluator.add(batch)
-            return job.evaluator.rows_done
+            job.paper_evaluator().add(batch)
+            return job.paper_evaluator().rows_done
 
     def product(self, fit_id: str) -> bytes:
         """``Enc(Z_A^T [Z_B, 1])`` once every row is in; the job then ends."""
         with self._step(fit_id, "paper") as job:
-            message = job.evaluator.result()
+            message = job.paper_evaluator().result()
             self.close(fit_id)
             return message
 
@@ -185,7 +200,7 @@ class FitJobs:
     def rows(self, fit_id: str, start: int) -> bytes:
         """A batch of the provider's encrypted rows of ``Z_A`` from row ``start``, laid out for the client."""
         with self._step(fit_id, "sealed") as job:
-            return job.holder.encrypt_batch(job.public.Z, job.width, start)
+            return job.sealed_holder().encrypt_batch(job.public.Z, job.width, start)
 
     def finish(self, fit_id: str, product: bytes) -> tuple[FitJob, np.ndarray, np.ndarray]:
         """Decrypt the client's ``Enc([W; b])``; returns the job and the map, which never leaves the provider."""
@@ -194,7 +209,7 @@ class FitJobs:
             if (meta["rows"], meta["cols"]) != (job.width, job.public.Z.shape[1]):
                 raise DimensionError(f"encrypted map of {meta['rows']} x {meta['cols']}; expected "
                                      f"{job.width} x {job.public.Z.shape[1]}")
-            solution = job.holder.decrypt(product)
+            solution = job.sealed_holder().decrypt(product)
             self.close(fit_id)
             return job, solution[:-1], solution[-1]
 

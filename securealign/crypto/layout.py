@@ -26,7 +26,6 @@ import numpy as np
 from securealign.crypto.ckks import SLOTS
 from securealign.crypto.errors import DimensionError, ParameterError
 
-
 # multiplications the packed algorithm needs: the head's product, then the output mask
 DEPTH = 2
 
@@ -162,7 +161,7 @@ def simulate_slots(layout: Layout, matrix: np.ndarray, bias: np.ndarray, x: np.n
     factors = np.ones(layout.n_classes) if factors is None else factors
     results = []
     for weights, offsets, mask in zip(layout.pack_matrix(matrix), layout.place_outputs(bias),
-                                      layout.place_outputs(factors)):
+                                      layout.place_outputs(factors), strict=True):
         summed = layout.window_sum(query * weights, lambda v, k: np.roll(v, -k), np.add)
         results.append((summed + offsets) * mask)
     return results

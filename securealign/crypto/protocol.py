@@ -11,8 +11,13 @@ import numpy as np
 
 from securealign.crypto.answers import ANSWERS
 from securealign.crypto.client import MODES, ClientSession
-from securealign.crypto.errors import (AnswerRefusedError, DimensionError, ParameterError, ProtocolError,
-                                       UnknownSessionError)
+from securealign.crypto.errors import (
+    AnswerRefusedError,
+    DimensionError,
+    ParameterError,
+    ProtocolError,
+    UnknownSessionError,
+)
 from securealign.crypto.layout import Layout
 
 # Who learns what, per mode (semi-honest parties; both modes reveal the dimensions, the model id, the answer kind

@@ -20,8 +20,16 @@ import tenseal.sealapi as seal
 
 from securealign.crypto import ckks, wire
 from securealign.crypto.answers import ANSWERS, blinding_factors, pairwise_head
-from securealign.crypto.errors import (AnswerRefusedError, DimensionError, KeyMismatchError, LimitExceededError,
-                                       ParameterError, QueryBudgetError, UnknownModelError, UnknownSessionError)
+from securealign.crypto.errors import (
+    AnswerRefusedError,
+    DimensionError,
+    KeyMismatchError,
+    LimitExceededError,
+    ParameterError,
+    QueryBudgetError,
+    UnknownModelError,
+    UnknownSessionError,
+)
 from securealign.crypto.fit_jobs import FitJobs
 from securealign.crypto.layout import DEPTH, Layout
 
@@ -74,7 +82,7 @@ class CompiledHead:
         zero, and every imaginary part to noise, whatever the client put in its query's imaginary parts."""
         ev, out = ckks.evaluator(), []
         masks = self._encode_masks(self.layout, blinding_factors(self.layout.n_classes)) if self.blind else self.masks
-        for weights, offsets, mask in zip(self.weights, self.offsets, masks):
+        for weights, offsets, mask in zip(self.weights, self.offsets, masks, strict=True):
             product = seal.Ciphertext()
             ev.multiply_plain(query, weights, product)
             ev.rescale_to_next_inplace(product)
@@ -255,7 +263,7 @@ class Provider:
         if not isinstance(model_id, str) or not model_id.strip():
             raise ParameterError("model id must be a non-empty string")
         n_classes = next(iter(computations.values()))[0].shape[0]
-        for matrix, bias in computations.values():
+        for _matrix, bias in computations.values():
             if bias.shape != (n_classes,):
                 raise DimensionError(f"bias has shape {bias.shape}; the head has {n_classes} classes")
         classes = list(classes) if classes is not None else [str(k) for k in range(n_classes)]
@@ -337,7 +345,8 @@ class Provider:
         self.budget.charge(session)  # only a query that would be answered counts
         blobs = head.evaluate(ciphertext, session.galois_keys)
         reply = {"key": session.key_id, "query": message.digest_hex, "model": model_id, "mode": meta["mode"],
-                 "answer": meta["answer"], "layout": head.layout.to_dict(), "compute_ms": round((time.perf_counter() - started) * 1e3, 3)}
+                 "answer": meta["answer"], "layout": head.layout.to_dict(),
+                 "compute_ms": round((time.perf_counter() - started) * 1e3, 3)}
         return wire.encode(wire.MessageType.RESULT, reply, blobs)
 
     # secure fitting of the map (the provider's half; see fit_jobs.py) --------------------------------------------

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import math
 import secrets
-from dataclasses import dataclass
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import tenseal.sealapi as seal
@@ -116,7 +116,7 @@ class CrossProductEvaluator:
 
     def __init__(self, Y: np.ndarray) -> None:
         self.Y = finite_matrix("Y", Y)
-        self._acc: list[seal.Ciphertext] | None = None
+        self._acc: list[seal.Ciphertext | None] = []  # one running sum per result ciphertext, from the first batch
         self._layout: CrossLayout | None = None
         self._key: str | None = None
         self._done = 0
@@ -146,10 +146,11 @@ class CrossProductEvaluator:
                 product = seal.Ciphertext()
                 ev.multiply_plain(row, ckks.encode(layout.pack_weights(y, t), ckks.fresh_parms_id(DEPTH), ckks.SCALE),
                                   product)
-                if self._acc[t] is None:
+                running = self._acc[t]
+                if running is None:
                     self._acc[t] = product
                 else:
-                    ev.add_inplace(self._acc[t], product)
+                    ev.add_inplace(running, product)
             self._done += 1
 
     @property
@@ -158,12 +159,13 @@ class CrossProductEvaluator:
 
     def result(self) -> bytes:
         """The MATRIX message holding ``Enc(Y^T X)``, once every row has been added."""
-        if self._acc is None or self._done != len(self.Y):
+        sums = [ct for ct in self._acc if ct is not None]
+        if self._layout is None or len(sums) != len(self._acc) or self._done != len(self.Y):
             raise DimensionError(f"{self._done} of {len(self.Y)} rows received; the cross-product is incomplete")
-        for ct in self._acc:
+        for ct in sums:
             ckks.evaluator().rescale_to_next_inplace(ct)
         meta = {"key": self._key, "stage": "product", "rows": self._layout.q, "cols": self._layout.p}
-        return wire.encode(wire.MessageType.MATRIX, meta, [ckks.save_bytes(ct) for ct in self._acc])
+        return wire.encode(wire.MessageType.MATRIX, meta, [ckks.save_bytes(ct) for ct in sums])
 
 
 def finite_matrix(name: str, array: np.ndarray) -> np.ndarray:

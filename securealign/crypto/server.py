@@ -14,8 +14,8 @@ import asyncio
 import contextlib
 import threading
 import time
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import uvicorn
@@ -42,7 +42,8 @@ async def _read_body(request: Request, kind: wire.MessageType, timeout: float) -
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise LimitExceededError(f"{kind.name} body of {int(declared):,} bytes exceeds the limit of {limit:,}")
-    chunks, total, stream = [], 0, request.stream()
+    chunks: list[bytes] = []
+    total, stream = 0, request.stream()
     while True:
         try:
             chunk = await asyncio.wait_for(anext(stream), timeout)

@@ -21,8 +21,8 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
-import struct
 import math
+import struct
 from dataclasses import dataclass, field
 
 from securealign.crypto.errors import IntegrityError, LimitExceededError, SecretKeyRefusedError, WireFormatError
