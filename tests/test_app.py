@@ -197,10 +197,10 @@ def test_api_fits_a_map_under_encryption(client: Client, task: str) -> None:
                   == (task, SOURCE, TARGET, "public"))["baseline_acc"]
     accuracy = result["task_accuracy"]
     assert accuracy["provider_native"] == pytest.approx(native, abs=1e-9)
-    # the provider's head through the plaintext ridge fit of the same 64 texts, computed here: the secure map
+    # the provider's head through the plaintext ridge fit of the same texts, computed here: the secure map
     # differs by < 1e-4, which may flip a borderline text or two of the 1,000, never more
-    texts, data = load_public_corpus(64), load_task(task)
-    plain = alignment.fit_ridge(embed(SOURCE, texts), embed(TARGET, texts), lam=service.FIT_LAMBDA)
+    texts, data = load_public_corpus(fewest), load_task(task)
+    plain = alignment.fit_ridge(embed(SOURCE, texts), embed(TARGET, texts), relative_lambda=service.FIT_LAMBDA)
     expected = artifacts.load_head(task, TARGET).accuracy(plain.apply(embed(SOURCE, data.test_texts)), data.test_labels)
     assert accuracy["through_this_map"] == pytest.approx(expected, abs=0.003)
     assert "Same map as in plaintext" in summary and "What the map is for" in summary
@@ -243,11 +243,12 @@ def test_results_table_and_fit_quality_come_from_the_assets(task: str) -> None:
     assert len(service.results_table(task)) == len(rows)
     # the baselines beside the mapped accuracy are seed 0 of seeds.json for the same pair and regime
     table = service.results_table(task, "public+128")
-    shown = table[(table["client model"] == SOURCE) & (table["provider model"] == TARGET)].iloc[0]
+    shown = table[(table["client model"] == service.model_name(SOURCE))
+                  & (table["provider model"] == service.model_name(TARGET))].iloc[0]  # display names
     seed0 = next(r for r in artifacts.load_seed_results() if (r["task"], r["source"], r["target"], r["regime"],
                                                                r["seed"]) == (task, SOURCE, TARGET, "public+128", 0))
-    assert shown["client probe, provider's labels"] == round(100 * seed0["probe_distilled_acc"], 1)
-    assert shown["shuffled-pair map"] == round(100 * seed0["shuffled_acc"], 1)
+    assert shown["client probe, provider's labels (%)"] == round(100 * seed0["probe_distilled_acc"], 1)
+    assert shown["shuffled-pair map (%)"] == round(100 * seed0["shuffled_acc"], 1)
     fit = service.map_quality_matrix(task, "task", "mapped_acc")
     assert np.all(np.isnan(np.diag(fit["matrix"])))
     i, j = fit["keys"].index(SOURCE), fit["keys"].index(TARGET)
