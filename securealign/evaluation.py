@@ -88,7 +88,7 @@ def baseline_row(regime: str, affine: AffineMap, heads: tuple[LinearHead, Linear
     n = in_distribution_count(regime, len(train_labels))
     rng = np.random.default_rng(seed)
     Zb, Za = regime_pairs(regime, source, target)
-    shuffled = fit_ridge(Zb, Za[rng.permutation(len(Za))], lam=affine.lam)
+    shuffled = fit_ridge(Zb, Za[rng.permutation(len(Za))], relative_lambda=affine.lam)
     row: dict[str, float | None] = {"n_in_distribution": n, "labels_revealed": n,
                                     "shuffled_acc": head.accuracy(shuffled.apply(source.test), test_labels)}
     if n == 0:

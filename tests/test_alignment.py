@@ -51,7 +51,7 @@ def test_lambda_is_chosen_by_held_out_error() -> None:
     lam, scores = choose_lambda(Zb, Za)
     assert lam == max(scores, key=scores.get) and min(LAMBDA_GRID) < lam < max(LAMBDA_GRID)
     fresh = rng.normal(size=(2000, 40))
-    fresh_r2 = {g: r2_score(fresh @ W, fit_ridge(Zb, Za, lam=g).apply(fresh)) for g in LAMBDA_GRID}
+    fresh_r2 = {g: r2_score(fresh @ W, fit_ridge(Zb, Za, relative_lambda=g).apply(fresh)) for g in LAMBDA_GRID}
     assert fresh_r2[lam] > fresh_r2[min(LAMBDA_GRID)] + 0.3 and fresh_r2[lam] > fresh_r2[max(LAMBDA_GRID)] + 0.1
 
 
