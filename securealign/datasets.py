@@ -115,7 +115,7 @@ def _rows(name: str) -> tuple[list[str], list[str]]:
     else:
         texts, labels = _debates_rows()
     first: dict[str, str] = {}
-    for text, label in zip(texts, labels):
+    for text, label in zip(texts, labels, strict=False):
         first.setdefault(text, label)
     return list(first), list(first.values())
 
@@ -141,7 +141,7 @@ def non_test_rows(name: str) -> tuple[list[str], np.ndarray]:
     task = load_task(name)
     texts, labels = _rows(name)
     test = set(task.test_texts)
-    keep = [(t, task.classes.index(label)) for t, label in zip(texts, labels) if t not in test]
+    keep = [(t, task.classes.index(label)) for t, label in zip(texts, labels, strict=False) if t not in test]
     return [t for t, _ in keep], np.array([y for _, y in keep], dtype=np.int64)
 
 

@@ -106,7 +106,7 @@ def embed(
                     f"SELECT key, vec FROM vectors WHERE key IN ({','.join('?' * len(chunk))})", chunk
                 ).fetchall()
                 found.update((k, np.frombuffer(v, dtype=np.float32)) for k, v in rows)
-    missing = list(dict.fromkeys(t for t, k in zip(texts, keys) if k not in found))
+    missing = list(dict.fromkeys(t for t, k in zip(texts, keys, strict=False) if k not in found))
     if missing:
         _fill(model_key, pooling, missing, batch_size, progress, found, path if use_cache else None)
     out = np.stack([found[k] for k in keys]).astype(np.float32, copy=False)
@@ -133,7 +133,7 @@ def _fill(
         for start in range(0, len(missing), chunk_size):
             chunk = missing[start : start + chunk_size]
             vectors = _compute(model_key, pooling, chunk, batch_size)
-            rows = [(_text_key(t), np.ascontiguousarray(v, dtype=np.float32).tobytes()) for t, v in zip(chunk, vectors)]
+            rows = [(_text_key(t), np.ascontiguousarray(v, dtype=np.float32).tobytes()) for t, v in zip(chunk, vectors, strict=False)]
             found.update((k, np.frombuffer(v, dtype=np.float32)) for k, v in rows)
             if path is not None:
                 with closing(_connect(path)) as conn, conn:

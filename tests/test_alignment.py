@@ -10,8 +10,19 @@ import pytest
 from sklearn.linear_model import Ridge
 from sklearn.metrics import r2_score
 
-from securealign.alignment import (LAMBDA_GRID, AffineMap, RidgeStats, absolute_alpha, choose_lambda, fit_lstsq,
-                                   fit_map, fit_procrustes, fit_quality, fit_ridge, procrustes_rotation)
+from securealign.alignment import (
+    LAMBDA_GRID,
+    AffineMap,
+    RidgeStats,
+    absolute_alpha,
+    choose_lambda,
+    fit_lstsq,
+    fit_map,
+    fit_procrustes,
+    fit_quality,
+    fit_ridge,
+    procrustes_rotation,
+)
 from securealign.datasets import load_public_corpus, load_task
 from securealign.embeddings import embed
 from securealign.heads import fit_head

@@ -55,7 +55,7 @@ def test_deterministic_and_batch_consistent(lm) -> None:
     pooled = lm.pooled(texts, batch_size=2)
     assert pooled["last"].shape == pooled["mean"].shape == (3, lm.dim)
     assert pooled["last"].dtype == np.float32
-    for text, last, mean in zip(texts, pooled["last"], pooled["mean"]):
+    for text, last, mean in zip(texts, pooled["last"], pooled["mean"], strict=False):
         alone = lm.final_hidden(text).hidden  # padding in a batch must not change a text's states
         assert np.allclose(last, alone[-1], atol=1e-3)
         assert np.allclose(mean, alone.mean(0), atol=1e-3)

@@ -6,8 +6,17 @@ from collections import Counter
 
 import pytest
 
-from securealign.datasets import (FORTUNES_DIR, PUBLIC_SOURCES, TASKS, _bbc_rows, load_ood_texts, load_public_corpus,
-                                  load_public_source, load_task, non_test_rows)
+from securealign.datasets import (
+    FORTUNES_DIR,
+    PUBLIC_SOURCES,
+    TASKS,
+    _bbc_rows,
+    load_ood_texts,
+    load_public_corpus,
+    load_public_source,
+    load_task,
+    non_test_rows,
+)
 
 
 @pytest.mark.parametrize(
@@ -57,8 +66,8 @@ def test_non_test_rows_hold_every_labeled_row_but_the_test_split(name: str) -> N
     texts, labels = non_test_rows(name)
     assert not set(texts) & set(task.test_texts) and set(task.train_texts) <= set(texts)
     assert len(texts) == len(set(texts)) == len(labels) and set(labels.tolist()) == set(range(len(task.classes)))
-    train_labels = dict(zip(texts, labels.tolist()))
-    assert all(train_labels[t] == y for t, y in zip(task.train_texts, task.train_labels.tolist()))
+    train_labels = dict(zip(texts, labels.tolist(), strict=False))
+    assert all(train_labels[t] == y for t, y in zip(task.train_texts, task.train_labels.tolist(), strict=False))
 
 
 def _key(text: str) -> str:

@@ -7,12 +7,29 @@ from itertools import permutations
 import numpy as np
 import pytest
 
-from securealign.artifacts import (MissingArtifactError, load_head, load_manifest, load_map, load_ood_scores,
-                                   load_results, load_seed_results, load_similarity)
+from securealign.artifacts import (
+    MissingArtifactError,
+    load_head,
+    load_manifest,
+    load_map,
+    load_ood_scores,
+    load_results,
+    load_seed_results,
+    load_similarity,
+)
 from securealign.datasets import load_ood_texts, load_public_corpus, load_task
 from securealign.embeddings import embed
-from securealign.evaluation import (MAP_KINDS, REGIMES, ModelEmbeddings, evaluate_pair, fit_heads, mcnemar_p,
-                                    probe_accuracy, regime_pairs, reseeded)
+from securealign.evaluation import (
+    MAP_KINDS,
+    REGIMES,
+    ModelEmbeddings,
+    evaluate_pair,
+    fit_heads,
+    mcnemar_p,
+    probe_accuracy,
+    regime_pairs,
+    reseeded,
+)
 from securealign.paths import assets_dir
 from securealign.precompute import main as precompute_main
 from securealign.report import render, sampling_note
@@ -82,8 +99,8 @@ def test_reseeded_draws_new_splits_of_the_same_texts() -> None:
     assert other["potion"].train.shape == emb.train.shape and len(test_y) == len(task.test_labels)
     assert not np.array_equal(other["potion"].test, emb.test) and other["potion"].ood is emb.ood
     # every row of the new split is a row of the old data with its own label, and none is in both halves
-    index = {r.tobytes(): y for r, y in zip(rows, np.concatenate(labels))}
-    assert all(index[r.tobytes()] == y for r, y in zip(other["potion"].train, train_y))
+    index = {r.tobytes(): y for r, y in zip(rows, np.concatenate(labels), strict=False)}
+    assert all(index[r.tobytes()] == y for r, y in zip(other["potion"].train, train_y, strict=False))
     assert not {r.tobytes() for r in other["potion"].train} & {r.tobytes() for r in other["potion"].test}
     assert abs(train_y.mean() - task.train_labels.mean()) < 0.01  # stratified
     assert not np.array_equal(other["potion"].public, same["potion"].public) and len(other["potion"].public) == 1500

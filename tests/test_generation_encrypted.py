@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 
 from securealign.crypto import ckks
-from securealign.crypto.errors import (DimensionError, KeyMismatchError, LimitExceededError, ParameterError,
-                                       WireFormatError)
+from securealign.crypto.errors import (
+    DimensionError,
+    KeyMismatchError,
+    LimitExceededError,
+    ParameterError,
+    WireFormatError,
+)
 from securealign.generation.diagonal import DiagonalLayout
 from securealign.generation.encrypted import EncryptedHead, VocabularyClient, VocabularyProvider
 

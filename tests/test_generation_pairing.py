@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 
 from securealign.causal_lm import load_causal_lm
-from securealign.generation.token_pairing import (exact_match_counts, exact_match_rate, pair_by_end_offset,
-                                            surface_forms, vocabulary_jaccard)
+from securealign.generation.token_pairing import (
+    exact_match_counts,
+    exact_match_rate,
+    pair_by_end_offset,
+    surface_forms,
+    vocabulary_jaccard,
+)
 
 # words whose splits differ between SentencePiece (Gemma) and byte-level BPE (SmolLM2)
 TEXTS = ["Photosynthesis in cyanobacteria is unbelievably efficient!",
@@ -37,7 +42,7 @@ def test_pairing_on_real_tokenizations_that_differ() -> None:
         assert (ends_s >= ends_t).all()
         # ... and with the *first* such source token: the real source token before it ends earlier
         real_s = np.flatnonzero(s_off[:, 1] > s_off[:, 0]).tolist()
-        for i, j in zip(t_idx, s_idx):
+        for i, j in zip(t_idx, s_idx, strict=False):
             k = real_s.index(j)
             assert k == 0 or s_off[real_s[k - 1], 1] < t_off[i, 1]
     assert differing == len(TEXTS)

@@ -74,7 +74,7 @@ class VocabularyProvider:
         for _ in range(1, g):
             baby.append(ckks.rotate(baby[-1], 1, keys))
         results = []
-        for plains, bias in zip(self._blocks, self._biases):
+        for plains, bias in zip(self._blocks, self._biases, strict=False):
             acc = None
             for k, js in self.layout.giant_groups():
                 partial = _dot(ev, [baby[j - k * g] for j in js], [plains[j] for j in js])
@@ -97,7 +97,7 @@ def _dot(ev: seal.Evaluator, cts: list[seal.Ciphertext], plains: list[seal.Plain
     """sum_i cts[i] * plains[i], accumulated in place."""
     acc, product = seal.Ciphertext(), seal.Ciphertext()
     ev.multiply_plain(cts[0], plains[0], acc)
-    for ct, plain in zip(cts[1:], plains[1:]):
+    for ct, plain in zip(cts[1:], plains[1:], strict=False):
         ev.multiply_plain(ct, plain, product)
         ev.add_inplace(acc, product)
     return acc

@@ -73,7 +73,7 @@ def collect_pairs(source: CausalLM, target: CausalLM, texts: list[str], batch_si
     src_states = source.final_hidden_batch(texts, batch_size)
     tgt_states = target.final_hidden_batch(texts, batch_size)
     xs, ys, matched, total = [], [], 0, 0
-    for s, t in zip(src_states, tgt_states):
+    for s, t in zip(src_states, tgt_states, strict=False):
         ti, si = pair_by_end_offset(t.offsets, s.offsets)
         xs.append(s.hidden[si])
         ys.append(t.hidden[ti])

@@ -17,7 +17,7 @@ def token_agreement(mapped_ids: list[int], native_ids: list[int]) -> float:
     """Share of the native continuation's positions where the mapped continuation chose the same token."""
     if not native_ids:
         raise ValueError("the native continuation is empty")
-    return sum(a == b for a, b in zip(mapped_ids, native_ids)) / len(native_ids)
+    return sum(a == b for a, b in zip(mapped_ids, native_ids, strict=False)) / len(native_ids)
 
 
 def perplexity(model_key: str, prompt: str, continuation: str) -> float:
