@@ -61,6 +61,7 @@ def _readable_errors(fn):
             raise
         except (ValueError, FileNotFoundError) as exc:
             raise gr.Error(str(exc), print_exception=False) from exc
+
     return wrapper
 
 
@@ -74,12 +75,14 @@ def _refusal_beside(n_outputs: int):
         def wrapper(*args, **kwargs):
             try:
                 outputs = fn(*args, **kwargs)
-                for out in (outputs if inspect.isgenerator(outputs) else [outputs]):
+                for out in outputs if inspect.isgenerator(outputs) else [outputs]:
                     yield (*out, "")
             except (ValueError, FileNotFoundError) as exc:
                 yield (*(gr.skip(),) * n_outputs, str(exc))
                 raise gr.Error(str(exc), print_exception=False) from exc
+
         return wrapper
+
     return decorate
 
 
@@ -100,11 +103,17 @@ def _progress_fn(progress: gr.Progress):
 
 # ---- callbacks: convergence ------------------------------------------------------------------------------------
 
+
 @_readable_errors
 def similarity_view(dataset: str, metric: str):
     sim = service.similarity(dataset, metric)
-    fig = figures.heatmap(sim["matrix"], sim["labels"], sim["labels"], value_name=sim["metric_label"],
-                          title=f"{sim['metric_label']}, {sim['n_texts']:,} texts")
+    fig = figures.heatmap(
+        sim["matrix"],
+        sim["labels"],
+        sim["labels"],
+        value_name=sim["metric_label"],
+        title=f"{sim['metric_label']}, {sim['n_texts']:,} texts",
+    )
     return fig, f"{words.explain(sim['metric_label'])} Texts: {sim['dataset_label']}."
 
 
@@ -113,13 +122,22 @@ def fit_view(task: str, regime: str, measure: str):
     fit = service.map_quality_matrix(task, regime, measure)
     name = words.MEASURE_NAMES[measure]
     percent = measure in ("mapped_acc", "top1", "retained")
-    fig = figures.heatmap(fit["matrix"], fit["labels"], fit["labels"], value_name=name, percent=percent,
-                          zrange=(0.0, 1.1 if measure == "retained" else 1.0),
-                          row_axis="client (source)", col_axis="provider (target)", title=name)
+    fig = figures.heatmap(
+        fit["matrix"],
+        fit["labels"],
+        fit["labels"],
+        value_name=name,
+        percent=percent,
+        zrange=(0.0, 1.1 if measure == "retained" else 1.0),
+        row_axis="client (source)",
+        col_axis="provider (target)",
+        title=name,
+    )
     return fig, words.fit_caption(fit["matrix"], measure)
 
 
 # ---- callbacks: the guided story --------------------------------------------------------------------------------
+
 
 @_readable_errors
 def story_agree():
@@ -132,18 +150,23 @@ def story_agree():
 def story_map():
     pair = service.pair_summary(DEFAULT_TASK, DEFAULT_CLIENT, DEFAULT_PROVIDER)
     client, provider = service.model_name(DEFAULT_CLIENT), service.model_name(DEFAULT_PROVIDER)
-    fig = figures.accuracy_bars({f"{client} alone (its own head)": pair["source_acc"],
-                                 f"{provider} alone": pair["provider_acc"],
-                                 f"{client} → map → {provider}'s head": pair["mapped_acc"]},
-                                title=f"Accuracy on {pair['task_title']}")
+    fig = figures.accuracy_bars(
+        {
+            f"{client} alone (its own head)": pair["source_acc"],
+            f"{provider} alone": pair["provider_acc"],
+            f"{client} → map → {provider}'s head": pair["mapped_acc"],
+        },
+        title=f"Accuracy on {pair['task_title']}",
+    )
     return words.story_map(pair, client, provider), fig
 
 
 @_readable_errors
 def story_query(client, progress=gr.Progress()):
     text = service.examples(DEFAULT_TASK)[0]
-    result, client = service.classify(text, DEFAULT_CLIENT, DEFAULT_PROVIDER, DEFAULT_TASK, "sealed", True, client,
-                                      _progress_fn(progress))
+    result, client = service.classify(
+        text, DEFAULT_CLIENT, DEFAULT_PROVIDER, DEFAULT_TASK, "sealed", True, client, _progress_fn(progress)
+    )
     latency = figures.latency_bars(result["timings_ms"], title="The client's wall clock")
     return words.query_headline(result), gr.Plot(latency, visible=True), result, client
 
@@ -154,6 +177,7 @@ def story_parties(result: dict | None):
 
 # ---- callbacks: secure inference -------------------------------------------------------------------------------
 
+
 @_readable_errors
 def example_choices(task: str):
     """Held-out examples labelled with their true class; the first one is selected, so one click classifies."""
@@ -163,34 +187,57 @@ def example_choices(task: str):
 
 
 @_refusal_beside(3)
-def run_query(text: str, source: str, target: str, task: str, mode: str, encrypted: bool, answer: str, client,
-              progress=gr.Progress()):
+def run_query(
+    text: str,
+    source: str,
+    target: str,
+    task: str,
+    mode: str,
+    encrypted: bool,
+    answer: str,
+    client,
+    progress=gr.Progress(),
+):
     """Classify one text: the client's path first (shown at once), then the provider's own model on the raw text
     as a reference, off the client's path; the API returns the final, complete comparison as JSON."""
-    result, client = service.classify(text, source, target, task, mode, encrypted, client, _progress_fn(progress),
-                                      answer)
+    result, client = service.classify(
+        text, source, target, task, mode, encrypted, client, _progress_fn(progress), answer
+    )
     yield result, result, client
     result = service.add_reference(result)
     yield result, result, client
 
 
 def _query_figures(result: dict):
-    series = {name: [result[k]["probabilities"][c] for c in result["classes"]]
-              for k, name in words.PATH_NAMES.items() if result[k] is not None and result[k]["probabilities"]}
-    return (figures.probability_bars(result["classes"], series),
-            figures.latency_bars(result["timings_ms"], title="The client's wall clock",
-                                 reference_ms=result["reference_ms"]))
+    series = {
+        name: [result[k]["probabilities"][c] for c in result["classes"]]
+        for k, name in words.PATH_NAMES.items()
+        if result[k] is not None and result[k]["probabilities"]
+    }
+    return (
+        figures.probability_bars(result["classes"], series),
+        figures.latency_bars(
+            result["timings_ms"], title="The client's wall clock", reference_ms=result["reference_ms"]
+        ),
+    )
 
 
 def show_query(result: dict | None):
     if not result:
         return (gr.skip(),) * 6
     probs, latency = _query_figures(result)
-    return (words.query_headline(result), words.query_summary(result), gr.Plot(probs, visible=True),
-            gr.Plot(latency, visible=True), words.protocol_md(result), words.keys_md(result))
+    return (
+        words.query_headline(result),
+        words.query_summary(result),
+        gr.Plot(probs, visible=True),
+        gr.Plot(latency, visible=True),
+        words.protocol_md(result),
+        words.keys_md(result),
+    )
 
 
 # ---- callbacks: secure fit, OOD, generation, results -----------------------------------------------------------
+
 
 @_readable_errors
 def fit_sizes(source: str, target: str, mode: str):
@@ -205,39 +252,47 @@ def fit_estimate(n_texts: int, task: str):
 
 
 @_refusal_beside(3)
-def run_secure_fit(source: str, target: str, mode: str, n_texts: int, task: str,
-                   progress=gr.Progress(track_tqdm=True)):
+def run_secure_fit(source: str, target: str, mode: str, n_texts: int, task: str, progress=gr.Progress(track_tqdm=True)):
     """Fit the client's map on public texts under encryption, compare it with the plaintext fit and measure the
     provider's task head through it (JSON)."""
     result = service.secure_fit(source, target, mode, n_texts, task, _progress_fn(progress))
     parts = {**result["party_ms"], "overhead": max(0.0, result["secure_ms"] - sum(result["party_ms"].values()))}
-    chart = figures.latency_bars(parts, title="Encrypted fit, wall clock",  # the parts add up to secure_ms
-                                 reference_ms={"plaintext ridge": result["plaintext_ms"]})
+    chart = figures.latency_bars(
+        parts,
+        title="Encrypted fit, wall clock",  # the parts add up to secure_ms
+        reference_ms={"plaintext ridge": result["plaintext_ms"]},
+    )
     return result, words.fit_md(result), gr.Plot(chart, visible=True)
 
 
 @_readable_errors
 def ood_view(task: str, source: str, target: str):
     ood = service.ood_comparison(task, source, target)
-    fig = figures.energy_histograms(ood["scores"], ood["metrics"], in_name=f"in: {ood['in_name']}",
-                                    out_name=f"out: {ood['out_name']}")
+    fig = figures.energy_histograms(
+        ood["scores"], ood["metrics"], in_name=f"in: {ood['in_name']}", out_name=f"out: {ood['out_name']}"
+    )
     return fig, words.ood_caption(ood["metrics"])
 
 
 @_refusal_beside(5)
-def run_generation(prompt: str, source: str, target: str, encrypted: bool, max_new_tokens: int,
-                   progress=gr.Progress()):
+def run_generation(prompt: str, source: str, target: str, encrypted: bool, max_new_tokens: int, progress=gr.Progress()):
     for snap in service.generate(prompt, source, target, encrypted, max_new_tokens, _progress_fn(progress)):
-        yield (snap["texts"]["native_source"], snap["texts"]["native_target"], snap["texts"]["mapped"],
-               words.generation_md(snap),
-               gr.Plot(figures.speed_bars({words.STREAM_NAMES[k]: v for k, v in snap["tokens_per_s"].items()}),
-                       visible=True))
+        yield (
+            snap["texts"]["native_source"],
+            snap["texts"]["native_target"],
+            snap["texts"]["mapped"],
+            words.generation_md(snap),
+            gr.Plot(
+                figures.speed_bars({words.STREAM_NAMES[k]: v for k, v in snap["tokens_per_s"].items()}), visible=True
+            ),
+        )
 
 
 @_readable_errors
 def generation_estimate(target: str, encrypted: bool, max_new_tokens: int):
-    return words.generation_estimate(service.model_name(target), encrypted, max_new_tokens,
-                                     service.encrypted_seconds_per_token(target))
+    return words.generation_estimate(
+        service.model_name(target), encrypted, max_new_tokens, service.encrypted_seconds_per_token(target)
+    )
 
 
 @_readable_errors
@@ -257,13 +312,19 @@ def comparison_page(result: dict | None, dataset: str, metric: str, task: str, r
         probs, latency = _query_figures(result)
         plots |= {"class-probabilities": probs, "client-wall-clock": latency}
         tables.append(("The protocol, step by step", words.protocol_frame(result).to_html(index=False)))
-        intro = (f"Query {result['query']!r}: {result['source_name']} (client) → {result['target_name']} "
-                 f"(provider), {result['mode']} mode.")
+        intro = (
+            f"Query {result['query']!r}: {result['source_name']} (client) → {result['target_name']} "
+            f"(provider), {result['mode']} mode."
+        )
     frame = results_frame(task, regime)
     task_title = {t: title for title, t in service.catalogue()["tasks"]}[task]
     regime_name = "all maps" if regime == "all" else f"map fitted on {service.REGIME_SHORT.get(regime, regime)}"
-    tables.append((f"Precomputed results: {task_title}, {regime_name} ({len(frame)} rows)",
-                   frame.to_html(index=False, float_format=lambda v: f"{v:g}")))
+    tables.append(
+        (
+            f"Precomputed results: {task_title}, {regime_name} ({len(frame)} rows)",
+            frame.to_html(index=False, float_format=lambda v: f"{v:g}"),
+        )
+    )
     return service.export_html(figures.report_html("securealign comparison", verdict, intro, plots, tables))
 
 
@@ -278,27 +339,38 @@ def show_tab(tab_id: str):
 
 # ---- layout: one builder per tab -------------------------------------------------------------------------------
 
+
 def _scroll_to(elem_id: str) -> dict:
     """Event arguments that bring an answer into view once it is drawn (on a projector or a phone the result of a
     click would otherwise land below the fold); runs in the browser only."""
-    return {"fn": None, "js": f"() => document.getElementById('{elem_id}').scrollIntoView({{block: 'start'}})",
-            "api_visibility": "private"}
+    return {
+        "fn": None,
+        "js": f"() => document.getElementById('{elem_id}').scrollIntoView({{block: 'start'}})",
+        "api_visibility": "private",
+    }
 
 
 def _details_button(tabs: gr.Tabs, tab_id: str, what: str) -> None:
-    gr.Button(f"Details: {what} →", size="sm", variant="secondary").click(show_tab(tab_id), None, tabs,
-                                                                          api_visibility="private")
+    gr.Button(f"Details: {what} →", size="sm", variant="secondary").click(
+        show_tab(tab_id), None, tabs, api_visibility="private"
+    )
 
 
 def _story_tab(tabs: gr.Tabs, keys: gr.State) -> None:
-    gr.Markdown("## The story in four steps\nOne click per step; each step's details are one more click away.",
-                elem_classes="headline")
+    gr.Markdown(
+        "## The story in four steps\nOne click per step; each step's details are one more click away.",
+        elem_classes="headline",
+    )
     example = service.examples(DEFAULT_TASK)[0]
     steps = (
         ("1 · Do two independently trained models agree?", "convergence", "similarity between all models", True),
         ("2 · Does a map carry one model into the other?", "results", "accuracy of every pair", True),
-        (f"3 · Encrypt a query: does the provider give the plaintext answer? (“{example[:70]}…”)", "inference",
-         "secure inference", True),
+        (
+            f"3 · Encrypt a query: does the provider give the plaintext answer? (“{example[:70]}…”)",
+            "inference",
+            "secure inference",
+            True,
+        ),
         ("4 · Who sees what?", "protected", "what is protected", False),
     )
     outputs = []
@@ -313,17 +385,20 @@ def _story_tab(tabs: gr.Tabs, keys: gr.State) -> None:
     story_result = gr.State(None)  # the story's own query, so that its result never scrolls another tab
     b1.click(_visible_plot(story_agree), None, [t1, p1], api_visibility="private").then(**_scroll_to(t1.elem_id))
     b2.click(_visible_plot(story_map), None, [t2, p2], api_visibility="private").then(**_scroll_to(t2.elem_id))
-    b3.click(story_query, keys, [t3, p3, story_result, keys], api_visibility="private",
-             show_progress_on=t3).then(**_scroll_to(t3.elem_id))
+    b3.click(story_query, keys, [t3, p3, story_result, keys], api_visibility="private", show_progress_on=t3).then(
+        **_scroll_to(t3.elem_id)
+    )
     b4.click(story_parties, story_result, t4, api_visibility="private").then(**_scroll_to(t4.elem_id))
 
 
 def _visible_plot(fn):
     """A story step's callback whose plot frame appears only once it has something to show."""
+
     @functools.wraps(fn)
     def wrapper():
         text, fig = fn()
         return text, gr.Plot(fig, visible=True)
+
     return wrapper
 
 
@@ -335,13 +410,16 @@ def _convergence_tab(cat: dict) -> tuple[gr.Dropdown, gr.Dropdown]:
     fig, caption = similarity_view(dataset.value, metric.value)
     sim_plot = gr.Plot(fig, show_label=False, elem_id="similarity-plot")
     sim_caption = gr.Markdown(caption)
-    gr.Markdown("How well does an affine map carry one model's embeddings into another's? Held-out test texts; "
-                "row = client model, column = provider model.")
+    gr.Markdown(
+        "How well does an affine map carry one model's embeddings into another's? Held-out test texts; "
+        "row = client model, column = provider model."
+    )
     with gr.Row():
         task = gr.Dropdown(cat["tasks"], value=DEFAULT_TASK, label="task")
         regime = gr.Dropdown(cat["regimes"], value=cat["demo_regime"], label="map fitted on")
-        measure = gr.Dropdown([(words.MEASURE_NAMES[k], k) for k in service.FIT_MEASURES], value="mapped_acc",
-                              label="measure")
+        measure = gr.Dropdown(
+            [(words.MEASURE_NAMES[k], k) for k in service.FIT_MEASURES], value="mapped_acc", label="measure"
+        )
     fig, caption = fit_view(DEFAULT_TASK, cat["demo_regime"], "mapped_acc")
     fit_plot = gr.Plot(fig, show_label=False, elem_id="fit-plot")
     fit_caption = gr.Markdown(caption)
@@ -352,24 +430,33 @@ def _convergence_tab(cat: dict) -> tuple[gr.Dropdown, gr.Dropdown]:
     return dataset, metric
 
 
-def _inference_tab(cat: dict, keys: gr.State,
-                   last_result: gr.State) -> tuple[gr.Dropdown, gr.Dropdown, gr.Textbox]:
+def _inference_tab(cat: dict, keys: gr.State, last_result: gr.State) -> tuple[gr.Dropdown, gr.Dropdown, gr.Textbox]:
     with gr.Row():
         source = gr.Dropdown(cat["encoders"], value=DEFAULT_CLIENT, label="client model (source)")
         target = gr.Dropdown(cat["encoders"], value=DEFAULT_PROVIDER, label="provider model (target)")
         task = gr.Dropdown(cat["tasks"], value=DEFAULT_TASK, label="provider's task")
     with gr.Row():
-        mode = gr.Radio([("sealed: map and head both on the provider, encrypted", "sealed"),
-                         ("paper: client maps, provider runs the head encrypted", "paper")],
-                        value="sealed", label="protocol mode")
-        encrypted = gr.Checkbox(True, label="encrypt (CKKS)",
-                                info="off: see what the provider would receive in the clear")
-        answer = gr.Radio([("logits", "logits"), ("label only", "label")], value="logits", label="answer",
-                          info="label only: the client learns the class and no logits, so it cannot solve for the "
-                               "provider's head")
+        mode = gr.Radio(
+            [
+                ("sealed: map and head both on the provider, encrypted", "sealed"),
+                ("paper: client maps, provider runs the head encrypted", "paper"),
+            ],
+            value="sealed",
+            label="protocol mode",
+        )
+        encrypted = gr.Checkbox(
+            True, label="encrypt (CKKS)", info="off: see what the provider would receive in the clear"
+        )
+        answer = gr.Radio(
+            [("logits", "logits"), ("label only", "label")],
+            value="logits",
+            label="answer",
+            info="label only: the client learns the class and no logits, so it cannot solve for the provider's head",
+        )
     example = gr.Dropdown(label="pick a held-out example ([true label] text)…", choices=[])
-    text = gr.Textbox(label=f"…or type a query (up to {service.MAX_QUERY_CHARS:,} characters)", lines=3,
-                      elem_id="query-text")
+    text = gr.Textbox(
+        label=f"…or type a query (up to {service.MAX_QUERY_CHARS:,} characters)", lines=3, elem_id="query-text"
+    )
     run, status, error = _run_row("Classify", "classify")
     headline = gr.Markdown(elem_id="query-headline", elem_classes="headline")
     summary = gr.Markdown(elem_id="query-summary")
@@ -382,29 +469,48 @@ def _inference_tab(cat: dict, keys: gr.State,
         raw = gr.JSON()
     task.change(example_choices, task, [example, text], api_visibility="private")
     example.input(lambda t: t or gr.skip(), example, text, api_visibility="private")
-    run.click(run_query, [text, source, target, task, mode, encrypted, answer, keys], [raw, last_result, keys, error],
-              api_name="classify", show_progress_on=status, **API_EVENT,
-              api_description="Classify a text with the provider's head on the client's mapped embedding, in "
-                              "plaintext and under CKKS encryption; returns JSON.")
-    last_result.change(show_query, last_result, [headline, summary, probs, latency, steps, keys_md],
-                       api_visibility="private", show_progress="hidden").then(**_scroll_to("query-headline"))
+    run.click(
+        run_query,
+        [text, source, target, task, mode, encrypted, answer, keys],
+        [raw, last_result, keys, error],
+        api_name="classify",
+        show_progress_on=status,
+        **API_EVENT,
+        api_description="Classify a text with the provider's head on the client's mapped embedding, in "
+        "plaintext and under CKKS encryption; returns JSON.",
+    )
+    last_result.change(
+        show_query,
+        last_result,
+        [headline, summary, probs, latency, steps, keys_md],
+        api_visibility="private",
+        show_progress="hidden",
+    ).then(**_scroll_to("query-headline"))
     return task, example, text
 
 
 def _fit_tab(cat: dict) -> None:
-    gr.Markdown("The map itself can be fitted without either party showing its embeddings: both embed the same "
-                "public texts, and the ridge solution is computed through encrypted cross-products. In **paper** "
-                "mode the client ends up with the map; in **sealed** mode only the provider does.")
+    gr.Markdown(
+        "The map itself can be fitted without either party showing its embeddings: both embed the same "
+        "public texts, and the ridge solution is computed through encrypted cross-products. In **paper** "
+        "mode the client ends up with the map; in **sealed** mode only the provider does."
+    )
     with gr.Row():
         source = gr.Dropdown(cat["encoders"], value=DEFAULT_CLIENT, label="client model (source)")
         target = gr.Dropdown(cat["encoders"], value="wordllama", label="provider model (target)")
         sizes = service.secure_fit_choices(DEFAULT_CLIENT, "wordllama", "sealed")
-        n_texts = gr.Dropdown(sizes, value=sizes[0], label="public texts to fit on",
-                              info="at least twice the decrypting party's columns, so it cannot solve for the other's "
-                                   "embeddings")
+        n_texts = gr.Dropdown(
+            sizes,
+            value=sizes[0],
+            label="public texts to fit on",
+            info="at least twice the decrypting party's columns, so it cannot solve for the other's embeddings",
+        )
     with gr.Row():
-        mode = gr.Radio([("sealed: the provider gets the map", "sealed"),
-                         ("paper: the client gets the map", "paper")], value="sealed", label="fit mode")
+        mode = gr.Radio(
+            [("sealed: the provider gets the map", "sealed"), ("paper: the client gets the map", "paper")],
+            value="sealed",
+            label="fit mode",
+        )
         task = gr.Dropdown(cat["tasks"], value=DEFAULT_TASK, label="provider's task (to measure the map on)")
     estimate = gr.Markdown(fit_estimate(sizes[0], DEFAULT_TASK), elem_id="fit-estimate")
     run, status, error = _run_row("Fit the map under encryption", "fit")
@@ -416,16 +522,25 @@ def _fit_tab(cat: dict) -> None:
         control.change(fit_sizes, [source, target, mode], n_texts, api_visibility="private")
     for control in (n_texts, task):
         control.change(fit_estimate, [n_texts, task], estimate, api_visibility="private")
-    run.click(run_secure_fit, [source, target, mode, n_texts, task], [raw, summary, plot, error],
-              api_name="secure_fit", concurrency_limit=1, concurrency_id="secure_fit", show_progress_on=status,
-              **API_EVENT, api_description="Fit the client's map on public texts under CKKS encryption and compare "
-                                           "it with the plaintext ridge fit; returns JSON.") \
-        .success(**_scroll_to(summary.elem_id))
+    run.click(
+        run_secure_fit,
+        [source, target, mode, n_texts, task],
+        [raw, summary, plot, error],
+        api_name="secure_fit",
+        concurrency_limit=1,
+        concurrency_id="secure_fit",
+        show_progress_on=status,
+        **API_EVENT,
+        api_description="Fit the client's map on public texts under CKKS encryption and compare "
+        "it with the plaintext ridge fit; returns JSON.",
+    ).success(**_scroll_to(summary.elem_id))
 
 
 def _ood_tab(cat: dict) -> None:
-    gr.Markdown("Can the provider's head still tell its own kind of text from unrelated text when it reads the "
-                "client's mapped embeddings?")
+    gr.Markdown(
+        "Can the provider's head still tell its own kind of text from unrelated text when it reads the "
+        "client's mapped embeddings?"
+    )
     with gr.Row():
         task = gr.Dropdown(cat["tasks"], value=DEFAULT_TASK, label="task (in-distribution)")
         source = gr.Dropdown(cat["encoders"], value=DEFAULT_CLIENT, label="client model")
@@ -438,8 +553,10 @@ def _ood_tab(cat: dict) -> None:
 
 
 def _generation_tab(cat: dict) -> None:
-    gr.Markdown("The source model reads the text; its hidden state goes through the map into the target model's "
-                "LM head, which picks the next token. Greedy, streamed token by token.")
+    gr.Markdown(
+        "The source model reads the text; its hidden state goes through the map into the target model's "
+        "LM head, which picks the next token. Greedy, streamed token by token."
+    )
     with gr.Row():
         # securealign.generation's defaults, spelled out: importing it would load torch at start-up
         source = gr.Dropdown(cat["causal"], value="gemma3", label="source LM (reads)")
@@ -448,8 +565,9 @@ def _generation_tab(cat: dict) -> None:
         encrypted = gr.Checkbox(False, label="encrypt the vocabulary head")
         tokens = gr.Slider(1, service.MAX_APP_NEW_TOKENS, value=12, step=1, label="new tokens")
     estimate = gr.Markdown(generation_estimate("smollm2", False, 12), elem_id="gen-estimate")
-    prompt = gr.Textbox("The capital of France is", label=f"prompt (up to {service.MAX_PROMPT_CHARS} characters)",
-                        elem_id="gen-prompt")
+    prompt = gr.Textbox(
+        "The capital of France is", label=f"prompt (up to {service.MAX_PROMPT_CHARS} characters)", elem_id="gen-prompt"
+    )
     run, status, error = _run_row("Generate", "generate")
     with gr.Row():
         src = gr.Textbox(label=words.STREAM_NAMES["native_source"], lines=4, elem_id="gen-native-source")
@@ -459,23 +577,36 @@ def _generation_tab(cat: dict) -> None:
     speed = gr.Plot(show_label=False, visible=False)
     for control in (target, encrypted, tokens):
         control.change(generation_estimate, [target, encrypted, tokens], estimate, api_visibility="private")
-    run.click(run_generation, [prompt, source, target, encrypted, tokens], [src, tgt, mapped, metrics, speed, error],
-              api_name="generate", concurrency_limit=1, concurrency_id="generation", show_progress_on=status,
-              **API_EVENT)
+    run.click(
+        run_generation,
+        [prompt, source, target, encrypted, tokens],
+        [src, tgt, mapped, metrics, speed, error],
+        api_name="generate",
+        concurrency_limit=1,
+        concurrency_id="generation",
+        show_progress_on=status,
+        **API_EVENT,
+    )
 
 
 def _results_tab(cat: dict, last_result: gr.State, selections: tuple[gr.Dropdown, gr.Dropdown]) -> None:
     with gr.Row():
         task = gr.Dropdown(cat["tasks"], value=DEFAULT_TASK, label="task")
         regime = gr.Dropdown([("all", "all"), *cat["regimes"]], value=cat["demo_regime"], label="map fitted on")
-    table = gr.Dataframe(results_frame(DEFAULT_TASK, cat["demo_regime"]), wrap=True, elem_id="results-table",
-                         label=f"precomputed results ({cat['created']}); click a column to sort")
+    table = gr.Dataframe(
+        results_frame(DEFAULT_TASK, cat["demo_regime"]),
+        wrap=True,
+        elem_id="results-table",
+        label=f"precomputed results ({cat['created']}); click a column to sort",
+    )
     gr.Markdown(" ".join(words.explain(term) for term in ("accuracy", "McNemar p", "R²", "AUROC")))
     for control in (task, regime):
         control.change(results_frame, [task, regime], table, api_visibility="private")
-    gr.Markdown("Export what is selected (this task and map regime, the Convergence tab's texts and metric, and "
-                "this session's last query) as one self-contained HTML page that opens offline, for slides; each "
-                "figure's camera button saves it as PNG.")
+    gr.Markdown(
+        "Export what is selected (this task and map regime, the Convergence tab's texts and metric, and "
+        "this session's last query) as one self-contained HTML page that opens offline, for slides; each "
+        "figure's camera button saves it as PNG."
+    )
     button = gr.Button("Export comparison (HTML)")
     file = gr.File(label="exported page", visible=False)
     button.click(export, [last_result, *selections, task, regime], file, api_visibility="private")
@@ -519,8 +650,9 @@ def main() -> None:
     ones and the page itself never waits for a model."""
     demo = build()
     demo.launch(theme=gr.themes.Soft(), css=CSS, prevent_thread_lock=True)
-    threading.Thread(target=service.warm_up, args=(DEFAULT_TASK, DEFAULT_CLIENT, DEFAULT_PROVIDER), daemon=True,
-                     name="warm-up").start()
+    threading.Thread(
+        target=service.warm_up, args=(DEFAULT_TASK, DEFAULT_CLIENT, DEFAULT_PROVIDER), daemon=True, name="warm-up"
+    ).start()
     demo.block_thread()
 
 

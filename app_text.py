@@ -21,26 +21,29 @@ PATH_HELP = {
     "native": "reference: the provider's model on the raw text (needs the text, so not part of the protocol)",
 }
 
-STREAM_NAMES = {"native_source": "source model alone", "native_target": "target model alone",
-                "mapped": "source reads → target's head writes"}
+STREAM_NAMES = {
+    "native_source": "source model alone",
+    "native_target": "target model alone",
+    "mapped": "source reads → target's head writes",
+}
 
 # one line per metric or symbol the page shows: captions, tooltips and the glossary use the same words
 GLOSSARY = {
     "linear CKA": "how alike two models' representations of the same texts are, up to rotation and scale "
-                  "(1 = same geometry, 0 = unrelated)",
+    "(1 = same geometry, 0 = unrelated)",
     "debiased CKA": "CKA corrected for the bias of a finite sample (small samples otherwise look more alike)",
     "mutual k-NN (k = 10)": "share of each text's 10 nearest neighbours that both models agree on",
     "SVCCA": "mean correlation of the two models' most correlated directions",
     "R²": "share of the provider embedding's variance the map explains on held-out texts (1 = perfect, "
-          "0 = no better than the mean, negative = worse than the mean)",
+    "0 = no better than the mean, negative = worse than the mean)",
     "cosine": "mean cosine between a mapped embedding and the provider's own embedding of the same text",
     "top-1 retrieval": "how often a mapped embedding is closest to the provider's embedding of the same text",
     "accuracy": "share of held-out test texts classified correctly",
     "% of native": "mapped accuracy as a share of the provider's own accuracy (100% = nothing lost)",
     "McNemar p": "chance of a gap this large between mapped and native accuracy on the same texts if there were "
-                 "none (below 0.05: a real difference)",
+    "none (below 0.05: a real difference)",
     "AUROC": "chance that an in-distribution text scores as more in-distribution than an unrelated one "
-             "(0.5 = chance, 1 = perfect, below 0.5 = ranked the wrong way round)",
+    "(0.5 = chance, 1 = perfect, below 0.5 = ranked the wrong way round)",
     "FPR@95": "share of unrelated texts let through when 95% of in-distribution texts are kept (lower is better)",
     "energy": "E = −log Σ exp(logits): low for texts the head is confident about",
     "K": "number of classes, so the client decrypts K logits",
@@ -51,8 +54,13 @@ GLOSSARY = {
     "token agreement": "share of generated tokens where the mapped continuation equals the target model's own",
     "perplexity": "how surprised the target model is by a text (lower = more natural to it)",
 }
-MEASURE_NAMES = {"r2": "R²", "cosine": "cosine", "top1": "top-1 retrieval", "mapped_acc": "accuracy",
-                 "retained": "% of native"}
+MEASURE_NAMES = {
+    "r2": "R²",
+    "cosine": "cosine",
+    "top1": "top-1 retrieval",
+    "mapped_acc": "accuracy",
+    "retained": "% of native",
+}
 
 
 def pct(value: float | None, digits: int = 1) -> str:
@@ -63,11 +71,11 @@ NBSP = "\u00a0"  # between a number and its unit, so that a narrow column never 
 
 
 def size(n: int) -> str:
-    return (f"{n / 1e6:.2f}{NBSP}MB" if n >= 1e6 else f"{n / 1e3:.1f}{NBSP}KB" if n >= 1e3 else f"{n}{NBSP}B")
+    return f"{n / 1e6:.2f}{NBSP}MB" if n >= 1e6 else f"{n / 1e3:.1f}{NBSP}KB" if n >= 1e3 else f"{n}{NBSP}B"
 
 
 def duration(ms: float) -> str:
-    return (f"{ms / 1e3:.1f}{NBSP}s" if ms >= 1000 else f"{ms:.0f}{NBSP}ms" if ms >= 10 else f"{ms:.1f}{NBSP}ms")
+    return f"{ms / 1e3:.1f}{NBSP}s" if ms >= 1000 else f"{ms:.0f}{NBSP}ms" if ms >= 10 else f"{ms:.1f}{NBSP}ms"
 
 
 def explain(term: str) -> str:
@@ -83,20 +91,26 @@ def plain(markdown: str) -> str:
 def threat_md(threat_models: dict) -> str:
     parts = []
     for threat in threat_models.values():
-        parts.append(f"## {threat['title']}\n"
-                     f"| | in plain words |\n|---|---|\n"
-                     f"| the client learns | {threat['client_learns']} |\n"
-                     f"| the provider learns | {threat['provider_learns']} |\n"
-                     f"| the provider holds | {threat['provider_holds']} |\n"
-                     f"| limits | {threat['limits']} |\n")
-    parts.append("## Encryption off\nThe client sends its embedding in the clear: the provider (and anyone on the "
-                 "way) reads the vector, from which embedding-inversion attacks recover much of the text, and the "
-                 "answer. The Secure inference tab shows exactly what would travel.\n")
-    parts.append("## In this demo\nBoth parties run inside this server so that one page can show them; each browser "
-                 "session gets its own CKKS keys, kept in that session's state and dropped when it ends. The "
-                 "provider object only ever receives the public context (parameters and Galois keys) and "
-                 "ciphertexts. For two real machines run the provider as `python -m securealign serve` "
-                 "(see docs/protocol.md). Your queries are never written to the embedding cache.")
+        parts.append(
+            f"## {threat['title']}\n"
+            f"| | in plain words |\n|---|---|\n"
+            f"| the client learns | {threat['client_learns']} |\n"
+            f"| the provider learns | {threat['provider_learns']} |\n"
+            f"| the provider holds | {threat['provider_holds']} |\n"
+            f"| limits | {threat['limits']} |\n"
+        )
+    parts.append(
+        "## Encryption off\nThe client sends its embedding in the clear: the provider (and anyone on the "
+        "way) reads the vector, from which embedding-inversion attacks recover much of the text, and the "
+        "answer. The Secure inference tab shows exactly what would travel.\n"
+    )
+    parts.append(
+        "## In this demo\nBoth parties run inside this server so that one page can show them; each browser "
+        "session gets its own CKKS keys, kept in that session's state and dropped when it ends. The "
+        "provider object only ever receives the public context (parameters and Galois keys) and "
+        "ciphertexts. For two real machines run the provider as `python -m securealign serve` "
+        "(see docs/protocol.md). Your queries are never written to the embedding cache."
+    )
     return "\n".join(parts)
 
 
@@ -106,19 +120,25 @@ def glossary_md() -> str:
 
 # ---- the story --------------------------------------------------------------------------------------------------
 
+
 def story_agree(pair: dict, client: str, provider: str) -> str:
-    return (f"### {client} and {provider}, trained separately, see the same texts alike: linear CKA "
-            f"**{pair['cka']:.2f}** on {pair['n_texts']:,} public texts (1 = same geometry; all pairs here: "
-            f"{pair['cka_min']:.2f} to {pair['cka_max']:.2f}).")
+    return (
+        f"### {client} and {provider}, trained separately, see the same texts alike: linear CKA "
+        f"**{pair['cka']:.2f}** on {pair['n_texts']:,} public texts (1 = same geometry; all pairs here: "
+        f"{pair['cka_min']:.2f} to {pair['cka_max']:.2f})."
+    )
 
 
 def story_map(pair: dict, client: str, provider: str) -> str:
-    return (f"### A map fitted on the {pair['regime_label']} carries {client}'s embeddings into {provider}'s space: "
-            f"{provider}'s head is right on **{pct(pair['mapped_acc'])}** of them, against "
-            f"**{pct(pair['provider_acc'])}** on its own embeddings (**{pct(pair['retained'], 0)}** kept).")
+    return (
+        f"### A map fitted on the {pair['regime_label']} carries {client}'s embeddings into {provider}'s space: "
+        f"{provider}'s head is right on **{pct(pair['mapped_acc'])}** of them, against "
+        f"**{pct(pair['provider_acc'])}** on its own embeddings (**{pct(pair['retained'], 0)}** kept)."
+    )
 
 
 # ---- secure inference ------------------------------------------------------------------------------------------
+
 
 def _mark(result: dict, key: str) -> str:
     correct = result.get("correct", {}).get(key)
@@ -131,14 +151,18 @@ def query_headline(result: dict) -> str:
     truth = f" (true label: **{result['true_label']}**)" if result["true_label"] else ""
     if result["mapped_encrypted"] is None:
         exposed = result["exposed"]
-        return (f"### Answer **{plain}**{truth}, computed in plaintext in {duration(result['wall_ms'])}: the "
-                f"provider received the client's {exposed['dims']}-number embedding unencrypted.")
+        return (
+            f"### Answer **{plain}**{truth}, computed in plaintext in {duration(result['wall_ms'])}: the "
+            f"provider received the client's {exposed['dims']}-number embedding unencrypted."
+        )
     agree = result["agreement"]
     same = "the same answer as plaintext" if agree["encrypted_vs_plaintext"] else "A DIFFERENT answer from plaintext"
     up, down, keys = _traffic(result)
     once = f" (plus this session's {size(keys)} of public keys, sent once)" if keys else ""
-    return (f"### Encrypted answer **{result['mapped_encrypted']['label']}**{truth}: {same}. The client waited "
-            f"{duration(result['wall_ms'])}; {size(up)} of ciphertext went up{once}, {size(down)} came back.")
+    return (
+        f"### Encrypted answer **{result['mapped_encrypted']['label']}**{truth}: {same}. The client waited "
+        f"{duration(result['wall_ms'])}; {size(up)} of ciphertext went up{once}, {size(down)} came back."
+    )
 
 
 def _traffic(result: dict) -> tuple[int, int, int]:
@@ -160,26 +184,38 @@ def query_summary(result: dict) -> str:
         else:
             probability = pct(max(pred["probabilities"].values())) if pred["probabilities"] else "*label only*"
             rows.append(f"| {name} | {PATH_HELP[key]} | **{pred['label']}**{_mark(result, key)} | {probability} |")
-    lines = [(f"**{result['source_name']}** (client) → **{result['target_name']}** (provider), "
-              f"{result['mode']} mode"), "", *rows, ""]
+    lines = [
+        (f"**{result['source_name']}** (client) → **{result['target_name']}** (provider), {result['mode']} mode"),
+        "",
+        *rows,
+        "",
+    ]
     agree = result["agreement"]
     if result["encrypted"]:
         lines.append(f"The client learned {result['answer_reveals']}.  ")
     if "max_logit_error" in agree:
-        cause = ("within CKKS noise" if agree["within_ckks_noise"] else
-                 "**more than CKKS noise: the provider's model is not this pair's**")
-        lines.append(f"Largest difference between encrypted and plaintext logits: {agree['max_logit_error']:.1e} "
-                     f"({cause}).  ")
+        cause = (
+            "within CKKS noise"
+            if agree["within_ckks_noise"]
+            else "**more than CKKS noise: the provider's model is not this pair's**"
+        )
+        lines.append(
+            f"Largest difference between encrypted and plaintext logits: {agree['max_logit_error']:.1e} ({cause}).  "
+        )
     if result["true_label"]:
         lines.append("✓ / ✗: right or wrong against the example's true label.  ")
     if result["native"] is not None and not agree["mapped_vs_native"]:
-        lines.append("The mapped answer differs from the provider's own model here. A map cannot add information "
-                     "the client's model lacks: when the client's model is weaker on this task, some answers "
-                     "differ (see the Results tab for each pair's accuracies).  ")
+        lines.append(
+            "The mapped answer differs from the provider's own model here. A map cannot add information "
+            "the client's model lacks: when the client's model is weaker on this task, some answers "
+            "differ (see the Results tab for each pair's accuracies).  "
+        )
     if result["reference_ms"]:
         ms = sum(result["reference_ms"].values())
-        lines.append(f"The provider's own model took {duration(ms)} more, computed after the answer was shown: it "
-                     "is a reference only this demo can compute, not part of the client's wait.")
+        lines.append(
+            f"The provider's own model took {duration(ms)} more, computed after the answer was shown: it "
+            "is a reference only this demo can compute, not part of the client's wait."
+        )
     return "\n".join(lines)
 
 
@@ -188,20 +224,46 @@ def protocol_frame(result: dict) -> pd.DataFrame:
     if result["mapped_encrypted"] is None:
         exposed = result["exposed"]
         values = ", ".join(f"{v:+.4f}" for v in exposed["first_values"])
-        rows = [(1, "client", f"send {exposed['sent']} ({exposed['dims']} numbers)", "", size(exposed["bytes_up"]),
-                 f"{values}, … (readable: embeddings can be inverted to recover much of the text)"),
-                (2, "provider", f"apply the head, return the {len(result['classes'])} logits", "",
-                 size(exposed["bytes_down"]), "readable by the provider too")]
+        rows = [
+            (
+                1,
+                "client",
+                f"send {exposed['sent']} ({exposed['dims']} numbers)",
+                "",
+                size(exposed["bytes_up"]),
+                f"{values}, … (readable: embeddings can be inverted to recover much of the text)",
+            ),
+            (
+                2,
+                "provider",
+                f"apply the head, return the {len(result['classes'])} logits",
+                "",
+                size(exposed["bytes_down"]),
+                "readable by the provider too",
+            ),
+        ]
     else:
-        rows = [(s["number"], s["party"], s["what"], duration(s["ms"]), size(s["bytes"]) if s["bytes"] else "",
-                 s["preview"]) for s in result["protocol"]]
+        rows = [
+            (
+                s["number"],
+                s["party"],
+                s["what"],
+                duration(s["ms"]),
+                size(s["bytes"]) if s["bytes"] else "",
+                s["preview"],
+            )
+            for s in result["protocol"]
+        ]
     return pd.DataFrame(rows, columns=["#", "party", "step", "time", "sent", "what travels (bytes or values)"])
 
 
 def protocol_md(result: dict) -> str:
     frame = protocol_frame(result)
-    title = ("**Encryption off: what the provider would receive**" if result["mapped_encrypted"] is None else
-             "**The protocol, step by step** (real message sizes; without the key the bytes look random)")
+    title = (
+        "**Encryption off: what the provider would receive**"
+        if result["mapped_encrypted"] is None
+        else "**The protocol, step by step** (real message sizes; without the key the bytes look random)"
+    )
     lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
     lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return title + "\n\n" + "\n".join(lines)
@@ -210,14 +272,18 @@ def protocol_md(result: dict) -> str:
 def keys_md(result: dict) -> str:
     threat = result["threat_model"]
     if result["mapped_encrypted"] is None:
-        return ("**With encryption off, the provider learns the query's embedding and the answer**, and anyone "
-                "who can read the traffic does too. Turn encryption on to see what the protocol hides.")
+        return (
+            "**With encryption off, the provider learns the query's embedding and the answer**, and anyone "
+            "who can read the traffic does too. Turn encryption on to see what the protocol hides."
+        )
     keys = result["key_material"]
-    return (f"**This session's keys**: public context (CKKS parameters + Galois keys for rotations "
-            f"{keys['rotation_steps']}) = {size(keys['public_context_bytes'])}, sent once; the secret key is "
-            f"{keys['secret_key']}. Imaginary residue of the decrypted logits: {keys['ckks_residue']:.1e} "
-            f"(a wrong key would give ~1e30).\n\n**{threat['title']}**: client learns {threat['client_learns']}; "
-            f"provider learns {threat['provider_learns']}.")
+    return (
+        f"**This session's keys**: public context (CKKS parameters + Galois keys for rotations "
+        f"{keys['rotation_steps']}) = {size(keys['public_context_bytes'])}, sent once; the secret key is "
+        f"{keys['secret_key']}. Imaginary residue of the decrypted logits: {keys['ckks_residue']:.1e} "
+        f"(a wrong key would give ~1e30).\n\n**{threat['title']}**: client learns {threat['client_learns']}; "
+        f"provider learns {threat['provider_learns']}."
+    )
 
 
 def who_sees_what(result: dict | None, threat_models: dict) -> str:
@@ -227,79 +293,105 @@ def who_sees_what(result: dict | None, threat_models: dict) -> str:
     if result and result["mapped_encrypted"] is not None:
         up = _traffic(result)[0]
         answer = f"{len(result['classes'])} logits" if result["answer"] == "logits" else "the label only"
-        headline = (f"### The provider received {size(up)} of ciphertext and never the text or the embedding; "
-                    f"the client got back {answer} and never the provider's model.")
+        headline = (
+            f"### The provider received {size(up)} of ciphertext and never the text or the embedding; "
+            f"the client got back {answer} and never the provider's model."
+        )
     else:
         headline = "### Run step 3 with encryption on to see what travelled."
-    return (f"{headline}\n\n| | the client | the provider |\n|---|---|---|\n"
-            f"| holds | its model, its texts, the secret key | {threat['provider_holds']} |\n"
-            f"| learns | {threat['client_learns']} | {threat['provider_learns']} |\n\n"
-            f"Limits: {threat['limits']}.")
+    return (
+        f"{headline}\n\n| | the client | the provider |\n|---|---|---|\n"
+        f"| holds | its model, its texts, the secret key | {threat['provider_holds']} |\n"
+        f"| learns | {threat['client_learns']} | {threat['provider_learns']} |\n\n"
+        f"Limits: {threat['limits']}."
+    )
 
 
 # ---- secure fit ------------------------------------------------------------------------------------------------
 
+
 def fit_estimate(n_texts: int, estimate: dict) -> str:
-    return (f"Estimate before you start: about **{estimate['encrypted_s']:.0f} s** of encrypted work for "
-            f"{n_texts:,} texts on two free cores. On top, the first time: both models embed "
-            f"{estimate['public_texts']:,} public texts and the client's model the task's {estimate['test_texts']:,} "
-            "test texts (seconds once cached; minutes on a busy machine when not).")
+    return (
+        f"Estimate before you start: about **{estimate['encrypted_s']:.0f} s** of encrypted work for "
+        f"{n_texts:,} texts on two free cores. On top, the first time: both models embed "
+        f"{estimate['public_texts']:,} public texts and the client's model the task's {estimate['test_texts']:,} "
+        "test texts (seconds once cached; minutes on a busy machine when not)."
+    )
 
 
 def fit_md(result: dict) -> str:
-    holder = ("the client now holds the map; the provider saw only ciphertexts of the client's embeddings"
-              if result["mode"] == "paper" else
-              "the provider now holds the map and can serve map + head in sealed mode; the client saw only "
-              "ciphertexts of the provider's embeddings, and its receipt carries no map")
+    holder = (
+        "the client now holds the map; the provider saw only ciphertexts of the client's embeddings"
+        if result["mode"] == "paper"
+        else "the provider now holds the map and can serve map + head in sealed mode; the client saw only "
+        "ciphertexts of the provider's embeddings, and its receipt carries no map"
+    )
     secure, plain = result["quality_secure"], result["quality_plaintext"]
     verdict = "same map as in plaintext" if result["matches_plaintext"] else "WRONG MAP"
     lines = [
-        (f"### {result['source_name']} (client) → {result['target_name']} (provider), {result['mode']} mode, "
-         f"{result['n_texts']:,} public texts: {verdict}"),
+        (
+            f"### {result['source_name']} (client) → {result['target_name']} (provider), {result['mode']} mode, "
+            f"{result['n_texts']:,} public texts: {verdict}"
+        ),
         f"{holder} ({result['map_shape'][0]} × {result['map_shape'][1]}).  ",
-        (f"**Wall clock**: {duration(result['wall_ms'])} in all (embedding the texts with both models, the fit, "
-         f"measuring the map), of which {duration(result['secure_ms'])} the encrypted fit (the chart splits it by "
-         f"party) vs {duration(result['plaintext_ms'])} for a plaintext ridge fit of the same texts; "
-         f"{size(result['bytes_up'])} client → provider, {size(result['bytes_down'])} provider → client.  "),
-        (f"**Same map as in plaintext**: largest difference from the plaintext ridge solution "
-         f"{result['max_abs_difference']:.1e} (CKKS noise; λ = {result['lambda']} fixed in advance).  "
-         if result["matches_plaintext"] else
-         f"**Warning: this map differs from the plaintext ridge solution** by up to "
-         f"{result['max_abs_difference']:.1e}; do not use it.  "),
-        (f"**How good the map is** on {result['held_out']} held-out public texts: R² {secure['r2']:.2f} "
-         f"(plaintext {plain['r2']:.2f}), cosine {secure['cosine']:.2f}, top-1 retrieval {pct(secure['top1'])}.  "),
+        (
+            f"**Wall clock**: {duration(result['wall_ms'])} in all (embedding the texts with both models, the fit, "
+            f"measuring the map), of which {duration(result['secure_ms'])} the encrypted fit (the chart splits it by "
+            f"party) vs {duration(result['plaintext_ms'])} for a plaintext ridge fit of the same texts; "
+            f"{size(result['bytes_up'])} client → provider, {size(result['bytes_down'])} provider → client.  "
+        ),
+        (
+            f"**Same map as in plaintext**: largest difference from the plaintext ridge solution "
+            f"{result['max_abs_difference']:.1e} (CKKS noise; λ = {result['lambda']} fixed in advance).  "
+            if result["matches_plaintext"]
+            else f"**Warning: this map differs from the plaintext ridge solution** by up to "
+            f"{result['max_abs_difference']:.1e}; do not use it.  "
+        ),
+        (
+            f"**How good the map is** on {result['held_out']} held-out public texts: R² {secure['r2']:.2f} "
+            f"(plaintext {plain['r2']:.2f}), cosine {secure['cosine']:.2f}, top-1 retrieval {pct(secure['top1'])}.  "
+        ),
     ]
     acc = result["task_accuracy"]
     if acc is not None:
-        lines.append(f"**What the map is for** ({acc['title']}, all {acc['n_test']:,} test texts): the provider's "
-                     f"head is right on {pct(acc['provider_native'])} of its own embeddings and on "
-                     f"{pct(acc['through_this_map'])} of the client's through this map (the precomputed public-only "
-                     f"map, fitted on {acc['public_map_texts']:,} texts: {pct(acc['public_map_precomputed'])}).  ")
+        lines.append(
+            f"**What the map is for** ({acc['title']}, all {acc['n_test']:,} test texts): the provider's "
+            f"head is right on {pct(acc['provider_native'])} of its own embeddings and on "
+            f"{pct(acc['through_this_map'])} of the client's through this map (the precomputed public-only "
+            f"map, fitted on {acc['public_map_texts']:,} texts: {pct(acc['public_map_precomputed'])}).  "
+        )
     weak = secure["r2"] < 0.2 or (acc is not None and acc["through_this_map"] < acc["provider_native"] - 0.1)
     if weak:
-        lines.append(f"*A weak map, as expected with {result['n_texts']:,} texts*: the secure fit is exact (it equals "
-                     "the plaintext fit), so the weakness is the data's, not the encryption's. More texts give a "
-                     "better map at a linear cost; the paper's maps use thousands.")
+        lines.append(
+            f"*A weak map, as expected with {result['n_texts']:,} texts*: the secure fit is exact (it equals "
+            "the plaintext fit), so the weakness is the data's, not the encryption's. More texts give a "
+            "better map at a linear cost; the paper's maps use thousands."
+        )
     return "\n".join(lines)
 
 
 # ---- convergence, OOD, generation, results ---------------------------------------------------------------------
 
+
 def fit_caption(matrix, measure: str) -> str:
     text = explain(MEASURE_NAMES[measure])
     if measure == "r2" and (matrix < 0).any():
-        text += (" Some cells are below 0: for those pairs a map from public text explains less of the provider's "
-                 "embedding than its mean does, yet the task head can still work through it (look at accuracy).")
+        text += (
+            " Some cells are below 0: for those pairs a map from public text explains less of the provider's "
+            "embedding than its mean does, yet the task head can still work through it (look at accuracy)."
+        )
     return text
 
 
 def ood_caption(metrics: dict) -> str:
     text = f"{explain('energy')} {explain('AUROC')} {explain('FPR@95')}"
     if metrics["mapped"]["auroc"] < 0.5:
-        text += (f" **The mapped AUROC ({metrics['mapped']['auroc']:.2f}) is below chance**: through this map the "
-                 "unrelated texts look *more* familiar to the head than its own kind. The paper reports OOD "
-                 "detection surviving a task-supervised map; a map fitted mostly on public text does not carry "
-                 "the head's sense of its own domain for every pair.")
+        text += (
+            f" **The mapped AUROC ({metrics['mapped']['auroc']:.2f}) is below chance**: through this map the "
+            "unrelated texts look *more* familiar to the head than its own kind. The paper reports OOD "
+            "detection surviving a task-supervised map; a map fitted mostly on public text does not carry "
+            "the head's sense of its own domain for every pair."
+        )
     return text
 
 
@@ -308,32 +400,48 @@ def generation_md(snap: dict) -> str:
         return "n/a" if value is None else format(value, fmt)
 
     compat, fit = snap["compatibility"], snap["map"]
-    lines = [(f"**Tokenizer compatibility** (the paper's predictor of success): exact token match "
-              f"{pct(compat['exact_match_rate'])}, vocabulary overlap (Jaccard) {pct(compat['vocabulary_jaccard'])}  "),
-             (f"**Map fit** on held-out tokens: R² {num(fit.get('r2'))}, next-token agreement "
-              f"{pct(fit.get('next_token_agreement'))}  ")]
+    lines = [
+        (
+            f"**Tokenizer compatibility** (the paper's predictor of success): exact token match "
+            f"{pct(compat['exact_match_rate'])}, vocabulary overlap (Jaccard) {pct(compat['vocabulary_jaccard'])}  "
+        ),
+        (
+            f"**Map fit** on held-out tokens: R² {num(fit.get('r2'))}, next-token agreement "
+            f"{pct(fit.get('next_token_agreement'))}  "
+        ),
+    ]
     if "encrypted_step" in snap:
         step = snap["encrypted_step"]
-        lines.append(f"**Last encrypted token**: client encrypts {duration(step['encrypt_ms'])}, provider "
-                     f"{duration(step['provider_ms'])}, client decrypts {duration(step['decrypt_ms'])}; "
-                     f"{size(step['bytes_up'])} up, {size(step['bytes_down'])} down. Encryption does not change "
-                     "the text: the encrypted head picks exactly the plaintext-mapped tokens.  ")
+        lines.append(
+            f"**Last encrypted token**: client encrypts {duration(step['encrypt_ms'])}, provider "
+            f"{duration(step['provider_ms'])}, client decrypts {duration(step['decrypt_ms'])}; "
+            f"{size(step['bytes_up'])} up, {size(step['bytes_down'])} down. Encryption does not change "
+            "the text: the encrypted head picks exactly the plaintext-mapped tokens.  "
+        )
     if snap.get("quality"):
         quality = snap["quality"]
-        lines.append(f"**Quality**: token agreement with the target model's own continuation "
-                     f"{pct(quality['token_agreement'])}; perplexity under the target: mapped "
-                     f"{num(quality['perplexity_mapped'], '.1f')}, its own text "
-                     f"{num(quality['perplexity_native_target'], '.1f')}.  ")
-        lines.append(f"{explain('token agreement')} {explain('perplexity')} *As the paper found for sources under 4B "
-                     "parameters, the mapped text starts plausibly and then drifts*: low agreement is expected here.")
+        lines.append(
+            f"**Quality**: token agreement with the target model's own continuation "
+            f"{pct(quality['token_agreement'])}; perplexity under the target: mapped "
+            f"{num(quality['perplexity_mapped'], '.1f')}, its own text "
+            f"{num(quality['perplexity_native_target'], '.1f')}.  "
+        )
+        lines.append(
+            f"{explain('token agreement')} {explain('perplexity')} *As the paper found for sources under 4B "
+            "parameters, the mapped text starts plausibly and then drifts*: low agreement is expected here."
+        )
     return "\n".join(lines)
 
 
 def generation_estimate(target_name: str, encrypted: bool, tokens: int, seconds_per_token: float | None) -> str:
     if not encrypted:
-        return (f"Plaintext, {tokens} new tokens: each one is a step of all three continuations (their speeds are "
-                "shown below as they stream); the first run also loads both models.")
+        return (
+            f"Plaintext, {tokens} new tokens: each one is a step of all three continuations (their speeds are "
+            "shown below as they stream); the first run also loads both models."
+        )
     per_token = "" if seconds_per_token is None else f"about {seconds_per_token:.2g} s per token, "
     total = "" if seconds_per_token is None else f" ≈ {tokens * seconds_per_token:.0f} s"
-    return (f"Encrypted head into {target_name}: {per_token}{tokens} tokens{total} on two free cores, on top of the "
-            "plaintext generation (and, the first time, compiling the encrypted head).")
+    return (
+        f"Encrypted head into {target_name}: {per_token}{tokens} tokens{total} on two free cores, on top of the "
+        "plaintext generation (and, the first time, compiling the encrypted head)."
+    )

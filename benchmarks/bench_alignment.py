@@ -33,8 +33,10 @@ def _time(fn: Callable[[], object], repeats: int = 3) -> float:
 
 def main() -> None:
     rng = np.random.default_rng(0)
-    print(f"{'n':>6} {'d_b':>4} {'d_a':>4} | {'stats+solve s':>13} {'ratio':>6} | {'sklearn s':>9} "
-          f"{'ours/skl':>8} {'max|dW|':>8} | {'validated s':>11} {'ratio':>6}")
+    print(
+        f"{'n':>6} {'d_b':>4} {'d_a':>4} | {'stats+solve s':>13} {'ratio':>6} | {'sklearn s':>9} "
+        f"{'ours/skl':>8} {'max|dW|':>8} | {'validated s':>11} {'ratio':>6}"
+    )
     base_fixed = base_val = None
     for n in (1_000, 4_000, 16_000):
         for d_b, d_a in ((256, 384), (384, 768), (768, 768)):
@@ -48,8 +50,10 @@ def main() -> None:
             diff = np.abs(ours.W - reference.coef_.T).max()
             validated = _time(lambda: fit_ridge(Zb, Za), repeats=1)
             base_fixed, base_val = base_fixed or fixed, base_val or validated
-            print(f"{n:6d} {d_b:4d} {d_a:4d} | {fixed:13.3f} {fixed / base_fixed:6.1f} | {sklearn_s:9.3f} "
-                  f"{fixed / sklearn_s:8.2f} {diff:8.1e} | {validated:11.3f} {validated / base_val:6.1f}")
+            print(
+                f"{n:6d} {d_b:4d} {d_a:4d} | {fixed:13.3f} {fixed / base_fixed:6.1f} | {sklearn_s:9.3f} "
+                f"{fixed / sklearn_s:8.2f} {diff:8.1e} | {validated:11.3f} {validated / base_val:6.1f}"
+            )
     n, d_b, d_a = 20_000, 768, 384
     Zb, Za = rng.normal(size=(n, d_b)), rng.normal(size=(n, d_a))
     one_shot = RidgeStats(d_b, d_a).update(Zb, Za).solve(0.01)
@@ -58,10 +62,14 @@ def main() -> None:
         stats.update(Zb[start : start + 512], Za[start : start + 512])
     streamed = stats.solve(0.01)
     diff = max(np.abs(streamed.W - one_shot.W).max(), np.abs(streamed.b - one_shot.b).max())
-    print(f"\nstreamed (512-row batches) vs one-shot on {n} x {d_b} -> {d_a}: max |difference| = {diff:.2e} "
-          f"({'PASS' if diff < 1e-6 else 'FAIL'}, target < 1e-6)")
-    print(f"memory of the streamed statistics: {(stats.bb.nbytes + stats.ba.nbytes) / 1e6:.1f} MB whatever n is "
-          f"(the data itself: {(Zb.nbytes + Za.nbytes) / 1e6:.1f} MB)")
+    print(
+        f"\nstreamed (512-row batches) vs one-shot on {n} x {d_b} -> {d_a}: max |difference| = {diff:.2e} "
+        f"({'PASS' if diff < 1e-6 else 'FAIL'}, target < 1e-6)"
+    )
+    print(
+        f"memory of the streamed statistics: {(stats.bb.nbytes + stats.ba.nbytes) / 1e6:.1f} MB whatever n is "
+        f"(the data itself: {(Zb.nbytes + Za.nbytes) / 1e6:.1f} MB)"
+    )
 
 
 if __name__ == "__main__":

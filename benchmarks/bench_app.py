@@ -26,8 +26,11 @@ TARGETS_S = {"interactive": 8.0, "first query": 2.0, "warm query": 0.5, "first t
 
 
 def _line(label: str, seconds: float, target: str | None = None, extra: str = "") -> None:
-    verdict = "" if target is None else (
-        f"({'PASS' if seconds <= TARGETS_S[target] else 'FAIL'}, target <= {TARGETS_S[target]:g} s)")
+    verdict = (
+        ""
+        if target is None
+        else (f"({'PASS' if seconds <= TARGETS_S[target] else 'FAIL'}, target <= {TARGETS_S[target]:g} s)")
+    )
     print(f"{label:52s} {seconds:6.2f} s   {verdict} {extra}".rstrip())
 
 
@@ -56,22 +59,35 @@ def main() -> None:
             client = Client(url, verbose=False)
             text = service.examples(service.STORY_TASK)[0]
             args = (text, service.STORY_CLIENT, service.STORY_PROVIDER, service.STORY_TASK, "sealed", True)
-            for label, target in (("first encrypted query after page load", "first query"),
-                                  ("warm encrypted query", "warm query")):
+            for label, target in (
+                ("first encrypted query after page load", "first query"),
+                ("warm encrypted query", "warm query"),
+            ):
                 answer_s, complete_s, outputs = _timed_stream(lambda: client.submit(*args, api_name="/classify"))
                 result = outputs[-1]
                 parts = ", ".join(f"{name} {ms:.1f}" for name, ms in result["timings_ms"].items())
-                _line(f"{label}: the client's answer", answer_s, target,
-                      f"[server wall {result['wall_ms']:.0f} ms: {parts}]")
-                _line(f"{label}: with the provider-model reference", complete_s, None,
-                      f"[reference {sum(result['reference_ms'].values()):.0f} ms, after the answer]")
+                _line(
+                    f"{label}: the client's answer",
+                    answer_s,
+                    target,
+                    f"[server wall {result['wall_ms']:.0f} ms: {parts}]",
+                )
+                _line(
+                    f"{label}: with the provider-model reference",
+                    complete_s,
+                    None,
+                    f"[reference {sum(result['reference_ms'].values()):.0f} ms, after the answer]",
+                )
             gen_args = ("The capital of France is", "gemma3", "smollm2", False)
             _timed_stream(lambda: client.submit(*gen_args, 2, api_name="/generate"))  # loads both LMs
             start = time.perf_counter()
             for texts in client.submit(*gen_args, 8, api_name="/generate"):
                 if texts[2]:  # the mapped continuation has its first token
-                    _line("first generated token once warm (Gemma 3 -> SmolLM2)", time.perf_counter() - start,
-                          "first token")
+                    _line(
+                        "first generated token once warm (Gemma 3 -> SmolLM2)",
+                        time.perf_counter() - start,
+                        "first token",
+                    )
                     break
         browser.close()
 

@@ -32,8 +32,13 @@ from securealign.generation.pair import DEFAULT_SOURCE, DEFAULT_TARGET, load_pai
 
 TARGET_S, STRETCH_S, TARGET_PROVIDER_GB = 2.0, 1.0, 4.0
 BASELINE_SLICE = 350  # vocabulary rows for the row-packed baseline (50 ciphertexts of 7 rows at d = 640)
-PROMPTS = ["The history of the city begins in", "Scientists announced on Tuesday that",
-           "She opened the letter and", "The best way to learn a language is", "In the morning the market"]
+PROMPTS = [
+    "The history of the city begins in",
+    "Scientists announced on Tuesday that",
+    "She opened the letter and",
+    "The best way to learn a language is",
+    "In the morning the market",
+]
 
 
 def _rss_gb() -> float:
@@ -70,8 +75,10 @@ def bench_row_packed_baseline(pair, hidden: np.ndarray) -> tuple[float, int]:
 def run(n_prompts: int, n_tokens: int) -> int:
     pair = load_pair(DEFAULT_SOURCE, DEFAULT_TARGET)
     vocab, d = pair.plain_head.matrix.shape
-    print(f"pair {DEFAULT_SOURCE} -> {DEFAULT_TARGET}: pre-composed head {vocab:,} x {d} (map + LM head), "
-          f"map held-out R^2 {pair.hidden_map.metrics['r2']:.3f}, cosine {pair.hidden_map.metrics['cosine']:.3f}")
+    print(
+        f"pair {DEFAULT_SOURCE} -> {DEFAULT_TARGET}: pre-composed head {vocab:,} x {d} (map + LM head), "
+        f"map held-out R^2 {pair.hidden_map.metrics['r2']:.3f}, cosine {pair.hidden_map.metrics['cosine']:.3f}"
+    )
 
     rss_before = _rss_gb()
     start = time.perf_counter()
@@ -79,13 +86,17 @@ def run(n_prompts: int, n_tokens: int) -> int:
     compile_s = time.perf_counter() - start
     rss_compiled = _rss_gb()
     layout = head.provider.layout
-    print(f"layout: {layout.n_ciphertexts} result ciphertexts x 2 x {layout.rows} slots, baby {layout.baby} x "
-          f"giant {layout.giant}, {layout.rotations} rotations and {layout.d * layout.n_ciphertexts:,} "
-          f"plaintext products per token")
-    print(f"provider set-up: {compile_s:.1f} s to encode {layout.d * layout.n_ciphertexts:,} diagonals "
-          f"({head.provider.plaintext_bytes / 1e9:.2f} GB of plaintexts); "
-          f"Galois keys {len(head.key_bytes) / 1e3:.0f} KB "
-          f"(steps {layout.steps}), sent once")
+    print(
+        f"layout: {layout.n_ciphertexts} result ciphertexts x 2 x {layout.rows} slots, baby {layout.baby} x "
+        f"giant {layout.giant}, {layout.rotations} rotations and {layout.d * layout.n_ciphertexts:,} "
+        f"plaintext products per token"
+    )
+    print(
+        f"provider set-up: {compile_s:.1f} s to encode {layout.d * layout.n_ciphertexts:,} diagonals "
+        f"({head.provider.plaintext_bytes / 1e9:.2f} GB of plaintexts); "
+        f"Galois keys {len(head.key_bytes) / 1e3:.0f} KB "
+        f"(steps {layout.steps}), sent once"
+    )
 
     parts: dict[str, list[float]] = {"source": [], "encrypt": [], "provider": [], "decrypt": [], "total": []}
     up, down, peak, agree = [], [], rss_compiled, 0
@@ -114,24 +125,34 @@ def run(n_prompts: int, n_tokens: int) -> int:
         values = parts[name]
         print(f"  {name:9s} {_median(values):9.1f} ms   (p95 {np.percentile(values, 95):8.1f} ms)")
     head_ms = _median(parts["encrypt"]) + _median(parts["provider"]) + _median(parts["decrypt"])
-    print(f"  bytes per token: up {_median(up) / 1e3:.0f} KB (one ciphertext), down {_median(down) / 1e6:.2f} MB "
-          f"({layout.n_ciphertexts} ciphertexts)")
+    print(
+        f"  bytes per token: up {_median(up) / 1e3:.0f} KB (one ciphertext), down {_median(down) / 1e6:.2f} MB "
+        f"({layout.n_ciphertexts} ciphertexts)"
+    )
     print(f"  encrypted tokens equal plaintext-mapped tokens on {agree}/{n_prompts} prompts")
     provider_gb = peak - rss_before
-    print(f"\nprovider memory: {rss_compiled - rss_before:.2f} GB after encoding, {provider_gb:.2f} GB peak while "
-          f"decoding (process RSS growth; models excluded)")
+    print(
+        f"\nprovider memory: {rss_compiled - rss_before:.2f} GB after encoding, {provider_gb:.2f} GB peak while "
+        f"decoding (process RSS growth; models excluded)"
+    )
 
     print("\nbaselines measured in this run:")
-    print(f"  plaintext composed head (numpy)                 {plain_ms:10.2f} ms/token -> encrypted head is "
-          f"{head_ms / plain_ms:,.0f}x")
-    print(f"  row-packed protocol layout, {packed_cts:,} ciphertexts  {packed_ms:10.0f} ms/token (from "
-          f"{BASELINE_SLICE} rows, scaled) -> diagonal method is {packed_ms / head_ms:.0f}x faster")
+    print(
+        f"  plaintext composed head (numpy)                 {plain_ms:10.2f} ms/token -> encrypted head is "
+        f"{head_ms / plain_ms:,.0f}x"
+    )
+    print(
+        f"  row-packed protocol layout, {packed_cts:,} ciphertexts  {packed_ms:10.0f} ms/token (from "
+        f"{BASELINE_SLICE} rows, scaled) -> diagonal method is {packed_ms / head_ms:.0f}x faster"
+    )
 
     total_s = _median(parts["total"]) / 1e3
     ok = total_s <= TARGET_S and provider_gb < TARGET_PROVIDER_GB
-    print(f"\ntarget <= {TARGET_S:.0f} s/token (stretch {STRETCH_S:.0f} s), provider < {TARGET_PROVIDER_GB:.0f} GB: "
-          f"{total_s:.2f} s/token, {provider_gb:.2f} GB -> {'MET' if ok else 'NOT MET'}"
-          f"{' (stretch met)' if total_s <= STRETCH_S else ''}")
+    print(
+        f"\ntarget <= {TARGET_S:.0f} s/token (stretch {STRETCH_S:.0f} s), provider < {TARGET_PROVIDER_GB:.0f} GB: "
+        f"{total_s:.2f} s/token, {provider_gb:.2f} GB -> {'MET' if ok else 'NOT MET'}"
+        f"{' (stretch met)' if total_s <= STRETCH_S else ''}"
+    )
     return 0 if ok else 1
 
 

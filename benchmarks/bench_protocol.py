@@ -47,8 +47,16 @@ def _plaintext_us(x: np.ndarray, V: np.ndarray, c: np.ndarray, W=None, b=None, r
     return (time.perf_counter() - start) / repeats * 1e6
 
 
-def bench_queries(provider, client: ClientSession, session: str, model_id: str, layout: Layout, mode: str,
-                  queries: np.ndarray, answer: str = "logits") -> dict:
+def bench_queries(
+    provider,
+    client: ClientSession,
+    session: str,
+    model_id: str,
+    layout: Layout,
+    mode: str,
+    queries: np.ndarray,
+    answer: str = "logits",
+) -> dict:
     """Time each party's step per query; returns medians, p95s and bytes."""
     enc, prov, dec, total, up, down = [], [], [], [], [], []
     for x in queries:
@@ -61,8 +69,14 @@ def bench_queries(provider, client: ClientSession, session: str, model_id: str, 
         t3 = time.perf_counter()
         enc.append((t1 - t0) * 1e3), prov.append((t2 - t1) * 1e3), dec.append((t3 - t2) * 1e3)
         total.append((t3 - t0) * 1e3), up.append(len(query)), down.append(len(result))
-    return {"enc": _stats(enc), "prov": _stats(prov), "dec": _stats(dec), "total": _stats(total),
-            "up": max(up), "down": max(down)}
+    return {
+        "enc": _stats(enc),
+        "prov": _stats(prov),
+        "dec": _stats(dec),
+        "total": _stats(total),
+        "up": max(up),
+        "down": max(down),
+    }
 
 
 def one_time_costs(layout: Layout, provider: Provider) -> tuple[ClientSession, str, dict]:
@@ -72,15 +86,25 @@ def one_time_costs(layout: Layout, provider: Provider) -> tuple[ClientSession, s
     start = time.perf_counter()
     session = provider.open_session(client.public_context())
     open_ms = (time.perf_counter() - start) * 1e3
-    return client, session, {"context": len(client.public_context()), "keygen_ms": keygen_ms, "open_ms": open_ms,
-                             "keys": len(client.steps)}
+    return (
+        client,
+        session,
+        {
+            "context": len(client.public_context()),
+            "keygen_ms": keygen_ms,
+            "open_ms": open_ms,
+            "keys": len(client.steps),
+        },
+    )
 
 
 def run(n_queries: int, fit_rows: int) -> int:
-    header = (f"{'source -> target':22s} {'task':16s} {'mode':6s} {'answer':6s} {'d->K':>9s} {'cts':>3s} | "
-              f"{'encrypt':>11s} {'provider':>11s} {'decrypt':>11s} {'total ms':>11s} | "
-              f"{'up KB':>6s} {'down KB':>7s} | "
-              f"{'keys MB':>7s} {'#':>2s} | {'plain us':>8s} {'ratio':>6s} | {'max err':>8s} agree")
+    header = (
+        f"{'source -> target':22s} {'task':16s} {'mode':6s} {'answer':6s} {'d->K':>9s} {'cts':>3s} | "
+        f"{'encrypt':>11s} {'provider':>11s} {'decrypt':>11s} {'total ms':>11s} | "
+        f"{'up KB':>6s} {'down KB':>7s} | "
+        f"{'keys MB':>7s} {'#':>2s} | {'plain us':>8s} {'ratio':>6s} | {'max err':>8s} agree"
+    )
     print("median / p95 per query (encrypted round trip, in-process; embedding models excluded)")
     print(header)
     print("-" * len(header))
@@ -97,33 +121,46 @@ def run(n_queries: int, fit_rows: int) -> int:
                     client, session, once = one_time_costs(layout, provider)
                     xs = m.test_source @ m.W + m.b if mode == "paper" else m.test_source
                     reference = plaintext_logits(m.test_source, m.V, m.c, m.W, m.b)
-                    scores = np.array([client.decrypt_result(provider.evaluate(
-                        session, m.model_id, client.encrypt_query(x, layout, mode, answer))) for x in xs])
+                    scores = np.array(
+                        [
+                            client.decrypt_result(
+                                provider.evaluate(session, m.model_id, client.encrypt_query(x, layout, mode, answer))
+                            )
+                            for x in xs
+                        ]
+                    )
                     err = np.max(np.abs(scores - reference)) if answer == "logits" else float("nan")
                     agree = np.mean(scores.argmax(1) == reference.argmax(1))
                     r = bench_queries(provider, client, session, m.model_id, layout, mode, xs[:n_queries], answer)
-                    plain_us = (_plaintext_us(xs[0], m.V, m.c) if mode == "paper"
-                                else _plaintext_us(xs[0], m.V, m.c, m.W, m.b))
+                    plain_us = (
+                        _plaintext_us(xs[0], m.V, m.c) if mode == "paper" else _plaintext_us(xs[0], m.V, m.c, m.W, m.b)
+                    )
                     shape = f"{layout.d_in}->{layout.n_classes}"
-                    print(f"{source + ' -> ' + target:22s} {task:16s} {mode:6s} {answer:6s} {shape:>9s} "
-                          f"{layout.n_ciphertexts:>3d} | " + " ".join(f"{a:5.1f}/{b:5.1f}" for a, b in
-                                                                 (r["enc"], r["prov"], r["dec"], r["total"]))
-                          + f" | {r['up'] / 1e3:6.0f} {r['down'] / 1e3:7.0f} | {once['context'] / 1e6:7.2f} "
-                          f"{once['keys']:>2d} | {plain_us:8.1f} {r['total'][0] * 1e3 / plain_us:6.0f} | "
-                          f"{err:8.1e} {agree:5.3f}")
+                    print(
+                        f"{source + ' -> ' + target:22s} {task:16s} {mode:6s} {answer:6s} {shape:>9s} "
+                        f"{layout.n_ciphertexts:>3d} | "
+                        + " ".join(f"{a:5.1f}/{b:5.1f}" for a, b in (r["enc"], r["prov"], r["dec"], r["total"]))
+                        + f" | {r['up'] / 1e3:6.0f} {r['down'] / 1e3:7.0f} | {once['context'] / 1e6:7.2f} "
+                        f"{once['keys']:>2d} | {plain_us:8.1f} {r['total'][0] * 1e3 / plain_us:6.0f} | "
+                        f"{err:8.1e} {agree:5.3f}"
+                    )
                     if answer == "logits":
                         if layout.d_in == 768 and layout.n_classes == 5:
                             worst["total_768x5"] = max(worst["total_768x5"], r["total"][0])
                         worst["bytes"] = max(worst["bytes"], r["up"] + r["down"])
                     worst["keys"] = max(worst["keys"], once["context"])
-    print(f"one-time per session: key generation ~{once['keygen_ms']:.0f} ms, provider loads the context in "
-          f"~{once['open_ms']:.0f} ms (last configuration)")
+    print(
+        f"one-time per session: key generation ~{once['keygen_ms']:.0f} ms, provider loads the context in "
+        f"~{once['open_ms']:.0f} ms (last configuration)"
+    )
     bench_http(n_queries)
     bench_secure_fit(fit_rows)
     print("\ntargets:")
-    checks = [("median round trip 768 -> 5 classes", worst["total_768x5"], TARGET_MS, "ms"),
-              ("bytes per logits query (up + down)", worst["bytes"] / 1e3, TARGET_QUERY_BYTES / 1e3, "KB"),
-              ("public key material per session", worst["keys"] / 1e6, TARGET_KEY_BYTES / 1e6, "MB")]
+    checks = [
+        ("median round trip 768 -> 5 classes", worst["total_768x5"], TARGET_MS, "ms"),
+        ("bytes per logits query (up + down)", worst["bytes"] / 1e3, TARGET_QUERY_BYTES / 1e3, "KB"),
+        ("public key material per session", worst["keys"] / 1e6, TARGET_KEY_BYTES / 1e6, "MB"),
+    ]
     for name, value, target, unit in checks:
         print(f"  {name:42s} {value:8.1f} {unit} (target <= {target:g} {unit}) {'PASS' if value <= target else 'FAIL'}")
     print("  paper's figures: < 1 s and < 1 MB per query")
@@ -140,17 +177,21 @@ def bench_http(n_queries: int) -> None:
         client = ClientSession([layout])
         session = remote.open_session(client.public_context())
         r = bench_queries(remote, client, session, m.model_id, layout, "sealed", m.test_source[:n_queries])
-    print(f"\nover HTTP on 127.0.0.1, mpnet -> minilm bbc_news sealed {layout.d_in}->{layout.n_classes}: total "
-          f"{r['total'][0]:.1f} ms median / {r['total'][1]:.1f} ms p95 (provider step incl. HTTP "
-          f"{r['prov'][0]:.1f} ms), {r['up'] / 1e3:.0f} KB up, {r['down'] / 1e3:.0f} KB down")
+    print(
+        f"\nover HTTP on 127.0.0.1, mpnet -> minilm bbc_news sealed {layout.d_in}->{layout.n_classes}: total "
+        f"{r['total'][0]:.1f} ms median / {r['total'][1]:.1f} ms p95 (provider step incl. HTTP "
+        f"{r['prov'][0]:.1f} ms), {r['up'] / 1e3:.0f} KB up, {r['down'] / 1e3:.0f} KB down"
+    )
 
 
 def bench_secure_fit(rows: int | None) -> None:
     """Secure fitting of the map on ``rows`` public texts (default: the fewest the protocol accepts for the pair,
     the row rule of both modes, rounded up to 100), in process and over HTTP on loopback, vs the plaintext
     ridge solve of the same data."""
-    print("\nsecure fitting of the ridge map on public texts (one-time; plaintext ridge for comparison; "
-          "up = client -> provider)")
+    print(
+        "\nsecure fitting of the ridge map on public texts (one-time; plaintext ridge for comparison; "
+        "up = client -> provider)"
+    )
     for source, target in (("wordllama", "minilm"), ("minilm", "mpnet")):
         p, q = get_spec(source).dim + 1, get_spec(target).dim
         n = rows or -(-max(min_rows("paper", p, q), min_rows("sealed", p, q)) // 100) * 100
@@ -168,17 +209,23 @@ def bench_secure_fit(rows: int | None) -> None:
                     start = time.perf_counter()
                     *_, cost = fit(party, "public", texts, z_b, 1e-2, progress=False)
                     total = (time.perf_counter() - start) * 1e3
-                    print(f"  {source} -> {target:6s} {n:5d} texts {mode:6s} {where:10s} {total / 1e3:6.1f} s (client "
-                          f"{cost.ms['client'] / 1e3:5.1f} s, provider {cost.ms['provider'] / 1e3:5.1f} s), "
-                          f"{cost.bytes_up / 1e6:6.1f} MB up, {cost.bytes_down / 1e6:5.1f} MB down; "
-                          f"plaintext {plain_ms:5.1f} ms, ratio {total / plain_ms:7.0f}")
+                    print(
+                        f"  {source} -> {target:6s} {n:5d} texts {mode:6s} {where:10s} {total / 1e3:6.1f} s (client "
+                        f"{cost.ms['client'] / 1e3:5.1f} s, provider {cost.ms['provider'] / 1e3:5.1f} s), "
+                        f"{cost.bytes_up / 1e6:6.1f} MB up, {cost.bytes_down / 1e6:5.1f} MB down; "
+                        f"plaintext {plain_ms:5.1f} ms, ratio {total / plain_ms:7.0f}"
+                    )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--queries", type=int, default=50, help="timed queries per configuration")
-    parser.add_argument("--fit-rows", type=int, default=None,
-                        help="public texts for the secure-fit measurement (default: the fewest the protocol accepts)")
+    parser.add_argument(
+        "--fit-rows",
+        type=int,
+        default=None,
+        help="public texts for the secure-fit measurement (default: the fewest the protocol accepts)",
+    )
     args = parser.parse_args()
     import torch
 

@@ -64,7 +64,8 @@ class Served:
         self.test = embed(SOURCE, load_task(task).test_texts).astype(np.float64)
         self.pools = {"public": embed(SOURCE, load_public_corpus()).astype(np.float64)}
         self.pools["public + in-domain"] = np.vstack(
-            [self.pools["public"], embed(SOURCE, non_test_rows(task)[0]).astype(np.float64)])
+            [self.pools["public"], embed(SOURCE, non_test_rows(task)[0]).astype(np.float64)]
+        )
 
     def layout(self, mode: str) -> Layout:
         return Layout.from_dict(self.provider.describe(self.model_id)["modes"][mode])
@@ -75,28 +76,36 @@ class Served:
 
 
 def slot_attack(served: Served) -> None:
-    print(f"\n(a) one-query slot attack, {served.task} ({len(served.classes)} classes); "
-          "the attacker's query is all ones")
-    print(f"  {'mode':<7} {'result':<22} {'entries recovered':>18} {'relative error':>15} "
-          f"{'zero guess':>11} {'random guess':>13}")
+    print(
+        f"\n(a) one-query slot attack, {served.task} ({len(served.classes)} classes); the attacker's query is all ones"
+    )
+    print(
+        f"  {'mode':<7} {'result':<22} {'entries recovered':>18} {'relative error':>15} "
+        f"{'zero guess':>11} {'random guess':>13}"
+    )
     for mode in MODES:
         matrix, bias = served.truth[mode]
         layout = served.layout(mode)
         x = np.ones(layout.d_in)
-        views = {"unmasked (numpy twin)": attacks.unmasked_slots(layout, matrix, bias, x),
-                 "protocol (real CKKS)": attacks.decrypted_slots(ClientSession(), served.provider, served.model_id,
-                                                                 x, mode)}
+        views = {
+            "unmasked (numpy twin)": attacks.unmasked_slots(layout, matrix, bias, x),
+            "protocol (real CKKS)": attacks.decrypted_slots(ClientSession(), served.provider, served.model_id, x, mode),
+        }
         for name, slots in views.items():
             stolen = attacks.slot_attack(slots, layout, x)
-            print(f"  {mode:<7} {name:<22} {attacks.recovered_fraction(stolen.matrix, matrix):>17.1%} "
-                  f"{attacks.relative_error(stolen.matrix, matrix):>15.3g} {1.0:>11.3g} "
-                  f"{attacks.random_guess_error(matrix):>13.3g}")
+            print(
+                f"  {mode:<7} {name:<22} {attacks.recovered_fraction(stolen.matrix, matrix):>17.1%} "
+                f"{attacks.relative_error(stolen.matrix, matrix):>15.3g} {1.0:>11.3g} "
+                f"{attacks.random_guess_error(matrix):>13.3g}"
+            )
 
 
 def logit_attack(served: Served) -> None:
     print(f"\n(b) d + 1 chosen queries and one linear solve, {served.task}, real protocol")
-    print(f"  {'mode':<7} {'answers':<8} {'queries':>8} {'seconds':>8} {'relative error':>15} {'up to scale':>12} "
-          f"{'zero guess':>11} {'random guess':>13}")
+    print(
+        f"  {'mode':<7} {'answers':<8} {'queries':>8} {'seconds':>8} {'relative error':>15} {'up to scale':>12} "
+        f"{'zero guess':>11} {'random guess':>13}"
+    )
     for mode in MODES:
         matrix, _ = served.truth[mode]
         d = served.layout(mode).d_in
@@ -106,10 +115,12 @@ def logit_attack(served: Served) -> None:
             stolen = attacks.logit_attack(oracle, d)
             seconds = time.perf_counter() - start
             truth = matrix if answer == "logits" else pairwise_head(matrix, served.truth[mode][1])[0]
-            print(f"  {mode:<7} {answer:<8} {stolen.queries:>8,} {seconds:>8.1f} "
-                  f"{attacks.relative_error(stolen.matrix, truth):>15.3g} "
-                  f"{attacks.direction_error(stolen.matrix, truth):>12.3g} {1.0:>11.3g} "
-                  f"{attacks.random_guess_error(truth):>13.3g}")
+            print(
+                f"  {mode:<7} {answer:<8} {stolen.queries:>8,} {seconds:>8.1f} "
+                f"{attacks.relative_error(stolen.matrix, truth):>15.3g} "
+                f"{attacks.direction_error(stolen.matrix, truth):>12.3g} {1.0:>11.3g} "
+                f"{attacks.random_guess_error(truth):>13.3g}"
+            )
 
 
 def blinding_check(served: Served, n: int = 40) -> None:
@@ -120,16 +131,20 @@ def blinding_check(served: Served, n: int = 40) -> None:
     values = np.array([oracle(x) for _ in range(n)])
     rows, offsets = pairwise_head(*served.truth[mode])
     log_r = np.log2(values / (rows @ x + offsets))
-    print(f"\n  twin check ({served.task}, {n} real label answers to one query): every value has the margin's sign: "
-          f"{bool(np.all(log_r > -1e-6))}; log2(value / normalised margin) spans [{log_r.min():.2f}, "
-          f"{log_r.max():.2f}] (twin: [0, {BLIND_BITS}]), mean {log_r.mean():.2f} (twin: {BLIND_BITS / 2})")
+    print(
+        f"\n  twin check ({served.task}, {n} real label answers to one query): every value has the margin's sign: "
+        f"{bool(np.all(log_r > -1e-6))}; log2(value / normalised margin) spans [{log_r.min():.2f}, "
+        f"{log_r.max():.2f}] (twin: [0, {BLIND_BITS}]), mean {log_r.mean():.2f} (twin: {BLIND_BITS / 2})"
+    )
 
 
 def imaginary_attack(served: Served, runs: int) -> None:
     """The d + 1 attack on label-only answers, reading the imaginary part of the first output slot."""
-    print(f"\n  imaginary-part attack on real label-only answers, {served.task}: relative error of the pair in the "
-          f"first slot (classes 0, 1; zero guess 1) and, for two classes, the stolen head's agreement with the "
-          f"provider's labels; {runs} runs with fresh keys")
+    print(
+        f"\n  imaginary-part attack on real label-only answers, {served.task}: relative error of the pair in the "
+        f"first slot (classes 0, 1; zero guess 1) and, for two classes, the stolen head's agreement with the "
+        f"provider's labels; {runs} runs with fresh keys"
+    )
     print(f"  {'mode':<7} {'queries':>8}  {'relative errors':<24} {'agreements':<24}")
     for mode in MODES:
         rows, _ = pairwise_head(*served.truth[mode])
@@ -138,8 +153,12 @@ def imaginary_attack(served: Served, runs: int) -> None:
         test_labels = np.argmax(served.logits(mode, test), axis=1)
         errors, agreements, queries = [], [], 0
         for _ in range(runs):
-            stolen = attacks.imaginary_attack(lambda mode=mode: attacks.output_oracle(
-                ClientSession(), served.provider, served.model_id, mode, "label"), d)
+            stolen = attacks.imaginary_attack(
+                lambda mode=mode: attacks.output_oracle(
+                    ClientSession(), served.provider, served.model_id, mode, "label"
+                ),
+                d,
+            )
             queries = max(queries, stolen.queries)
             errors.append(f"{attacks.relative_error(stolen.matrix[0], rows[0]):.3f}")
             if len(served.classes) == 2:  # the pair (0, 1) margin is l_0 - l_1: class 1 when negative
@@ -149,17 +168,36 @@ def imaginary_attack(served: Served, runs: int) -> None:
 
 
 def averaging_attack(served: Served, seeds: int) -> None:
-    print(f"\n  averaging attack on label-only answers, {served.task} (plaintext twin of the blinding, r log-uniform "
-          f"on [1, 2^{BLIND_BITS}]); relative error of the normalised pair margins, mean of {seeds} runs")
-    print(f"  {'mode':<7} {'estimator':<9} " + " ".join(f"{f'k={k}':>8}" for k in REPEATS) +
-          f"   queries to {TARGET_ERROR:.0%}")
+    print(
+        f"\n  averaging attack on label-only answers, {served.task} (plaintext twin of the blinding, r log-uniform "
+        f"on [1, 2^{BLIND_BITS}]); relative error of the normalised pair margins, mean of {seeds} runs"
+    )
+    print(
+        f"  {'mode':<7} {'estimator':<9} "
+        + " ".join(f"{f'k={k}':>8}" for k in REPEATS)
+        + f"   queries to {TARGET_ERROR:.0%}"
+    )
     for mode in MODES:
         matrix, bias = served.truth[mode]
         truth, d = pairwise_head(matrix, bias)[0], served.layout(mode).d_in
         for estimator in attacks.ESTIMATORS:
-            errors = [np.mean([attacks.relative_error(attacks.averaging_attack(
-                attacks.blinded_twin(matrix, bias, np.random.default_rng(seed)), d, k, estimator=estimator).matrix,
-                truth) for seed in range(seeds)]) for k in REPEATS]
+            errors = [
+                np.mean(
+                    [
+                        attacks.relative_error(
+                            attacks.averaging_attack(
+                                attacks.blinded_twin(matrix, bias, np.random.default_rng(seed)),
+                                d,
+                                k,
+                                estimator=estimator,
+                            ).matrix,
+                            truth,
+                        )
+                        for seed in range(seeds)
+                    ]
+                )
+                for k in REPEATS
+            ]
             reached = next((k for k, e in zip(REPEATS, errors, strict=True) if e <= TARGET_ERROR), None)
             cost = f"{(d + 1) * reached:,} (k = {reached})" if reached else f"> {(d + 1) * REPEATS[-1]:,}"
             print(f"  {mode:<7} {estimator:<9} " + " ".join(f"{e:>8.3f}" for e in errors) + f"   {cost}")
@@ -167,10 +205,15 @@ def averaging_attack(served: Served, seeds: int) -> None:
 
 def copies(served: Served, seeds: int) -> dict[str, list[dict]]:
     """Agreement curves of copies trained on the provider's answers, per mode, pool and what the thief sees."""
-    print(f"\n(c) copies trained on queries from a pool, {served.task}: agreement with the provider's labels on the "
-          f"{len(served.test)} test texts (mean of {seeds} query orders)")
-    print(f"  {'mode':<7} {'pool':<19} {'answers':<16} " + " ".join(f"{n:>6}" for n in COUNTS) +
-          f"  to {TARGET_AGREEMENT:.0%}")
+    print(
+        f"\n(c) copies trained on queries from a pool, {served.task}: agreement with the provider's labels on the "
+        f"{len(served.test)} test texts (mean of {seeds} query orders)"
+    )
+    print(
+        f"  {'mode':<7} {'pool':<19} {'answers':<16} "
+        + " ".join(f"{n:>6}" for n in COUNTS)
+        + f"  to {TARGET_AGREEMENT:.0%}"
+    )
     curves = {}
     for mode in MODES:
         test = served.to_input[mode](served.test)
@@ -178,17 +221,30 @@ def copies(served: Served, seeds: int) -> dict[str, list[dict]]:
         for pool_name, pool in served.pools.items():
             pool = served.to_input[mode](pool)
             d = pool.shape[1]
-            for answers, use_logits, active in (("labels, random", False, False), ("labels, active", False, True),
-                                                ("logits, random", True, False)):
+            for answers, use_logits, active in (
+                ("labels, random", False, False),
+                ("labels, active", False, True),
+                ("logits, random", True, False),
+            ):
                 counts = sorted(set(COUNTS) | ({d // 2, 3 * d // 4, d, d + 1} if use_logits else set()))
-                curve = attacks.agreement_curve(pool, served.logits(mode, pool), test, test_labels, counts,
-                                                use_logits=use_logits, active=active, seeds=tuple(range(seeds)))
+                curve = attacks.agreement_curve(
+                    pool,
+                    served.logits(mode, pool),
+                    test,
+                    test_labels,
+                    counts,
+                    use_logits=use_logits,
+                    active=active,
+                    seeds=tuple(range(seeds)),
+                )
                 curves[f"{mode}/{pool_name}/{answers}"] = curve
                 by_count = {row["queries"]: row["agreement"] for row in curve}
                 reached = attacks.queries_to_reach(curve, TARGET_AGREEMENT) or f"> {curve[-1]['queries']}"
-                print(f"  {mode:<7} {pool_name:<19} {answers:<16} " +
-                      " ".join(f"{by_count[n]:>6.3f}" if n in by_count else f"{'':>6}" for n in COUNTS) +
-                      f"  {reached:>6}")
+                print(
+                    f"  {mode:<7} {pool_name:<19} {answers:<16} "
+                    + " ".join(f"{by_count[n]:>6.3f}" if n in by_count else f"{'':>6}" for n in COUNTS)
+                    + f"  {reached:>6}"
+                )
     return curves
 
 
@@ -201,11 +257,14 @@ def boundary(served: Served, real_steps: int = 12) -> list[dict]:
     test_labels = np.argmax(served.logits(mode, served.test), axis=1)
     x_neg, x_pos = served.test[test_labels == 0][0], served.test[test_labels == 1][0]
     real = attacks.protocol_oracle(ClientSession(), served.provider, served.model_id, mode, "label")
-    oracles = {"plaintext": lambda x: float(margin @ x + margin_bias) > 0,
-               "real CKKS": lambda x: real(x)[0] < 0}  # the pair (0, 1) carries r (l_0 - l_1): class 1 wins if < 0
+    oracles = {
+        "plaintext": lambda x: float(margin @ x + margin_bias) > 0,
+        "real CKKS": lambda x: real(x)[0] < 0,
+    }  # the pair (0, 1) carries r (l_0 - l_1): class 1 wins if < 0
     print(f"\n  boundary search (labels only, chosen queries), {served.task}, {mode} mode, d = {len(margin)}")
-    print(f"  {'labels':<10} {'bisections':>10} {'queries':>8} {'agreement':>10} {'direction error':>16} "
-          f"{'seconds':>8}")
+    print(
+        f"  {'labels':<10} {'bisections':>10} {'queries':>8} {'agreement':>10} {'direction error':>16} {'seconds':>8}"
+    )
     rows = []
     for name, steps in [("plaintext", s) for s in BOUNDARY_STEPS] + [("real CKKS", real_steps)]:
         start = time.perf_counter()
@@ -213,8 +272,10 @@ def boundary(served: Served, real_steps: int = 12) -> list[dict]:
         seconds = time.perf_counter() - start
         agreement = float(np.mean(((served.test @ stolen.matrix[0] + stolen.bias[0]) > 0) == test_labels))
         rows.append({"queries": stolen.queries, "agreement": agreement})
-        print(f"  {name:<10} {steps:>10} {stolen.queries:>8,} {agreement:>10.3f} "
-              f"{attacks.direction_error(stolen.matrix, margin[None, :]):>16.2e} {seconds:>8.1f}")
+        print(
+            f"  {name:<10} {steps:>10} {stolen.queries:>8,} {agreement:>10.3f} "
+            f"{attacks.direction_error(stolen.matrix, margin[None, :]):>16.2e} {seconds:>8.1f}"
+        )
     return rows
 
 
@@ -225,8 +286,15 @@ def budgets(task: str, curves: dict[str, list[dict]], boundary_rows: list[dict])
         label_curves["sealed/chosen/boundary search"] = boundary_rows
     print(f"\n  what a per-key query budget buys, {task}: best agreement of a label-only thief within the budget")
     for budget in BUDGETS:
-        best = max(((row["agreement"], name) for name, curve in label_curves.items() for row in curve
-                    if row["queries"] <= budget), default=None)
+        best = max(
+            (
+                (row["agreement"], name)
+                for name, curve in label_curves.items()
+                for row in curve
+                if row["queries"] <= budget
+            ),
+            default=None,
+        )
         print(f"  {budget:>6,} queries: " + (f"{best[0]:.1%} ({best[1]})" if best else "no attack measured"))
 
 

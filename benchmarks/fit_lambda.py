@@ -28,12 +28,14 @@ def main() -> int:
     args = parser.parse_args()
     sizes = FIT_TEXTS
     texts = load_public_corpus(max(sizes) + args.held_out)
-    print(f"held-out R^2 / top-1 retrieval on {args.held_out} public texts after the first {max(sizes)}; "
-          f"the app uses lambda = {FIT_LAMBDA}")
+    print(
+        f"held-out R^2 / top-1 retrieval on {args.held_out} public texts after the first {max(sizes)}; "
+        f"the app uses lambda = {FIT_LAMBDA}"
+    )
     print(f"{'pair':22s} {'texts':>5s} | " + " | ".join(f"lambda {lam:<4g}" for lam in LAMBDAS))
     for source, target in PAIRS:
         z_b, z_a = embed(source, texts, progress=False), embed(target, texts, progress=False)
-        held_b, held_a = z_b[max(sizes):], z_a[max(sizes):]
+        held_b, held_a = z_b[max(sizes) :], z_a[max(sizes) :]
         for n in sizes:
             cells = []
             for lam in LAMBDAS:

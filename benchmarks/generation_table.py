@@ -92,8 +92,7 @@ def render(rows: list[dict], pair, n_tokens: int) -> str:
         f"{fit['next_token_agreement']:.3f} ({fit['held_out_tokens']:,} tokens) |",
         f"| tokenizer compatibility: exact token match rate / vocabulary Jaccard | "
         f"{compat['exact_match_rate']:.3f} / {compat['vocabulary_jaccard']:.3f} |",
-        f"| token agreement, mapped vs native target (mean) | "
-        f"{statistics.mean(r['agreement'] for r in rows):.3f} |",
+        f"| token agreement, mapped vs native target (mean) | {statistics.mean(r['agreement'] for r in rows):.3f} |",
         f"| perplexity under the target, median: mapped / native target | "
         f"{statistics.median(ppl_m):.1f} / {statistics.median(ppl_t):.1f} |",
         f"| encrypted tokens identical to plaintext-mapped tokens | {same}/{len(rows)} prompts |",
@@ -106,9 +105,11 @@ def render(rows: list[dict], pair, n_tokens: int) -> str:
     ]
     for i, r in enumerate(rows, 1):
         enc = "= plaintext" if r["same"] else _cell(r["encrypted"])
-        lines.append(f"| {i} | {_cell(r['prompt'])} | {_cell(r['native_source'])} | {_cell(r['native_target'])} | "
-                     f"{_cell(r['mapped'])} | {enc} | {r['agreement']:.2f} | {_fmt(r['ppl_mapped'])} | "
-                     f"{_fmt(r['ppl_native_target'])} |")
+        lines.append(
+            f"| {i} | {_cell(r['prompt'])} | {_cell(r['native_source'])} | {_cell(r['native_target'])} | "
+            f"{_cell(r['mapped'])} | {enc} | {r['agreement']:.2f} | {_fmt(r['ppl_mapped'])} | "
+            f"{_fmt(r['ppl_native_target'])} |"
+        )
     lines.append(end)
     return "\n".join(lines)
 
@@ -124,8 +125,11 @@ def main() -> int:
     rows = []
     for prompt in held_out_prompts(args.prompts):
         rows.append(run_prompt(pair, prompt, args.tokens))
-        print(f"[{len(rows)}/{args.prompts}] {prompt!r} -> {rows[-1]['mapped']!r} "
-              f"(encrypted {'same' if rows[-1]['same'] else 'DIFFERENT'})", flush=True)
+        print(
+            f"[{len(rows)}/{args.prompts}] {prompt!r} -> {rows[-1]['mapped']!r} "
+            f"(encrypted {'same' if rows[-1]['same'] else 'DIFFERENT'})",
+            flush=True,
+        )
         write_doc(render(rows, pair, args.tokens), *markers(args.source, args.target))  # never lose a long run
     print(render(rows, pair, args.tokens))
     return 0
@@ -135,7 +139,7 @@ def write_doc(table: str, start: str, end: str) -> None:
     doc = DOC.read_text()
     if start not in doc or end not in doc:
         raise SystemExit(f"{DOC} lacks the markers {start} / {end}")
-    DOC.write_text(doc[: doc.index(start)] + table + doc[doc.index(end) + len(end):])
+    DOC.write_text(doc[: doc.index(start)] + table + doc[doc.index(end) + len(end) :])
 
 
 if __name__ == "__main__":

@@ -64,8 +64,10 @@ CASES = (("rotten_tomatoes", "wordllama", "minilm"), ("bbc_news", "wordllama", "
 
 def composite(t: np.ndarray) -> np.ndarray:
     """f_3(g_3(t)) in plaintext: the reference the encrypted outputs are compared with."""
+
     def odd(coeffs, v):
         return sum(a * v ** (2 * k + 1) for k, a in enumerate(coeffs))
+
     return odd(F3, odd(G3, t))
 
 
@@ -189,8 +191,15 @@ class SignClient:
 class SignProvider:
     """Evaluates f_3(g_3(margins / B)) on an encrypted packed query and returns one bottom-level ciphertext."""
 
-    def __init__(self, he: SignCKKS, layout: PairLayout, rows: np.ndarray, offsets: np.ndarray,
-                 galois_bytes: bytes, relin_bytes: bytes) -> None:
+    def __init__(
+        self,
+        he: SignCKKS,
+        layout: PairLayout,
+        rows: np.ndarray,
+        offsets: np.ndarray,
+        galois_bytes: bytes,
+        relin_bytes: bytes,
+    ) -> None:
         self.he, self.layout, self.rows, self.offsets = he, layout, rows, offsets
         self.galois = he.load(seal.GaloisKeys, galois_bytes)
         self.relin = he.load(seal.RelinKeys, relin_bytes)
@@ -211,7 +220,8 @@ class SignProvider:
                 "weights": he.encode(lay.pack_head(self.rows, n_queries), top, he.last_prime(top)),
                 "bias": he.encode(lay.place(self.offsets, n_queries), head_level, SCALE),
                 "g": self.encode_polynomial([a * mask for a in G3], head_level),
-                "f": self.encode_polynomial([np.full(SLOTS, a) for a in F3], f_level)}
+                "f": self.encode_polynomial([np.full(SLOTS, a) for a in F3], f_level),
+            }
         return self._encoded[n_queries]
 
     def encode_polynomial(self, coeffs: list[np.ndarray], level) -> list[seal.Plaintext]:
@@ -223,8 +233,12 @@ class SignProvider:
         s0 = SCALE
         s2 = s0 * s0 / q1  # scale of x^2
         s4 = s2 * s2 / q2  # scale of x^4
-        scales = (SCALE * q1 / s0, SCALE * q1 * q2 / (s0 * s2), SCALE * q1 * q3 / (s0 * s4),
-                  SCALE * q1 * q2 * q3 / (s0 * s2 * s4))
+        scales = (
+            SCALE * q1 / s0,
+            SCALE * q1 * q2 / (s0 * s2),
+            SCALE * q1 * q3 / (s0 * s4),
+            SCALE * q1 * q2 * q3 / (s0 * s2 * s4),
+        )
         return [he.encode(a, level, scale) for a, scale in zip(coeffs, scales, strict=True)]
 
     def evaluate(self, blob: bytes, n_queries: int) -> bytes:
@@ -325,14 +339,30 @@ def run_sign(m, n_timing: int) -> dict:
     t = (X @ rows.T + offsets) / bound  # the exact scaled margins, in plaintext
     logits = X @ A.T + c
     labels = np.array([np.argmax(wins(o)) for o in outputs])
-    return {"bound": bound, "t": t, "out": outputs, "labels": labels, "truth": logits.argmax(1),
-            "enc": median_ms(enc), "prov": median_ms(prov), "prov_all": [v * 1e3 for v in prov], "cpu": median_ms(cpu),
-            "dec": median_ms(dec), "up": max(up), "down": max(down), "galois": len(client.galois_bytes),
-            "relin": len(client.relin_bytes), "steps": len(layout.base.steps), "keygen_s": keygen_s,
-            "levels": he.levels(he.context.first_parms_id()) - he.levels(he.context.last_parms_id()),
-            "per_ct": layout.per_ct, "masked": masked, "residue": residue,
-            "poly_err": float(np.max(np.abs(outputs - composite(t)))),
-            "attack": logit_attack(client, provider, X_train, X, t) if rows.shape[0] == 1 else None}
+    return {
+        "bound": bound,
+        "t": t,
+        "out": outputs,
+        "labels": labels,
+        "truth": logits.argmax(1),
+        "enc": median_ms(enc),
+        "prov": median_ms(prov),
+        "prov_all": [v * 1e3 for v in prov],
+        "cpu": median_ms(cpu),
+        "dec": median_ms(dec),
+        "up": max(up),
+        "down": max(down),
+        "galois": len(client.galois_bytes),
+        "relin": len(client.relin_bytes),
+        "steps": len(layout.base.steps),
+        "keygen_s": keygen_s,
+        "levels": he.levels(he.context.first_parms_id()) - he.levels(he.context.last_parms_id()),
+        "per_ct": layout.per_ct,
+        "masked": masked,
+        "residue": residue,
+        "poly_err": float(np.max(np.abs(outputs - composite(t)))),
+        "attack": logit_attack(client, provider, X_train, X, t) if rows.shape[0] == 1 else None,
+    }
 
 
 def encrypted_outputs(client: SignClient, provider: SignProvider, X: np.ndarray) -> tuple[np.ndarray, float, float]:
@@ -350,8 +380,9 @@ def encrypted_outputs(client: SignClient, provider: SignProvider, X: np.ndarray)
     return np.vstack(outputs), masked, residue
 
 
-def logit_attack(client: SignClient, provider: SignProvider, X: np.ndarray, X_test: np.ndarray,
-                 t_test: np.ndarray) -> dict:
+def logit_attack(
+    client: SignClient, provider: SignProvider, X: np.ndarray, X_test: np.ndarray, t_test: np.ndarray
+) -> dict:
     """Attack (b) on sign answers (K = 2): invert f_3(g_3) on the client's own queries, keep the outputs off the
     saturated plateau, and solve [X, 1] theta = t by least squares. Returns the queries used, the relative error
     of theta against the provider's scaled pairwise head, and the stolen head's label agreement on the test set."""
@@ -362,9 +393,13 @@ def logit_attack(client: SignClient, provider: SignProvider, X: np.ndarray, X_te
     theta = np.linalg.lstsq(design[usable], recovered[usable], rcond=None)[0]
     truth = np.append(provider.rows[0], provider.offsets[0])
     stolen = np.column_stack([X_test, np.ones(len(X_test))]) @ theta
-    return {"queries": len(X), "usable": int(usable.sum()), "unknowns": design.shape[1],
-            "rel_err": float(np.linalg.norm(theta - truth) / np.linalg.norm(truth)),
-            "agree": float(np.mean(np.sign(stolen) == np.sign(t_test[:, 0])))}
+    return {
+        "queries": len(X),
+        "usable": int(usable.sum()),
+        "unknowns": design.shape[1],
+        "rel_err": float(np.linalg.norm(theta - truth) / np.linalg.norm(truth)),
+        "agree": float(np.mean(np.sign(stolen) == np.sign(t_test[:, 0]))),
+    }
 
 
 def run_protocol(m, answer: str) -> dict:
@@ -372,8 +407,9 @@ def run_protocol(m, answer: str) -> dict:
     the trace) and the provider's CPU time, over all test queries."""
     provider = TimedProvider()
     provider.register_sealed(m.model_id, m.W, m.b, m.V, m.c, m.classes)
-    client = ClientSession([Layout.from_dict(provider.describe(m.model_id)[key]["sealed"])
-                            for key in ("modes", "label_modes")])
+    client = ClientSession(
+        [Layout.from_dict(provider.describe(m.model_id)[key]["sealed"]) for key in ("modes", "label_modes")]
+    )
     labels, enc, prov, dec, up, down = [], [], [], [], [], []
     for x in m.test_source:
         scores, trace = run_encrypted_query(client, provider, m.model_id, x, "sealed", answer=answer)
@@ -382,9 +418,17 @@ def run_protocol(m, answer: str) -> dict:
         enc.append(steps["encrypt"].ms), prov.append(steps["provider"].ms), dec.append(steps["decrypt"].ms)
         up.append(steps["encrypt"].bytes), down.append(steps["provider"].bytes)
     truth = (m.test_source @ m.W + m.b) @ m.V + m.c
-    return {"agree": float(np.mean(np.array(labels) == truth.argmax(1))), "enc": statistics.median(enc),
-            "prov": statistics.median(prov), "cpu": statistics.median(provider.cpu_ms), "dec": statistics.median(dec),
-            "up": max(up), "down": max(down), "context": len(client.public_context()), "steps": len(client.steps)}
+    return {
+        "agree": float(np.mean(np.array(labels) == truth.argmax(1))),
+        "enc": statistics.median(enc),
+        "prov": statistics.median(prov),
+        "cpu": statistics.median(provider.cpu_ms),
+        "dec": statistics.median(dec),
+        "up": max(up),
+        "down": max(down),
+        "context": len(client.public_context()),
+        "steps": len(client.steps),
+    }
 
 
 def invert_composite(y: np.ndarray) -> np.ndarray:
@@ -401,15 +445,21 @@ def leakage_table(t: np.ndarray, out: np.ndarray) -> None:
     gap = np.abs(1 - np.abs(out))
     rel = np.abs(invert_composite(out) - t) / t
     edges = np.quantile(t, [0, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0])
-    print(f"  {'|margin|/B quantiles':22s} {'|margin|/B range':>19s} {'median |1-|out||':>17s} "
-          f"{'min |1-|out||':>14s} {'recovered <=1%':>15s} {'median rel err':>15s}")
+    print(
+        f"  {'|margin|/B quantiles':22s} {'|margin|/B range':>19s} {'median |1-|out||':>17s} "
+        f"{'min |1-|out||':>14s} {'recovered <=1%':>15s} {'median rel err':>15s}"
+    )
     names = ("0-1%", "1-10%", "10-25%", "25-50%", "50-75%", "75-90%", "90-100%")
     for name, lo, hi in zip(names, edges[:-1], edges[1:], strict=True):
         sel = (t >= lo) & (t <= hi)
-        print(f"  {name:22s} {lo:8.4f} .. {hi:8.4f} {np.median(gap[sel]):17.2e} {np.min(gap[sel]):14.2e} "
-              f"{np.mean(rel[sel] <= 0.01):15.1%} {np.median(rel[sel]):15.2e}")
-    print(f"  all: {np.mean(rel <= 0.01):.1%} of margins recovered to within 1% by inverting f_3(g_3) "
-          f"({np.mean(rel <= 0.1):.1%} within 10%); outputs with |1-|out|| < 1e-4: {np.mean(gap < 1e-4):.1%}")
+        print(
+            f"  {name:22s} {lo:8.4f} .. {hi:8.4f} {np.median(gap[sel]):17.2e} {np.min(gap[sel]):14.2e} "
+            f"{np.mean(rel[sel] <= 0.01):15.1%} {np.median(rel[sel]):15.2e}"
+        )
+    print(
+        f"  all: {np.mean(rel <= 0.01):.1%} of margins recovered to within 1% by inverting f_3(g_3) "
+        f"({np.mean(rel <= 0.1):.1%} within 10%); outputs with |1-|out|| < 1e-4: {np.mean(gap < 1e-4):.1%}"
+    )
 
 
 def main() -> int:
@@ -421,44 +471,60 @@ def main() -> int:
     for task, source, target in CASES:
         m = fit_task_models(task, source, target)
         K = len(m.classes)
-        print(f"\n=== {task}: {source} -> {target}, sealed, {m.test_source.shape[1]}-d query, K = {K} "
-              f"({len(pairs(K))} pairwise margin(s)), {len(m.test_source)} test queries ===")
+        print(
+            f"\n=== {task}: {source} -> {target}, sealed, {m.test_source.shape[1]}-d query, K = {K} "
+            f"({len(pairs(K))} pairwise margin(s)), {len(m.test_source)} test queries ==="
+        )
         s = run_sign(m, args.timing_queries)
         agree = float(np.mean(s["labels"] == s["truth"]))
         sign_ok = float(np.mean(np.sign(s["out"]) == np.sign(s["t"])))
-        print(f"encrypted sign, N = {POLY_DEGREE}, moduli {list(COEFF_BITS)} ({sum(COEFF_BITS)} bits), "
-              f"{s['levels']} levels used of 7; B = {s['bound']:.4f} ({RANGE_SAFETY:g} x max training |margin|)")
-        print(f"  provider median {s['prov']:.0f} ms wall, {s['cpu']:.0f} ms CPU (wall min {min(s['prov_all']):.0f}, "
-              f"max {max(s['prov_all']):.0f}, {args.timing_queries} one-query ciphertexts); encrypt {s['enc']:.1f} ms, "
-              f"decrypt {s['dec']:.1f} ms")
-        print(f"  bytes up {s['up'] / 1e3:.0f} KB, down {s['down'] / 1e3:.0f} KB; Galois keys {s['steps']} steps "
-              f"{s['galois'] / 1e6:.1f} MB + relinearization key {s['relin'] / 1e6:.1f} MB (seeded); "
-              f"keygen {s['keygen_s']:.1f} s")
-        print(f"  label agreement with plaintext {agree:.3f}; pairwise signs correct {sign_ok:.4f}; max |output - "
-              f"f3(g3(t))| {s['poly_err']:.1e}; max |slot| outside the outputs {s['masked']:.1e}; imaginary "
-              f"residue {s['residue']:.1e}; |t| > 1: {int(np.sum(np.abs(s['t']) > 1))}; {s['per_ct']} queries "
-              f"per ciphertext for the accuracy run")
+        print(
+            f"encrypted sign, N = {POLY_DEGREE}, moduli {list(COEFF_BITS)} ({sum(COEFF_BITS)} bits), "
+            f"{s['levels']} levels used of 7; B = {s['bound']:.4f} ({RANGE_SAFETY:g} x max training |margin|)"
+        )
+        print(
+            f"  provider median {s['prov']:.0f} ms wall, {s['cpu']:.0f} ms CPU (wall min {min(s['prov_all']):.0f}, "
+            f"max {max(s['prov_all']):.0f}, {args.timing_queries} one-query ciphertexts); encrypt {s['enc']:.1f} ms, "
+            f"decrypt {s['dec']:.1f} ms"
+        )
+        print(
+            f"  bytes up {s['up'] / 1e3:.0f} KB, down {s['down'] / 1e3:.0f} KB; Galois keys {s['steps']} steps "
+            f"{s['galois'] / 1e6:.1f} MB + relinearization key {s['relin'] / 1e6:.1f} MB (seeded); "
+            f"keygen {s['keygen_s']:.1f} s"
+        )
+        print(
+            f"  label agreement with plaintext {agree:.3f}; pairwise signs correct {sign_ok:.4f}; max |output - "
+            f"f3(g3(t))| {s['poly_err']:.1e}; max |slot| outside the outputs {s['masked']:.1e}; imaginary "
+            f"residue {s['residue']:.1e}; |t| > 1: {int(np.sum(np.abs(s['t']) > 1))}; {s['per_ct']} queries "
+            f"per ciphertext for the accuracy run"
+        )
         if s["poly_err"] > MAX_POLY_ERROR or s["masked"] > MAX_MASKED:
             failures.append(task)
         print("  what the client decrypts, f3(g3(t)) with t = margin / B:")
         leakage_table(s["t"], s["out"])
         if s["attack"]:
             a = s["attack"]
-            print(f"  attack (b) on sign answers: {a['queries']} chosen queries (the client's own training texts), "
-                  f"{a['usable']} off the plateau, {a['unknowns']} unknowns: stolen [row, bias] / B relative error "
-                  f"{a['rel_err']:.1e}, label agreement with the provider on the test queries {a['agree']:.3f}")
+            print(
+                f"  attack (b) on sign answers: {a['queries']} chosen queries (the client's own training texts), "
+                f"{a['usable']} off the plateau, {a['unknowns']} unknowns: stolen [row, bias] / B relative error "
+                f"{a['rel_err']:.1e}, label agreement with the provider on the test queries {a['agree']:.3f}"
+            )
         for answer in ("label", "logits"):
             p = run_protocol(m, answer)
-            print(f"protocol answer={answer!r} (N = 8192, 2 levels): provider median {p['prov']:.1f} ms wall, "
-                  f"{p['cpu']:.1f} ms CPU; encrypt "
-                  f"{p['enc']:.1f} ms, decrypt {p['dec']:.1f} ms; up {p['up'] / 1e3:.0f} KB, down "
-                  f"{p['down'] / 1e3:.0f} KB; context {p['context'] / 1e6:.2f} MB ({p['steps']} steps, both "
-                  f"layouts); label agreement {p['agree']:.3f}; encrypted sign / this, provider: "
-                  f"{s['prov'] / p['prov']:.0f}x wall, {s['cpu'] / p['cpu']:.0f}x CPU")
+            print(
+                f"protocol answer={answer!r} (N = 8192, 2 levels): provider median {p['prov']:.1f} ms wall, "
+                f"{p['cpu']:.1f} ms CPU; encrypt "
+                f"{p['enc']:.1f} ms, decrypt {p['dec']:.1f} ms; up {p['up'] / 1e3:.0f} KB, down "
+                f"{p['down'] / 1e3:.0f} KB; context {p['context'] / 1e6:.2f} MB ({p['steps']} steps, both "
+                f"layouts); label agreement {p['agree']:.3f}; encrypted sign / this, provider: "
+                f"{s['prov'] / p['prov']:.0f}x wall, {s['cpu'] / p['cpu']:.0f}x CPU"
+            )
     print(f"\nload average at end: {os.getloadavg()}; total {time.perf_counter() - started:.0f} s")
     if failures:
-        print(f"FAILED: the encrypted sign differs from f3(g3(t)) by > {MAX_POLY_ERROR:g}, or a slot outside the "
-              f"outputs exceeds {MAX_MASKED:g}, for {', '.join(failures)}")
+        print(
+            f"FAILED: the encrypted sign differs from f3(g3(t)) by > {MAX_POLY_ERROR:g}, or a slot outside the "
+            f"outputs exceeds {MAX_MASKED:g}, for {', '.join(failures)}"
+        )
     return 1 if failures else 0
 
 

@@ -64,14 +64,23 @@ def conditions(task_name: str, pooled: bool = True) -> list[tuple[str, list[str]
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
-    parser.add_argument("--encoders", nargs="+", default=["potion", "wordllama"],
-                        help="fast static encoders by default: the sources add ~25k texts to embed")
-    parser.add_argument("--no-pooled", action="store_true",
-                        help="leave out the pooled condition (~25k texts: slow to embed with transformer encoders)")
+    parser.add_argument(
+        "--encoders",
+        nargs="+",
+        default=["potion", "wordllama"],
+        help="fast static encoders by default: the sources add ~25k texts to embed",
+    )
+    parser.add_argument(
+        "--no-pooled",
+        action="store_true",
+        help="leave out the pooled condition (~25k texts: slow to embed with transformer encoders)",
+    )
     args = parser.parse_args()
     pairs = list(permutations(args.encoders, 2))
-    print(f"mean over {len(pairs)} ordered pairs of {', '.join(args.encoders)}; accuracy (%) of the provider's head "
-          "on mapped client test texts; gap = mapped - provider native")
+    print(
+        f"mean over {len(pairs)} ordered pairs of {', '.join(args.encoders)}; accuracy (%) of the provider's head "
+        "on mapped client test texts; gap = mapped - provider native"
+    )
     for name in args.tasks:
         task = load_task(name)
         train = {k: embed(k, task.train_texts) for k in args.encoders}
@@ -82,10 +91,13 @@ def main() -> int:
         print(f"  {'public text':42s} {'texts':>6s} {'mapped':>7s} {'gap':>6s}")
         for label, texts in conditions(name, pooled=not args.no_pooled):
             public = {k: embed(k, texts) for k in args.encoders}
-            accs = [heads[t].accuracy(fit_ridge(public[s], public[t]).apply(test[s]), task.test_labels)
-                    for s, t in pairs]
-            print(f"  {label:42s} {len(texts):6d} {100 * np.mean(accs):7.1f} {100 * (np.mean(accs) - native):+6.1f}",
-                  flush=True)
+            accs = [
+                heads[t].accuracy(fit_ridge(public[s], public[t]).apply(test[s]), task.test_labels) for s, t in pairs
+            ]
+            print(
+                f"  {label:42s} {len(texts):6d} {100 * np.mean(accs):7.1f} {100 * (np.mean(accs) - native):+6.1f}",
+                flush=True,
+            )
     return 0
 
 

@@ -62,8 +62,9 @@ class AffineMap:
     def load(cls, path: Path) -> AffineMap:
         """Read a map written by :meth:`save`, back in float64 whatever it was stored as."""
         with np.load(path) as data:
-            return cls(data["W"].astype(np.float64), data["b"].astype(np.float64), str(data["kind"]),
-                       float(data["lam"]))
+            return cls(
+                data["W"].astype(np.float64), data["b"].astype(np.float64), str(data["kind"]), float(data["lam"])
+            )
 
 
 class RidgeStats:
@@ -82,8 +83,9 @@ class RidgeStats:
         if Zb.ndim != 2 or Za.ndim != 2 or len(Zb) != len(Za):
             raise ValueError(f"need paired 2-D batches, got {Zb.shape} and {Za.shape}")
         if Zb.shape[1] != self.sum_b.size or Za.shape[1] != self.sum_a.size:
-            raise ValueError(f"batch dims {Zb.shape[1]}->{Za.shape[1]} do not match "
-                             f"{self.sum_b.size}->{self.sum_a.size}")
+            raise ValueError(
+                f"batch dims {Zb.shape[1]}->{Za.shape[1]} do not match {self.sum_b.size}->{self.sum_a.size}"
+            )
         self.n += len(Zb)
         self.sum_b += Zb.sum(0)
         self.sum_a += Za.sum(0)
@@ -91,8 +93,9 @@ class RidgeStats:
         self.ba += Zb.T @ Za
         return self
 
-    def solve(self, relative_lambda: float | None = None, *, absolute_alpha: float | None = None,
-              kind: str = "ridge") -> AffineMap:
+    def solve(
+        self, relative_lambda: float | None = None, *, absolute_alpha: float | None = None, kind: str = "ridge"
+    ) -> AffineMap:
         """Centre the statistics and solve ``(C_bb + lam * s I) W = C_ba`` with ``s`` the mean source variance and
         ``lam`` the relative lambda; or, given scikit-learn's ``absolute_alpha`` instead, ``lam * s = alpha / n``
         (the same map as ``Ridge(alpha=absolute_alpha)``). The map records the relative lambda."""
@@ -126,8 +129,9 @@ def _stats(Zb: np.ndarray, Za: np.ndarray, batch_size: int = 4096) -> RidgeStats
     return stats
 
 
-def choose_lambda(Zb: np.ndarray, Za: np.ndarray, grid: tuple[float, ...] = LAMBDA_GRID, val_fraction: float = 0.2,
-                  seed: int = 0) -> tuple[float, dict[float, float]]:
+def choose_lambda(
+    Zb: np.ndarray, Za: np.ndarray, grid: tuple[float, ...] = LAMBDA_GRID, val_fraction: float = 0.2, seed: int = 0
+) -> tuple[float, dict[float, float]]:
     """The grid value with the best held-out R^2 (variance-weighted, i.e. least total squared error) on a seeded
     validation split, and every value's score."""
     rng = np.random.default_rng(seed)
@@ -139,8 +143,9 @@ def choose_lambda(Zb: np.ndarray, Za: np.ndarray, grid: tuple[float, ...] = LAMB
     return max(scores, key=scores.get), scores
 
 
-def fit_ridge(Zb: np.ndarray, Za: np.ndarray, relative_lambda: float | None = None, *,
-              absolute_alpha: float | None = None) -> AffineMap:
+def fit_ridge(
+    Zb: np.ndarray, Za: np.ndarray, relative_lambda: float | None = None, *, absolute_alpha: float | None = None
+) -> AffineMap:
     """Ridge map with the penalty in either convention (see :meth:`RidgeStats.solve`); with neither, the relative
     lambda is picked by validation (with fewer than 20 pairs, the grid's middle value)."""
     Zb, Za = _paired(Zb, Za)

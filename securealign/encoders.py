@@ -160,7 +160,9 @@ def load_encoder(key: str) -> Encoder:
         return OnnxEncoder(
             distribution_file(opts["distribution"], opts["file"]),
             module_dir(opts["tokenizer_module"]) / opts["tokenizer_file"],
-            opts["output"], opts["max_tokens"], spec.dim,
+            opts["output"],
+            opts["max_tokens"],
+            spec.dim,
         )
     if spec.loader == "wordllama":
         return WordLlamaEncoder(module_dir(opts["module"]), opts["config"], spec.dim)

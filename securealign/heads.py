@@ -43,8 +43,9 @@ class LinearHead:
         return float(np.mean(self.predict(Z) == np.asarray(y)))
 
     def save(self, path: Path) -> None:
-        np.savez_compressed(path, V=self.V.astype(np.float32), c=self.c.astype(np.float32),
-                            classes=np.array(self.classes))
+        np.savez_compressed(
+            path, V=self.V.astype(np.float32), c=self.c.astype(np.float32), classes=np.array(self.classes)
+        )
 
     @classmethod
     def load(cls, path: Path) -> LinearHead:

@@ -41,8 +41,21 @@ OOD_TEXTS = 600
 SIMILARITY_TEXTS = 500
 SEEDS = 5
 # what seeds.json keeps of each row: enough for means, intervals and spreads, small enough to commit
-SEED_FIELDS = ("task", "source", "target", "regime", "seed", "baseline_acc", "source_acc", "mapped_acc",
-               "auroc_native", "auroc_mapped", "probe_distilled_acc", "probe_true_acc", "shuffled_acc")
+SEED_FIELDS = (
+    "task",
+    "source",
+    "target",
+    "regime",
+    "seed",
+    "baseline_acc",
+    "source_acc",
+    "mapped_acc",
+    "auroc_native",
+    "auroc_mapped",
+    "probe_distilled_acc",
+    "probe_true_acc",
+    "shuffled_acc",
+)
 # Causal LMs enter the similarity matrices with mean-pooled final states: like the encoders' pooling, a summary
 # of the whole text, whereas a base LM's last-token state is about predicting the next token.
 CAUSAL_POOLING = "mean"
@@ -58,14 +71,18 @@ def _embed_all(keys: list[str], texts: list[str], what: str) -> dict[str, np.nda
     return out
 
 
-def task_embeddings(key: str, task_name: str, public_texts: int = PUBLIC_TEXTS,
-                    ood_texts: int = OOD_TEXTS) -> ModelEmbeddings:
+def task_embeddings(
+    key: str, task_name: str, public_texts: int = PUBLIC_TEXTS, ood_texts: int = OOD_TEXTS
+) -> ModelEmbeddings:
     """One encoder's embeddings of a task exactly as the committed run (seed 0) uses them, for benchmark scripts
     that study one effect further; cached, so cheap after a precompute."""
     task = load_task(task_name)
-    return ModelEmbeddings(embed(key, task.train_texts), embed(key, task.test_texts),
-                           embed(key, load_ood_texts(task_name, ood_texts)),
-                           embed(key, load_public_corpus(public_texts)))
+    return ModelEmbeddings(
+        embed(key, task.train_texts),
+        embed(key, task.test_texts),
+        embed(key, load_ood_texts(task_name, ood_texts)),
+        embed(key, load_public_corpus(public_texts)),
+    )
 
 
 def _write_similarity(root: Path, name: str, embs: dict[str, np.ndarray]) -> None:
@@ -76,8 +93,9 @@ def _write_similarity(root: Path, name: str, embs: dict[str, np.ndarray]) -> Non
     print(f"  similarity on {name}: {len(embs)} models, {time.perf_counter() - start:.1f} s", flush=True)
 
 
-def _write_pair(root: Path, task: str, source: str, target: str, maps: dict, head: LinearHead,
-                embs: dict[str, ModelEmbeddings]) -> None:
+def _write_pair(
+    root: Path, task: str, source: str, target: str, maps: dict, head: LinearHead, embs: dict[str, ModelEmbeddings]
+) -> None:
     """The stored maps of one ordered pair and the Energy scores behind its OOD histogram (demo regime)."""
     for regime in MAP_REGIMES:
         folder = root / "maps" / regime / task
@@ -94,8 +112,16 @@ def _write_pair(root: Path, task: str, source: str, target: str, maps: dict, hea
     )
 
 
-def _seed_rows(name: str, encoders: list[str], embs: dict[str, ModelEmbeddings], labels: tuple[np.ndarray, np.ndarray],
-               public_pool: dict[str, np.ndarray], public_texts: int, seeds: int, first: int = 1) -> list[dict]:
+def _seed_rows(
+    name: str,
+    encoders: list[str],
+    embs: dict[str, ModelEmbeddings],
+    labels: tuple[np.ndarray, np.ndarray],
+    public_pool: dict[str, np.ndarray],
+    public_texts: int,
+    seeds: int,
+    first: int = 1,
+) -> list[dict]:
     """The compact rows of seeds ``first`` to ``seeds - 1``: new split, public subset and few-shot draw, heads
     refitted on it (seed 0 is the committed split, so its rows equal the full run's)."""
     out = []
@@ -104,19 +130,38 @@ def _seed_rows(name: str, encoders: list[str], embs: dict[str, ModelEmbeddings],
         seed_embs, seed_labels = reseeded(embs, labels, public_pool, public_texts, seed)
         heads = fit_heads(seed_embs, seed_labels[0], load_task(name).classes)
         for source, target in permutations(encoders, 2):
-            rows, _ = evaluate_pair(name, source, target, seed_embs[source], seed_embs[target], heads, seed_labels,
-                                    map_kinds=("ridge",), seed=seed)
+            rows, _ = evaluate_pair(
+                name,
+                source,
+                target,
+                seed_embs[source],
+                seed_embs[target],
+                heads,
+                seed_labels,
+                map_kinds=("ridge",),
+                seed=seed,
+            )
             out += [{k: r[k] for k in SEED_FIELDS if k != "seed"} | {"seed": seed} for r in rows]
         print(f"  {name} seed {seed}: {time.perf_counter() - start:.1f} s", flush=True)
     return out
 
 
-def _run_task(root: Path, name: str, encoders: list[str], public_pool: dict[str, np.ndarray], public_texts: int,
-              ood_texts: int, similarity_texts: int, seeds: int) -> tuple[list[dict], list[dict], dict]:
+def _run_task(
+    root: Path,
+    name: str,
+    encoders: list[str],
+    public_pool: dict[str, np.ndarray],
+    public_texts: int,
+    ood_texts: int,
+    similarity_texts: int,
+    seeds: int,
+) -> tuple[list[dict], list[dict], dict]:
     task = load_task(name)
     ood = load_ood_texts(name, ood_texts)
-    print(f"task {name}: {len(task.train_texts)} train, {len(task.test_texts)} test, {len(ood)} OOD "
-          f"({task.ood_name})", flush=True)
+    print(
+        f"task {name}: {len(task.train_texts)} train, {len(task.test_texts)} test, {len(ood)} OOD ({task.ood_name})",
+        flush=True,
+    )
     train = _embed_all(encoders, task.train_texts, f"{name} train")
     test = _embed_all(encoders, task.test_texts, f"{name} test")
     ood_embs = _embed_all(encoders, ood, f"{name} OOD ({task.ood_name})")
@@ -128,23 +173,40 @@ def _run_task(root: Path, name: str, encoders: list[str], public_pool: dict[str,
         head.save(root / "heads" / name / f"{key}.npz")
     rows: list[dict] = []
     for source, target in permutations(encoders, 2):
-        pair_rows, maps = evaluate_pair(name, source, target, embs[source], embs[target], heads,
-                                        (task.train_labels, task.test_labels))
+        pair_rows, maps = evaluate_pair(
+            name, source, target, embs[source], embs[target], heads, (task.train_labels, task.test_labels)
+        )
         rows += pair_rows
         _write_pair(root, name, source, target, maps, heads[target], embs)
         by_regime = {r["regime"]: r for r in pair_rows if r["map"] == "ridge"}
-        print(f"    {source:>16s} -> {target:16s} native {by_regime['task']['baseline_acc']:.3f}  "
-              + "  ".join(f"{g} {r['mapped_acc']:.3f}" for g, r in by_regime.items()), flush=True)
-    sizes = {"train": len(task.train_texts), "test": len(task.test_texts), "ood": len(ood), "ood_name": task.ood_name,
-             "similarity": min(similarity_texts, len(task.test_texts))}
+        print(
+            f"    {source:>16s} -> {target:16s} native {by_regime['task']['baseline_acc']:.3f}  "
+            + "  ".join(f"{g} {r['mapped_acc']:.3f}" for g, r in by_regime.items()),
+            flush=True,
+        )
+    sizes = {
+        "train": len(task.train_texts),
+        "test": len(task.test_texts),
+        "ood": len(ood),
+        "ood_name": task.ood_name,
+        "similarity": min(similarity_texts, len(task.test_texts)),
+    }
     seed_rows = [{k: r[k] for k in SEED_FIELDS if k != "seed"} | {"seed": 0} for r in rows if r["map"] == "ridge"]
-    seed_rows += _seed_rows(name, encoders, embs, (task.train_labels, task.test_labels), public_pool, public_texts,
-                            seeds)
+    seed_rows += _seed_rows(
+        name, encoders, embs, (task.train_labels, task.test_labels), public_pool, public_texts, seeds
+    )
     return rows, seed_rows, sizes
 
 
-def run(encoders: list[str], tasks: list[str], similarity_models: list[str], public_texts: int = PUBLIC_TEXTS,
-        ood_texts: int = OOD_TEXTS, similarity_texts: int = SIMILARITY_TEXTS, seeds: int = SEEDS) -> Path:
+def run(
+    encoders: list[str],
+    tasks: list[str],
+    similarity_models: list[str],
+    public_texts: int = PUBLIC_TEXTS,
+    ood_texts: int = OOD_TEXTS,
+    similarity_texts: int = SIMILARITY_TEXTS,
+    seeds: int = SEEDS,
+) -> Path:
     """Embed, evaluate every task x ordered pair x regime, and replace assets/ with the result; returns assets/."""
     started = time.perf_counter()
     stage = cache_dir() / "assets-staging"
@@ -162,8 +224,9 @@ def run(encoders: list[str], tasks: list[str], similarity_models: list[str], pub
     seed_rows: list[dict] = []
     task_sizes = {}
     for name in tasks:
-        task_rows, task_seed_rows, task_sizes[name] = _run_task(stage, name, encoders, public_pool, public_texts,
-                                                                ood_texts, similarity_texts, seeds)
+        task_rows, task_seed_rows, task_sizes[name] = _run_task(
+            stage, name, encoders, public_pool, public_texts, ood_texts, similarity_texts, seeds
+        )
         rows += task_rows
         seed_rows += task_seed_rows
     (stage / "results.json").write_text(json.dumps(rows, indent=1))
@@ -205,8 +268,13 @@ def run(encoders: list[str], tasks: list[str], similarity_models: list[str], pub
     return root
 
 
-def run_seeds(encoders: list[str], tasks: list[str], public_texts: int = PUBLIC_TEXTS, ood_texts: int = OOD_TEXTS,
-              seeds: int = SEEDS) -> Path:
+def run_seeds(
+    encoders: list[str],
+    tasks: list[str],
+    public_texts: int = PUBLIC_TEXTS,
+    ood_texts: int = OOD_TEXTS,
+    seeds: int = SEEDS,
+) -> Path:
     """Rewrite only ``seeds.json`` (every seed, seed 0 included) for some encoders and leave every other asset as
     it is: the partial refresh for when re-embedding every encoder does not fit the time at hand. The manifest
     records which encoders the seeds cover and how long they took."""
@@ -216,14 +284,21 @@ def run_seeds(encoders: list[str], tasks: list[str], public_texts: int = PUBLIC_
     for name in tasks:
         task = load_task(name)
         embs = {k: task_embeddings(k, name, public_texts, ood_texts) for k in encoders}
-        rows += _seed_rows(name, encoders, embs, (task.train_labels, task.test_labels), pool, public_texts, seeds,
-                           first=0)
+        rows += _seed_rows(
+            name, encoders, embs, (task.train_labels, task.test_labels), pool, public_texts, seeds, first=0
+        )
     root = assets_dir()
     (root / "seeds.json").write_text(json.dumps(rows, separators=(",", ":")))
     manifest = json.loads((root / "manifest.json").read_text())
-    manifest.update({"baselines": BASELINES, "seeds": seeds, "seed_encoders": encoders,
-                     "public_pool": len(pool[encoders[0]]),
-                     "seed_seconds": round(time.perf_counter() - started)})
+    manifest.update(
+        {
+            "baselines": BASELINES,
+            "seeds": seeds,
+            "seed_encoders": encoders,
+            "public_pool": len(pool[encoders[0]]),
+            "seed_seconds": round(time.perf_counter() - started),
+        }
+    )
     manifest["bytes"] = sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and p.name != "manifest.json")
     (root / "manifest.json").write_text(json.dumps(manifest, indent=1))
     print(f"wrote {root / 'seeds.json'} ({len(rows)} rows, {len(encoders)} encoders) in {manifest['seed_seconds']} s")
@@ -236,15 +311,19 @@ def main(argv: list[str]) -> int:
     encoders = [s.key for s in list_models("encoder")]
     parser.add_argument("--encoders", nargs="+", default=encoders, help="sentence encoders to evaluate (>= 2)")
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
-    parser.add_argument("--similarity-models", nargs="+",
-                        default=[s.key for s in list_models() if is_installed(s.key)],
-                        help="zoo models in the public-corpus similarity matrices (default: every installed one)")
+    parser.add_argument(
+        "--similarity-models",
+        nargs="+",
+        default=[s.key for s in list_models() if is_installed(s.key)],
+        help="zoo models in the public-corpus similarity matrices (default: every installed one)",
+    )
     parser.add_argument("--public-texts", type=int, default=PUBLIC_TEXTS)
     parser.add_argument("--ood-texts", type=int, default=OOD_TEXTS)
     parser.add_argument("--similarity-texts", type=int, default=SIMILARITY_TEXTS)
     parser.add_argument("--seeds", type=int, default=SEEDS, help="draws of split, public subset and few-shot texts")
-    parser.add_argument("--only-seeds", action="store_true",
-                        help="rewrite only seeds.json for --encoders, keeping every other asset")
+    parser.add_argument(
+        "--only-seeds", action="store_true", help="rewrite only seeds.json for --encoders, keeping every other asset"
+    )
     args = parser.parse_args(argv)
     try:
         kinds = {key: get_spec(key).kind for key in [*args.encoders, *args.similarity_models]}
@@ -262,6 +341,13 @@ def main(argv: list[str]) -> int:
         if args.only_seeds:
             run_seeds(args.encoders, args.tasks, args.public_texts, args.ood_texts, args.seeds)
             return 0
-        run(args.encoders, args.tasks, args.similarity_models, args.public_texts, args.ood_texts,
-            args.similarity_texts, args.seeds)
+        run(
+            args.encoders,
+            args.tasks,
+            args.similarity_models,
+            args.public_texts,
+            args.ood_texts,
+            args.similarity_texts,
+            args.seeds,
+        )
     return 0

@@ -23,8 +23,13 @@ PAPER_CKA = (0.595, 0.881)
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(cell).rjust(w) if i else str(cell).ljust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=False)))
-             for row in [header, ["-" * w for w in widths], *rows]]
+    lines = [
+        "  ".join(
+            str(cell).rjust(w) if i else str(cell).ljust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=False))
+        )
+        for row in [header, ["-" * w for w in widths], *rows]
+    ]
     return "\n".join(lines)
 
 
@@ -36,25 +41,44 @@ def accuracy_table(task: str, rows: list[dict], regimes: list[str]) -> str:
     pairs = sorted({(r["source"], r["target"]) for r in rows if r["task"] == task})
     body, mapped, native, weaker, significant = [], [], [], [], []
     for source, target in pairs:
-        by_regime = {r["regime"]: r for r in rows
-                     if (r["task"], r["source"], r["target"], r["map"]) == (task, source, target, "ridge")}
+        by_regime = {
+            r["regime"]: r
+            for r in rows
+            if (r["task"], r["source"], r["target"], r["map"]) == (task, source, target, "ridge")
+        }
         first = next(iter(by_regime.values()))
         accs = [by_regime[g]["mapped_acc"] for g in regimes]
         mapped.append(accs)
         # -1 / +1: mapped significantly below / above the provider's native accuracy; 0: no significant difference
-        significant.append([np.sign(by_regime[g]["mapped_acc"] - first["baseline_acc"])
-                            if by_regime[g]["p_vs_native"] < 0.05 else 0 for g in regimes])
+        significant.append(
+            [
+                np.sign(by_regime[g]["mapped_acc"] - first["baseline_acc"]) if by_regime[g]["p_vs_native"] < 0.05 else 0
+                for g in regimes
+            ]
+        )
         native.append(first["baseline_acc"])
         weaker.append(min(first["baseline_acc"], first["source_acc"]))
-        body.append([f"{source} -> {target}", f"{100 * first['source_acc']:.1f}", f"{100 * first['baseline_acc']:.1f}",
-                     *(f"{100 * a:.1f}" for a in accs)])
+        body.append(
+            [
+                f"{source} -> {target}",
+                f"{100 * first['source_acc']:.1f}",
+                f"{100 * first['baseline_acc']:.1f}",
+                *(f"{100 * a:.1f}" for a in accs),
+            ]
+        )
     if pairs:
         means = np.mean(mapped, axis=0)
         body.append(["mean over pairs", "", f"{100 * np.mean(native):.1f}", *(f"{100 * m:.1f}" for m in means)])
         body.append(["  change vs provider native", "", "", *(f"{100 * (m - np.mean(native)):+.1f}" for m in means)])
         body.append(["  change vs weaker model", "", "", *(f"{100 * (m - np.mean(weaker)):+.1f}" for m in means)])
-        body.append(["  pairs below / above native (p<0.05)", "", "",
-                     *(f"{sum(d < 0 for d in col)} / {sum(d > 0 for d in col)}" for col in zip(*significant, strict=False))])
+        body.append(
+            [
+                "  pairs below / above native (p<0.05)",
+                "",
+                "",
+                *(f"{sum(d < 0 for d in col)} / {sum(d > 0 for d in col)}" for col in zip(*significant, strict=False)),
+            ]
+        )
     return _table(["client -> provider", "client native", "provider native", *regimes], body)
 
 
@@ -70,8 +94,11 @@ def mean_ci(values: np.ndarray) -> tuple[float, float]:
 def seed_stats(rows: list[dict], task: str, regime: str, field: str) -> dict[str, float] | None:
     """One field of one regime over seeds: the mean over pairs per seed, summarised as mean +- 95% interval over
     seeds, and each pair's standard deviation over seeds (median and largest); None where the field is empty."""
-    by_pair_seed = {(r["source"], r["target"], r["seed"]): r[field] for r in rows
-                    if r["task"] == task and r["regime"] == regime and r[field] is not None}
+    by_pair_seed = {
+        (r["source"], r["target"], r["seed"]): r[field]
+        for r in rows
+        if r["task"] == task and r["regime"] == regime and r[field] is not None
+    }
     if not by_pair_seed:
         return None
     pairs = sorted({k[:2] for k in by_pair_seed})
@@ -79,8 +106,15 @@ def seed_stats(rows: list[dict], task: str, regime: str, field: str) -> dict[str
     grid = np.array([[by_pair_seed[(*pair, seed)] for seed in seeds] for pair in pairs])  # pairs x seeds
     mean, half = mean_ci(grid.mean(axis=0))
     spread = grid.std(axis=1, ddof=1) if len(seeds) > 1 else np.zeros(len(pairs))
-    return {"mean": mean, "ci": half, "pair_sd_median": float(np.median(spread)), "pair_sd_max": float(spread.max()),
-            "pair_means": grid.mean(axis=1), "seeds": len(seeds), "pairs": len(pairs)}
+    return {
+        "mean": mean,
+        "ci": half,
+        "pair_sd_median": float(np.median(spread)),
+        "pair_sd_max": float(spread.max()),
+        "pair_means": grid.mean(axis=1),
+        "seeds": len(seeds),
+        "pairs": len(pairs),
+    }
 
 
 def _pm(stats: dict | None, scale: float = 100.0, digits: int = 1) -> str:
@@ -93,16 +127,40 @@ def seed_table(task: str, rows: list[dict], regimes: list[str]) -> str:
     probe trained on the same texts with the provider's labels (means over seeds)."""
     body = []
     for regime in regimes:
-        stats = {f: seed_stats(rows, task, regime, f) for f in
-                 ("baseline_acc", "mapped_acc", "probe_distilled_acc", "probe_true_acc", "shuffled_acc")}
+        stats = {
+            f: seed_stats(rows, task, regime, f)
+            for f in ("baseline_acc", "mapped_acc", "probe_distilled_acc", "probe_true_acc", "shuffled_acc")
+        }
         n = in_distribution_count(regime, load_manifest()["task_sizes"][task]["train"])
         mapped, probe = stats["mapped_acc"], stats["probe_distilled_acc"]
         wins = "-" if probe is None else f"{np.sum(mapped['pair_means'] > probe['pair_means'])} / {mapped['pairs']}"
-        body.append([regime, str(n), _pm(stats["baseline_acc"]), _pm(mapped),
-                     f"{100 * mapped['pair_sd_median']:.1f} / {100 * mapped['pair_sd_max']:.1f}",
-                     _pm(probe), _pm(stats["probe_true_acc"]), _pm(stats["shuffled_acc"]), wins])
-    return _table(["regime", "N (probe: labels revealed)", "provider native", "mapped", "pair SD med/max",
-                   "probe (provider labels)", "probe (true labels)", "shuffled map", "map > probe"], body)
+        body.append(
+            [
+                regime,
+                str(n),
+                _pm(stats["baseline_acc"]),
+                _pm(mapped),
+                f"{100 * mapped['pair_sd_median']:.1f} / {100 * mapped['pair_sd_max']:.1f}",
+                _pm(probe),
+                _pm(stats["probe_true_acc"]),
+                _pm(stats["shuffled_acc"]),
+                wins,
+            ]
+        )
+    return _table(
+        [
+            "regime",
+            "N (probe: labels revealed)",
+            "provider native",
+            "mapped",
+            "pair SD med/max",
+            "probe (provider labels)",
+            "probe (true labels)",
+            "shuffled map",
+            "map > probe",
+        ],
+        body,
+    )
 
 
 def seed_ood_table(task: str, rows: list[dict], regimes: list[str]) -> str:
@@ -112,8 +170,16 @@ def seed_ood_table(task: str, rows: list[dict], regimes: list[str]) -> str:
     for regime in regimes:
         native, mapped = (seed_stats(rows, task, regime, f) for f in ("auroc_native", "auroc_mapped"))
         lows = mapped["pair_means"]
-        body.append([regime, _pm(native, 1, 3), _pm(mapped, 1, 3), f"{lows.min():.3f}",
-                     f"{int(np.sum(lows < 0.5))} / {len(lows)}", f"{int(np.sum(lows < 0.4))} / {len(lows)}"])
+        body.append(
+            [
+                regime,
+                _pm(native, 1, 3),
+                _pm(mapped, 1, 3),
+                f"{lows.min():.3f}",
+                f"{int(np.sum(lows < 0.5))} / {len(lows)}",
+                f"{int(np.sum(lows < 0.4))} / {len(lows)}",
+            ]
+        )
     return _table(["regime", "AUROC native", "AUROC mapped", "lowest pair", "pairs < 0.5", "pairs < 0.4"], body)
 
 
@@ -127,8 +193,10 @@ def cka_line(manifest: dict) -> str:
         off = matrix[~np.eye(len(keys), dtype=bool)]
         sub = matrix[np.ix_(enc, enc)][~np.eye(len(enc), dtype=bool)]
         parts.append(f"{dataset} {off.min():.2f}-{off.max():.2f} (encoders only {sub.min():.2f}-{sub.max():.2f})")
-    return (f"Linear CKA between different models here: {'; '.join(parts)}. Paper (embedding APIs, large models): "
-            f"{PAPER_CKA[0]:.3f}-{PAPER_CKA[1]:.3f}.")
+    return (
+        f"Linear CKA between different models here: {'; '.join(parts)}. Paper (embedding APIs, large models): "
+        f"{PAPER_CKA[0]:.3f}-{PAPER_CKA[1]:.3f}."
+    )
 
 
 def ood_table(task: str, rows: list[dict], regimes: list[str]) -> str:
@@ -139,17 +207,31 @@ def ood_table(task: str, rows: list[dict], regimes: list[str]) -> str:
         if r["task"] == task and r["map"] == "ridge" and r["regime"] in regimes:
             body.append([f"{r['source']} -> {r['target']}", r["regime"], *(f"{r[k]:.3f}" for k in keys)])
             by_regime[r["regime"]].append([r[k] for k in keys])
-    body += [["mean over pairs", g, *(f"{m:.3f}" for m in np.mean(values, axis=0))]
-             for g, values in by_regime.items() if values]
-    return _table(["client -> provider", "map regime", "AUROC native", "AUROC mapped", "FPR95 native",
-                   "FPR95 mapped"], body)
+    body += [
+        ["mean over pairs", g, *(f"{m:.3f}" for m in np.mean(values, axis=0))]
+        for g, values in by_regime.items()
+        if values
+    ]
+    return _table(
+        ["client -> provider", "map regime", "AUROC native", "AUROC mapped", "FPR95 native", "FPR95 mapped"], body
+    )
 
 
 def map_kind_table(task: str, rows: list[dict]) -> str:
     """Table 3 for one task: ridge vs least squares vs Procrustes in the task-supervised regime, with fit quality."""
-    body = [[f"{r['source']} -> {r['target']}", r["map"], f"{100 * r['mapped_acc']:.1f}", f"{r['r2']:.3f}",
-             f"{r['cosine']:.3f}", f"{r['top1']:.3f}", f"{r['mean_rank']:.1f}"]
-            for r in rows if r["task"] == task and r["regime"] == "task"]
+    body = [
+        [
+            f"{r['source']} -> {r['target']}",
+            r["map"],
+            f"{100 * r['mapped_acc']:.1f}",
+            f"{r['r2']:.3f}",
+            f"{r['cosine']:.3f}",
+            f"{r['top1']:.3f}",
+            f"{r['mean_rank']:.1f}",
+        ]
+        for r in rows
+        if r["task"] == task and r["regime"] == "task"
+    ]
     return _table(["client -> provider", "map", "acc", "R2", "cosine", "top-1", "mean rank"], body)
 
 
@@ -161,48 +243,67 @@ def similarity_table(dataset: str, metric: str) -> str:
 
 def _sizes(manifest: dict) -> list[str]:
     """The subsets the numbers rest on (the precompute embeds modest subsets on 2 cores)."""
-    lines = [f"public corpus {manifest['public_texts']} texts (Guardian headlines + movie plots; other seeds draw "
-             f"them from all {manifest['public_pool']}); similarity on the "
-             f"first {manifest['similarity_texts']} texts of each set; maps stored for {manifest['map_regimes']} "
-             f"({manifest['map_dtype']}); causal LMs pooled by {manifest['causal_pooling']}"]
+    lines = [
+        f"public corpus {manifest['public_texts']} texts (Guardian headlines + movie plots; other seeds draw "
+        f"them from all {manifest['public_pool']}); similarity on the "
+        f"first {manifest['similarity_texts']} texts of each set; maps stored for {manifest['map_regimes']} "
+        f"({manifest['map_dtype']}); causal LMs pooled by {manifest['causal_pooling']}"
+    ]
     for task, size in manifest["task_sizes"].items():
-        lines.append(f"{task}: {size['train']} train / {size['test']} test texts, OOD = first {size['ood']} "
-                     f"{size['ood_name']} test texts")
+        lines.append(
+            f"{task}: {size['train']} train / {size['test']} test texts, OOD = first {size['ood']} "
+            f"{size['ood_name']} test texts"
+        )
     return lines
 
 
 def sampling_note(accuracy: float, n_test: int) -> str:
     """How far one accuracy could move by test-set sampling alone, so small differences in Table 1 are read as such."""
     ci = binomtest(round(accuracy * n_test), n_test).proportion_ci(0.95, method="wilson")
-    return (f"  sampling uncertainty: one accuracy near {100 * accuracy:.0f}% on these {n_test:,} test texts has a 95% "
-            f"Wilson interval of {100 * ci.low:.1f}-{100 * ci.high:.1f} (about ±{50 * (ci.high - ci.low):.1f} points); "
-            "all pairs share the same test texts")
+    return (
+        f"  sampling uncertainty: one accuracy near {100 * accuracy:.0f}% on these {n_test:,} test texts has a 95% "
+        f"Wilson interval of {100 * ci.low:.1f}-{100 * ci.high:.1f} (about ±{50 * (ci.high - ci.low):.1f} points); "
+        "all pairs share the same test texts"
+    )
 
 
 def render(tasks: list[str] | None = None, show_map_kinds: bool = True) -> str:
     """The whole report as text."""
     manifest, rows, seeds = load_manifest(), load_results(), load_seed_results()
     regimes = manifest["regimes"]
-    parts = [f"securealign results ({manifest['created']}, {manifest['seconds']} s); demo regime "
-             f"{manifest['demo_regime']}", *_sizes(manifest)]
+    parts = [
+        f"securealign results ({manifest['created']}, {manifest['seconds']} s); demo regime {manifest['demo_regime']}",
+        *_sizes(manifest),
+    ]
     parts += [f"  regime {name}: {text}" for name, text in manifest["regime_descriptions"].items()]
     parts += [f"  baseline {name}: {text}" for name, text in manifest["baselines"].items()]
     for task in tasks or manifest["tasks"]:
         title = manifest["task_titles"][task]
         native = np.mean([r["baseline_acc"] for r in rows if r["task"] == task])
-        parts += [f"\nTable 1 - {title}: accuracy (%) of the provider's head (ridge maps), seed 0",
-                  accuracy_table(task, rows, regimes), sampling_note(native, manifest["task_sizes"][task]["test"])]
-        parts += [f"\nTable 1b - {title}: accuracy (%) over {manifest['seeds']} seeds (split, public subset, "
-                  "few-shot draw): mean over pairs ± 95% interval over seeds, beside the baselines on the same texts; "
-                  f"pairs of {', '.join(manifest['seed_encoders'])}",
-                  seed_table(task, seeds, regimes)]
-        parts += [f"\nTable 2 - {title}: Energy-score OOD AUROC per regime over {manifest['seeds']} seeds (in: test "
-                  f"texts, out: {manifest['task_sizes'][task]['ood_name']}; pairs of "
-                  f"{', '.join(manifest['seed_encoders'])})", seed_ood_table(task, seeds, regimes),
-                  "\nseed 0 per pair:", ood_table(task, rows, ["task", manifest["demo_regime"]])]
+        parts += [
+            f"\nTable 1 - {title}: accuracy (%) of the provider's head (ridge maps), seed 0",
+            accuracy_table(task, rows, regimes),
+            sampling_note(native, manifest["task_sizes"][task]["test"]),
+        ]
+        parts += [
+            f"\nTable 1b - {title}: accuracy (%) over {manifest['seeds']} seeds (split, public subset, "
+            "few-shot draw): mean over pairs ± 95% interval over seeds, beside the baselines on the same texts; "
+            f"pairs of {', '.join(manifest['seed_encoders'])}",
+            seed_table(task, seeds, regimes),
+        ]
+        parts += [
+            f"\nTable 2 - {title}: Energy-score OOD AUROC per regime over {manifest['seeds']} seeds (in: test "
+            f"texts, out: {manifest['task_sizes'][task]['ood_name']}; pairs of "
+            f"{', '.join(manifest['seed_encoders'])})",
+            seed_ood_table(task, seeds, regimes),
+            "\nseed 0 per pair:",
+            ood_table(task, rows, ["task", manifest["demo_regime"]]),
+        ]
         if show_map_kinds:
-            parts += [f"\nTable 3 - {title}: map kinds (task-supervised), held-out fit quality on test pairs",
-                      map_kind_table(task, rows)]
+            parts += [
+                f"\nTable 3 - {title}: map kinds (task-supervised), held-out fit quality on test pairs",
+                map_kind_table(task, rows),
+            ]
     parts.append("\n" + cka_line(manifest))
     for dataset in manifest["similarity_datasets"]:
         for metric in manifest["similarity_metrics"]:

@@ -63,8 +63,12 @@ FIT_MEASURES = {
     "retained": "accuracy retained (mapped / provider native)",
 }
 
-METRIC_LABELS = {"cka": "linear CKA", "cka_debiased": "debiased CKA", "mutual_knn": "mutual k-NN (k = 10)",
-                 "svcca": "SVCCA"}
+METRIC_LABELS = {
+    "cka": "linear CKA",
+    "cka_debiased": "debiased CKA",
+    "mutual_knn": "mutual k-NN (k = 10)",
+    "svcca": "SVCCA",
+}
 PUBLIC_LABEL = "public corpus (Guardian headlines, film plots)"
 
 ProgressFn = Callable[[float, str], None]
@@ -85,6 +89,7 @@ def _report(progress: ProgressFn | None, fraction: float, what: str) -> None:
 
 # ---- what can be chosen ---------------------------------------------------------------------------------------
 
+
 def catalogue() -> dict:
     """Choices for every selector, from the precomputed manifest only (so the first page needs no model)."""
     try:
@@ -94,8 +99,10 @@ def catalogue() -> dict:
     return {
         "encoders": [(f"{model_name(k)}: {manifest['encoder_names'][k]}", k) for k in manifest["encoders"]],
         "tasks": [(manifest["task_titles"][t], t) for t in manifest["tasks"]],
-        "similarity_datasets": [(manifest["task_titles"].get(d, PUBLIC_LABEL if d == "public" else d), d)
-                                for d in manifest["similarity_datasets"]],
+        "similarity_datasets": [
+            (manifest["task_titles"].get(d, PUBLIC_LABEL if d == "public" else d), d)
+            for d in manifest["similarity_datasets"]
+        ],
         "similarity_metrics": [(METRIC_LABELS.get(m, m), m) for m in manifest["similarity_metrics"]],
         "regimes": [(manifest["regime_descriptions"][r], r) for r in manifest["regimes"]],
         "demo_regime": manifest["demo_regime"],
@@ -126,8 +133,9 @@ def _check_flag(what: str, value: bool) -> bool:
 def _check_whole_number(what: str, value: int, low: int, high: int) -> int:
     """A count between ``low`` and ``high``; 12.0 from a slider is 12, but 2.5, "12", None or true are refused
     rather than rounded or cast (a cast would hide a caller's mistake)."""
-    whole = isinstance(value, (int, np.integer)) or (isinstance(value, (float, np.floating))
-                                                      and np.isfinite(value) and float(value).is_integer())
+    whole = isinstance(value, (int, np.integer)) or (
+        isinstance(value, (float, np.floating)) and np.isfinite(value) and float(value).is_integer()
+    )
     if isinstance(value, (bool, np.bool_)) or not whole or not low <= int(value) <= high:
         raise ServiceError(f"{what} must be a whole number from {low} to {high:,}, not {_shown(value)}.")
     return int(value)
@@ -154,14 +162,22 @@ def _check_pair(source: str, target: str) -> None:
     _check_choice("client model", source, encoders)
     _check_choice("provider model", target, encoders)
     if source == target:
-        raise ServiceError("Client and provider use the same model here; "
-                           "pick two different models to see a map at work.")
+        raise ServiceError(
+            "Client and provider use the same model here; pick two different models to see a map at work."
+        )
 
 
 # short names the page uses everywhere (figures, headlines, tables, export): the zoo's full names do not fit a
 # heatmap's axis or a phone's width; the selectors show both
-SHORT_NAMES = {"minilm": "MiniLM", "mpnet": "mpnet", "paraphrase_onnx": "MiniLM-L3 (ONNX)", "wordllama": "WordLlama",
-               "potion": "potion", "smollm2": "SmolLM2", "gemma3": "Gemma 3"}
+SHORT_NAMES = {
+    "minilm": "MiniLM",
+    "mpnet": "mpnet",
+    "paraphrase_onnx": "MiniLM-L3 (ONNX)",
+    "wordllama": "WordLlama",
+    "potion": "potion",
+    "smollm2": "SmolLM2",
+    "gemma3": "Gemma 3",
+}
 
 
 def model_name(key: str) -> str:
@@ -196,16 +212,21 @@ def true_label(task: str, text: str) -> str | None:
 
 # ---- convergence ---------------------------------------------------------------------------------------------
 
+
 def similarity(dataset: str, metric: str) -> dict:
     """One precomputed N x N similarity matrix with display labels."""
     cat = catalogue()
     _check_choice("dataset", dataset, [d for _, d in cat["similarity_datasets"]])
     _check_choice("metric", metric, [m for _, m in cat["similarity_metrics"]])
     sim = artifacts.load_similarity(dataset)
-    return {"keys": sim["keys"], "labels": [model_name(k) for k in sim["keys"]],
-            "dataset_label": {d: label for label, d in cat["similarity_datasets"]}[dataset],
-            "metric_label": METRIC_LABELS.get(metric, metric),
-            "matrix": np.asarray(sim["matrices"][metric], dtype=float), "n_texts": sim["n_texts"]}
+    return {
+        "keys": sim["keys"],
+        "labels": [model_name(k) for k in sim["keys"]],
+        "dataset_label": {d: label for label, d in cat["similarity_datasets"]}[dataset],
+        "metric_label": METRIC_LABELS.get(metric, metric),
+        "matrix": np.asarray(sim["matrices"][metric], dtype=float),
+        "n_texts": sim["n_texts"],
+    }
 
 
 def _ridge_rows(task: str, regime: str) -> list[dict]:
@@ -230,16 +251,29 @@ def map_quality_matrix(task: str, regime: str, measure: str) -> dict:
 # ---- results -------------------------------------------------------------------------------------------------
 
 RESULT_COLUMNS = {
-    "source": "client model", "target": "provider model", "regime": "map fitted on", "map": "map",
-    "source_acc": "client native acc (%)", "baseline_acc": "provider native acc (%)", "mapped_acc": "mapped acc (%)",
-    "probe_distilled_acc": "client probe, provider's labels (%)", "probe_true_acc": "client probe, true labels (%)",
-    "shuffled_acc": "shuffled-pair map (%)", "p_vs_native": "McNemar p (mapped vs native)",
-    "auroc_native": "OOD AUROC native", "auroc_mapped": "OOD AUROC mapped", "r2": "map R²",
+    "source": "client model",
+    "target": "provider model",
+    "regime": "map fitted on",
+    "map": "map",
+    "source_acc": "client native acc (%)",
+    "baseline_acc": "provider native acc (%)",
+    "mapped_acc": "mapped acc (%)",
+    "probe_distilled_acc": "client probe, provider's labels (%)",
+    "probe_true_acc": "client probe, true labels (%)",
+    "shuffled_acc": "shuffled-pair map (%)",
+    "p_vs_native": "McNemar p (mapped vs native)",
+    "auroc_native": "OOD AUROC native",
+    "auroc_mapped": "OOD AUROC mapped",
+    "r2": "map R²",
     "top1": "top-1 retrieval (%)",
 }
 BASELINE_COLUMNS = ("probe_distilled_acc", "probe_true_acc", "shuffled_acc")
-REGIME_SHORT = {"task": "task texts", "public": "public only", "public+64": "public + 64 task texts",
-                "public+128": "public + 128 task texts"}
+REGIME_SHORT = {
+    "task": "task texts",
+    "public": "public only",
+    "public+64": "public + 64 task texts",
+    "public+128": "public + 128 task texts",
+}
 PERCENT_COLUMNS = ("source_acc", "baseline_acc", "mapped_acc", "top1", *BASELINE_COLUMNS)
 
 
@@ -250,8 +284,11 @@ def results_table(task: str, regime: str | None = None) -> pd.DataFrame:
     if regime is not None:
         _check_choice("regime", regime, [r for _, r in catalogue()["regimes"]])
     # the baselines on the same texts (seed 0 of seeds.json; empty where the seeds do not cover the pair)
-    baselines = {(r["source"], r["target"], r["regime"]): r for r in artifacts.load_seed_results()
-                 if r["task"] == task and r["seed"] == 0}
+    baselines = {
+        (r["source"], r["target"], r["regime"]): r
+        for r in artifacts.load_seed_results()
+        if r["task"] == task and r["seed"] == 0
+    }
     rows = []
     for r in artifacts.load_results():
         if r["task"] == task and regime in (None, r["regime"]):
@@ -278,15 +315,24 @@ def pair_summary(task: str, source: str, target: str) -> dict:
     off_diagonal = sim["matrix"][~np.eye(len(sim["keys"]), dtype=bool)]
     regime = catalogue()["demo_regime"]
     row = next(r for r in _ridge_rows(task, regime) if (r["source"], r["target"]) == (source, target))
-    return {"cka": float(sim["matrix"][i, j]), "cka_min": float(off_diagonal.min()),
-            "cka_max": float(off_diagonal.max()), "n_texts": sim["n_texts"], "regime": regime,
-            "regime_label": artifacts.load_manifest()["regime_descriptions"][regime],
-            "task_title": {t: title for title, t in catalogue()["tasks"]}[task],
-            "source_acc": row["source_acc"], "provider_acc": row["baseline_acc"], "mapped_acc": row["mapped_acc"],
-            "retained": row["mapped_acc"] / row["baseline_acc"], "p_vs_native": row["p_vs_native"]}
+    return {
+        "cka": float(sim["matrix"][i, j]),
+        "cka_min": float(off_diagonal.min()),
+        "cka_max": float(off_diagonal.max()),
+        "n_texts": sim["n_texts"],
+        "regime": regime,
+        "regime_label": artifacts.load_manifest()["regime_descriptions"][regime],
+        "task_title": {t: title for title, t in catalogue()["tasks"]}[task],
+        "source_acc": row["source_acc"],
+        "provider_acc": row["baseline_acc"],
+        "mapped_acc": row["mapped_acc"],
+        "retained": row["mapped_acc"] / row["baseline_acc"],
+        "p_vs_native": row["p_vs_native"],
+    }
 
 
 # ---- out-of-distribution detection ---------------------------------------------------------------------------
+
 
 def ood_comparison(task: str, source: str, target: str) -> dict:
     """Energy scores in- and out-of-distribution, native (provider model) vs mapped (client model through the
@@ -299,9 +345,13 @@ def ood_comparison(task: str, source: str, target: str) -> dict:
     ood_task = TASKS[task].ood_name
     return {
         "scores": artifacts.load_ood_scores(task, source, target),
-        "metrics": {"native": {"auroc": row["auroc_native"], "fpr95": row["fpr95_native"]},
-                    "mapped": {"auroc": row["auroc_mapped"], "fpr95": row["fpr95_mapped"]}},
-        "in_name": task_titles.get(task, task), "out_name": task_titles.get(ood_task, ood_task), "regime": regime,
+        "metrics": {
+            "native": {"auroc": row["auroc_native"], "fpr95": row["fpr95_native"]},
+            "mapped": {"auroc": row["auroc_mapped"], "fpr95": row["fpr95_mapped"]},
+        },
+        "in_name": task_titles.get(task, task),
+        "out_name": task_titles.get(ood_task, ood_task),
+        "regime": regime,
     }
 
 
@@ -337,8 +387,10 @@ def _served_model(task: str, source: str, target: str) -> str:
             except ConnectionError as exc:
                 raise ServiceError(f"The provider at {_provider.endpoint} cannot be reached ({exc}).") from exc
             except UnknownModelError as exc:
-                raise ServiceError(f"The provider at {_provider.endpoint} does not serve {model_id}; start it with "
-                                   "`python -m securealign serve --assets`.") from exc
+                raise ServiceError(
+                    f"The provider at {_provider.endpoint} does not serve {model_id}; start it with "
+                    "`python -m securealign serve --assets`."
+                ) from exc
         else:
             _provider.register(model_id, artifacts.load_head(task, target), artifacts.load_map(task, source, target))
         _registered.add(model_id)
@@ -381,20 +433,29 @@ def _loading(what: str) -> Iterator[None]:
     try:
         yield
     except Exception as exc:  # a corrupt cache, a missing file or memory: the page needs a sentence, not a trace
-        raise ModelLoadError(f"{what} could not be loaded ({type(exc).__name__}: {str(exc)[:200]}). "
-                             "Try another model, or re-run scripts/install.sh.") from exc
+        raise ModelLoadError(
+            f"{what} could not be loaded ({type(exc).__name__}: {str(exc)[:200]}). "
+            "Try another model, or re-run scripts/install.sh."
+        ) from exc
 
 
 def check_query(text: str | None) -> str:
     """The query text, or a readable refusal for empty, over-long or non-text input."""
-    return _check_text(text.strip() if isinstance(text, str) else text, what="query", limit=MAX_QUERY_CHARS,
-                       empty="The query is empty: type a sentence or pick an example.")
+    return _check_text(
+        text.strip() if isinstance(text, str) else text,
+        what="query",
+        limit=MAX_QUERY_CHARS,
+        empty="The query is empty: type a sentence or pick an example.",
+    )
 
 
 def _prediction(logits: np.ndarray, classes: list[str]) -> dict:
     probs = softmax(np.asarray(logits, dtype=np.float64))
-    return {"label": classes[int(np.argmax(logits))], "logits": [float(v) for v in logits],
-            "probabilities": {c: float(p) for c, p in zip(classes, probs, strict=True)}}
+    return {
+        "label": classes[int(np.argmax(logits))],
+        "logits": [float(v) for v in logits],
+        "probabilities": {c: float(p) for c, p in zip(classes, probs, strict=True)},
+    }
 
 
 _model_locks: dict[str, threading.Lock] = {}
@@ -417,8 +478,9 @@ def _load(key: str, progress: ProgressFn | None, fraction: float, role: str) -> 
         _loaded.add(key)
 
 
-def _embed_one(key: str, text: str, progress: ProgressFn | None, fraction: float,
-               role: str) -> tuple[np.ndarray, float]:
+def _embed_one(
+    key: str, text: str, progress: ProgressFn | None, fraction: float, role: str
+) -> tuple[np.ndarray, float]:
     _load(key, progress, fraction, role)
     _report(progress, fraction + 0.1, f"embedding the query with {model_name(key)}")
     start = time.perf_counter()
@@ -449,15 +511,26 @@ REFERENCE_BAR = "reference: provider's own model"
 def _plaintext_exposure(x: np.ndarray, logits: np.ndarray, mode: str) -> dict:
     """What the provider would receive and return if the query travelled unencrypted: the vector itself (in
     sealed mode the raw embedding, in paper mode the mapped one), readable by anyone who holds it."""
-    return {"sent": "the client's raw embedding" if mode == "sealed" else "the client's mapped embedding",
-            "dims": int(x.shape[0]), "bytes_up": int(x.astype(np.float32).nbytes),
-            "bytes_down": int(logits.astype(np.float32).nbytes),
-            "first_values": [round(float(v), 4) for v in x[:6]]}
+    return {
+        "sent": "the client's raw embedding" if mode == "sealed" else "the client's mapped embedding",
+        "dims": int(x.shape[0]),
+        "bytes_up": int(x.astype(np.float32).nbytes),
+        "bytes_down": int(logits.astype(np.float32).nbytes),
+        "first_values": [round(float(v), 4) for v in x[:6]],
+    }
 
 
-def classify(text: str, source: str, target: str, task: str, mode: str = "sealed", encrypted: bool = True,
-             client: ClientSession | None = None, progress: ProgressFn | None = None,
-             answer: str = "logits") -> tuple[dict, ClientSession | None]:
+def classify(
+    text: str,
+    source: str,
+    target: str,
+    task: str,
+    mode: str = "sealed",
+    encrypted: bool = True,
+    client: ClientSession | None = None,
+    progress: ProgressFn | None = None,
+    answer: str = "logits",
+) -> tuple[dict, ClientSession | None]:
     """The client's path for one query: its embedding mapped into the provider's space and classified by the
     provider's head, in plaintext and (when ``encrypted``) under CKKS. ``wall_ms`` is the whole call, as the
     visitor waits for it, and ``timings_ms`` splits it into parts that add up to it. The provider's own model on
@@ -478,14 +551,28 @@ def classify(text: str, source: str, target: str, task: str, mode: str = "sealed
     mapped_logits = plaintext_logits(z_src, head.V, head.c, affine.W, affine.b)
     truth = true_label(task, text)
     result = {
-        "query": text, "task": task, "source": source, "target": target, "mode": mode, "encrypted": encrypted,
-        "answer": answer, "answer_reveals": ANSWER_REVEALS[answer],
-        "source_name": model_name(source), "target_name": model_name(target), "classes": head.classes,
-        "true_label": truth, "native": None,
+        "query": text,
+        "task": task,
+        "source": source,
+        "target": target,
+        "mode": mode,
+        "encrypted": encrypted,
+        "answer": answer,
+        "answer_reveals": ANSWER_REVEALS[answer],
+        "source_name": model_name(source),
+        "target_name": model_name(target),
+        "classes": head.classes,
+        "true_label": truth,
+        "native": None,
         "mapped_plaintext": _prediction(mapped_logits, head.classes),
-        "mapped_encrypted": None, "protocol": [], "key_material": {}, "exposed": None,
-        "timings_ms": {"embedding": embed_ms}, "reference_ms": {},
-        "agreement": {}, "threat_model": THREAT_MODELS[mode],
+        "mapped_encrypted": None,
+        "protocol": [],
+        "key_material": {},
+        "exposed": None,
+        "timings_ms": {"embedding": embed_ms},
+        "reference_ms": {},
+        "agreement": {},
+        "threat_model": THREAT_MODELS[mode],
     }
     if encrypted:
         if client is None:
@@ -496,8 +583,9 @@ def classify(text: str, source: str, target: str, task: str, mode: str = "sealed
         _report(progress, 0.6, "running the encrypted protocol")
         model_id = _served_model(task, source, target)
         try:
-            scores, trace = run_encrypted_query(client, _provider, model_id, z_src, mode,
-                                                affine_map=affine if mode == "paper" else None, answer=answer)
+            scores, trace = run_encrypted_query(
+                client, _provider, model_id, z_src, mode, affine_map=affine if mode == "paper" else None, answer=answer
+            )
         except ConnectionError as exc:  # a remote provider went away mid-query: say so, keep the session
             raise ServiceError(f"The provider could not be reached ({exc}). Try again in a moment.") from exc
         result["agreement"]["encrypted_vs_plaintext"] = bool(np.argmax(scores) == np.argmax(mapped_logits))
@@ -506,23 +594,32 @@ def classify(text: str, source: str, target: str, task: str, mode: str = "sealed
             result["agreement"]["max_logit_error"] = float(np.max(np.abs(scores - mapped_logits)))
             result["agreement"]["within_ckks_noise"] = result["agreement"]["max_logit_error"] < ENCRYPTED_TOLERANCE
         else:  # pairwise wins per class: their argmax is the label, and nothing else is revealed
-            result["mapped_encrypted"] = {"label": head.classes[int(np.argmax(scores))], "logits": None,
-                                          "probabilities": None, "wins": [round(float(w)) for w in scores]}
+            result["mapped_encrypted"] = {
+                "label": head.classes[int(np.argmax(scores))],
+                "logits": None,
+                "probabilities": None,
+                "wins": [round(float(w)) for w in scores],
+            }
         result["protocol"] = [vars(step) for step in trace.steps]
         for step in trace.steps:
             bar = _STEP_BARS.get(step.kind, step.kind)
             result["timings_ms"][bar] = result["timings_ms"].get(bar, 0.0) + step.ms
-        result["key_material"] = {"key_id": client.key_id, "public_context_bytes": len(client.public_context()),
-                                  "rotation_steps": list(client.steps), "secret_key": "held by the client only",
-                                  "ckks_residue": trace.residue}
+        result["key_material"] = {
+            "key_id": client.key_id,
+            "public_context_bytes": len(client.public_context()),
+            "rotation_steps": list(client.steps),
+            "secret_key": "held by the client only",
+            "ckks_residue": trace.residue,
+        }
     else:
         sent = z_src if mode == "sealed" else z_src @ affine.W + affine.b
         result["exposed"] = _plaintext_exposure(sent, mapped_logits, mode)
     result["wall_ms"] = (time.perf_counter() - wall) * 1e3
     result["timings_ms"][OVERHEAD_BAR] = max(0.0, result["wall_ms"] - sum(result["timings_ms"].values()))
     if truth is not None:
-        result["correct"] = {k: result[k]["label"] == truth for k in ("mapped_plaintext", "mapped_encrypted")
-                             if result[k] is not None}
+        result["correct"] = {
+            k: result[k]["label"] == truth for k in ("mapped_plaintext", "mapped_encrypted") if result[k] is not None
+        }
     _report(progress, 1.0, "done")
     return result, client
 
@@ -533,9 +630,15 @@ def add_reference(result: dict, progress: ProgressFn | None = None) -> dict:
     head = artifacts.load_head(result["task"], result["target"])
     z_tgt, embed_ms = _embed_one(result["target"], result["query"], progress, 0.5, "provider")
     native = _prediction(plaintext_logits(z_tgt, head.V, head.c), head.classes)
-    out = {**result, "native": native, "reference_ms": {REFERENCE_BAR: embed_ms},
-           "agreement": {**result["agreement"],
-                         "mapped_vs_native": native["label"] == result["mapped_plaintext"]["label"]}}
+    out = {
+        **result,
+        "native": native,
+        "reference_ms": {REFERENCE_BAR: embed_ms},
+        "agreement": {
+            **result["agreement"],
+            "mapped_vs_native": native["label"] == result["mapped_plaintext"]["label"],
+        },
+    }
     if result["true_label"] is not None:
         out["correct"] = {**result["correct"], "native": native["label"] == result["true_label"]}
     return out
@@ -543,8 +646,10 @@ def add_reference(result: dict, progress: ProgressFn | None = None) -> dict:
 
 # ---- secure fitting of the map ------------------------------------------------------------------------------
 
-def _task_accuracy(task: str, source: str, target: str, affine: alignment.AffineMap,
-                   progress: ProgressFn | None) -> dict:
+
+def _task_accuracy(
+    task: str, source: str, target: str, affine: alignment.AffineMap, progress: ProgressFn | None
+) -> dict:
     """What the fitted map is for: the provider's head on its own test embeddings vs on the client's through the
     map, on the task's full test split, beside the precomputed public-only map (fitted on the whole corpus)."""
     data, head = load_task(task), artifacts.load_head(task, target)
@@ -552,10 +657,15 @@ def _task_accuracy(task: str, source: str, target: str, affine: alignment.Affine
     z_b = embed(source, data.test_texts, progress=False)
     # the provider's native accuracy on this same split is already in the assets: no need to embed it again
     public = next(r for r in _ridge_rows(task, "public") if (r["source"], r["target"]) == (source, target))
-    return {"task": task, "title": data.title, "n_test": len(data.test_texts),
-            "provider_native": public["baseline_acc"],
-            "through_this_map": head.accuracy(affine.apply(z_b), data.test_labels),
-            "public_map_precomputed": public["mapped_acc"], "public_map_texts": public["pairs"]}
+    return {
+        "task": task,
+        "title": data.title,
+        "n_test": len(data.test_texts),
+        "provider_native": public["baseline_acc"],
+        "through_this_map": head.accuracy(affine.apply(z_b), data.test_labels),
+        "public_map_precomputed": public["mapped_acc"],
+        "public_map_texts": public["pairs"],
+    }
 
 
 FIT_SECONDS_PER_TEXT = 0.015  # encrypted work per public text on two free cores (512 texts: 8.3 s, docs/app.md)
@@ -575,12 +685,21 @@ def secure_fit_estimate(n_texts: int, task: str) -> dict:
     """What a secure fit of ``n_texts`` texts will cost, to show before it starts: seconds of encrypted work on two
     free cores, and how many texts each model embeds on top (cached after the first time a model embeds them)."""
     n_texts = _check_whole_number("The number of public texts", n_texts, 1, max(FIT_TEXTS))
-    return {"encrypted_s": 2.0 + FIT_SECONDS_PER_TEXT * n_texts, "public_texts": n_texts + FIT_HELD_OUT,
-            "test_texts": len(load_task(_check_task(task)).test_texts)}
+    return {
+        "encrypted_s": 2.0 + FIT_SECONDS_PER_TEXT * n_texts,
+        "public_texts": n_texts + FIT_HELD_OUT,
+        "test_texts": len(load_task(_check_task(task)).test_texts),
+    }
 
 
-def secure_fit(source: str, target: str, mode: str = "sealed", n_texts: int = 512, task: str | None = None,
-               progress: ProgressFn | None = None) -> dict:
+def secure_fit(
+    source: str,
+    target: str,
+    mode: str = "sealed",
+    n_texts: int = 512,
+    task: str | None = None,
+    progress: ProgressFn | None = None,
+) -> dict:
     """Fit the client's map on ``n_texts`` public texts under encryption (both parties in this process), and check
     it against the plaintext ridge fit of the same texts; with ``task``, also measure what the map is for: the
     provider's head on the client's mapped test embeddings. Returns the JSON-able comparison."""
@@ -589,8 +708,9 @@ def secure_fit(source: str, target: str, mode: str = "sealed", n_texts: int = 51
         _check_task(task)
     _check_choice("mode", mode, list(MODES))
     fewest = secure_fit_choices(source, target, mode)[0]
-    n_texts = _check_whole_number(f"The number of public texts for a {mode} fit of this pair", n_texts, fewest,
-                                  max(FIT_TEXTS))
+    n_texts = _check_whole_number(
+        f"The number of public texts for a {mode} fit of this pair", n_texts, fewest, max(FIT_TEXTS)
+    )
     wall = time.perf_counter()
     texts = load_public_corpus(n_texts + FIT_HELD_OUT)
     fit_texts = texts[:n_texts]
@@ -620,14 +740,25 @@ def secure_fit(source: str, target: str, mode: str = "sealed", n_texts: int = 51
     secure_map = alignment.AffineMap(W, b)
     difference = float(max(np.max(np.abs(W - reference.W)), np.max(np.abs(b - reference.b))))
     result = {
-        "source": source, "target": target, "source_name": model_name(source), "target_name": model_name(target),
-        "mode": mode, "n_texts": n_texts, "held_out": FIT_HELD_OUT, "lambda": FIT_LAMBDA, "alpha": alpha,
+        "source": source,
+        "target": target,
+        "source_name": model_name(source),
+        "target_name": model_name(target),
+        "mode": mode,
+        "n_texts": n_texts,
+        "held_out": FIT_HELD_OUT,
+        "lambda": FIT_LAMBDA,
+        "alpha": alpha,
         "map_shape": [int(W.shape[0]), int(W.shape[1])],
-        "who_holds_the_map": "client" if mode == "paper" else "provider", "receipt": receipt,
-        "max_abs_difference": difference, "matches_plaintext": difference < FIT_MATCH_TOLERANCE,
-        "secure_ms": secure_ms, "plaintext_ms": plain_ms,
+        "who_holds_the_map": "client" if mode == "paper" else "provider",
+        "receipt": receipt,
+        "max_abs_difference": difference,
+        "matches_plaintext": difference < FIT_MATCH_TOLERANCE,
+        "secure_ms": secure_ms,
+        "plaintext_ms": plain_ms,
         "party_ms": {party: float(ms) for party, ms in cost.ms.items()},
-        "bytes_up": cost.bytes_up, "bytes_down": cost.bytes_down,
+        "bytes_up": cost.bytes_up,
+        "bytes_down": cost.bytes_down,
         "quality_secure": alignment.fit_quality(secure_map, held_b, held_a),
         "quality_plaintext": alignment.fit_quality(reference, held_b, held_a),
         "task_accuracy": None if task is None else _task_accuracy(task, source, target, secure_map, progress),
@@ -638,12 +769,20 @@ def secure_fit(source: str, target: str, mode: str = "sealed", n_texts: int = 51
 
 # ---- generation ----------------------------------------------------------------------------------------------
 
-def generate(prompt: str, source: str, target: str, encrypted: bool = False, max_new_tokens: int = 16,
-             progress: ProgressFn | None = None) -> Iterator[dict]:
+
+def generate(
+    prompt: str,
+    source: str,
+    target: str,
+    encrypted: bool = False,
+    max_new_tokens: int = 16,
+    progress: ProgressFn | None = None,
+) -> Iterator[dict]:
     """Native source, native target and mapped continuations, streamed as snapshots (see
     :func:`securealign.generation.stream_compare`); models and the map load first, with progress."""
-    prompt = _check_text(prompt, what="prompt", limit=MAX_PROMPT_CHARS,
-                         empty="The prompt is empty: type the beginning of a sentence.")
+    prompt = _check_text(
+        prompt, what="prompt", limit=MAX_PROMPT_CHARS, empty="The prompt is empty: type the beginning of a sentence."
+    )
     encrypted = _check_flag("encrypt the vocabulary head", encrypted)
     max_new_tokens = _check_whole_number("The number of new tokens", max_new_tokens, 1, MAX_APP_NEW_TOKENS)
     causal = [k for _, k in catalogue()["causal"]]
@@ -658,7 +797,8 @@ def generate(prompt: str, source: str, target: str, encrypted: bool = False, max
         raise ServiceError(
             f"No map from {model_name(source)} to {model_name(target)} has been fitted yet, and fitting one takes "
             "about an hour on 2 CPU cores. Pick a precomputed pair (Gemma 3 and SmolLM2, either way round), or "
-            f"fit it once with `python -m securealign generate --source {source} --target {target} \"...\"`.")
+            f'fit it once with `python -m securealign generate --source {source} --target {target} "..."`.'
+        )
     _report(progress, 0.1, f"loading {model_name(source)} and {model_name(target)} and their map (first use only)")
     with _loading(f"{model_name(source)} or {model_name(target)}"):
         pair = load_pair(source, target)
@@ -680,6 +820,7 @@ def encrypted_seconds_per_token(target: str) -> float | None:
 
 
 # ---- export --------------------------------------------------------------------------------------------------
+
 
 def export_html(html: str, stem: str = "securealign-comparison") -> Path:
     """Write a self-contained report page to a fresh temporary file (one per export, so sessions never clash)."""

@@ -35,8 +35,11 @@ def _unbiased_hsic(K: np.ndarray, L: np.ndarray) -> float:
     np.fill_diagonal(K, 0.0)
     np.fill_diagonal(L, 0.0)
     ones = np.ones(n)
-    term = np.sum(K * L) + (ones @ K @ ones) * (ones @ L @ ones) / ((n - 1) * (n - 2)) \
+    term = (
+        np.sum(K * L)
+        + (ones @ K @ ones) * (ones @ L @ ones) / ((n - 1) * (n - 2))
         - 2.0 * (ones @ K @ L @ ones) / (n - 2)
+    )
     return float(term / (n * (n - 3)))
 
 
@@ -89,7 +92,10 @@ def svcca(X: np.ndarray, Y: np.ndarray, keep_variance: float = 0.99, samples_per
 
 
 _FUNCTIONS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
-    "cka": linear_cka, "cka_debiased": debiased_cka, "mutual_knn": mutual_knn, "svcca": svcca,
+    "cka": linear_cka,
+    "cka_debiased": debiased_cka,
+    "mutual_knn": mutual_knn,
+    "svcca": svcca,
 }
 
 

@@ -63,8 +63,15 @@ def client(app_url: str) -> Client:
     return Client(app_url, verbose=False)
 
 
-def _classify(client: Client, text: str, task: str, mode: str = "sealed", source: str = SOURCE,
-              target: str = TARGET, encrypted: bool = True) -> dict:
+def _classify(
+    client: Client,
+    text: str,
+    task: str,
+    mode: str = "sealed",
+    source: str = SOURCE,
+    target: str = TARGET,
+    encrypted: bool = True,
+) -> dict:
     return client.predict(text, source, target, task, mode, encrypted, api_name="/classify")
 
 
@@ -107,7 +114,8 @@ def test_a_label_only_answer_gives_the_plaintext_label_and_no_logits(client: Cli
     assert encrypted["logits"] is None and encrypted["probabilities"] is None
     assert "max_logit_error" not in result["agreement"] and "sign" in result["answer_reveals"]
     assert "Unknown answer 'scores'" in _refusal(
-        lambda: client.predict(text, SOURCE, TARGET, task, "sealed", True, "scores", api_name="/classify"))
+        lambda: client.predict(text, SOURCE, TARGET, task, "sealed", True, "scores", api_name="/classify")
+    )
 
 
 def test_each_session_keeps_its_own_keys(app_url: str, task: str) -> None:
@@ -127,11 +135,14 @@ def test_encryption_off_gives_the_plaintext_comparison_only(client: Client, task
     assert set(result["native"]["probabilities"]) == set(result["classes"])
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("", "empty"),
-    ("   \n ", "empty"),
-    ("word " * 1000, "limit is 2,000"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("", "empty"),
+        ("   \n ", "empty"),
+        ("word " * 1000, "limit is 2,000"),
+    ],
+)
 def test_bad_queries_get_a_readable_message(client: Client, task: str, text: str, expected: str) -> None:
     assert expected in _refusal(lambda: _classify(client, text, task))
 
@@ -145,27 +156,32 @@ def test_unknown_and_identical_models_are_refused(client: Client, task: str) -> 
 def test_generate_checks_the_number_of_tokens_before_any_work(client: Client, tokens) -> None:
     """Every argument of the API reaches the service unconverted, and the service refuses it with its own sentence
     (not a slider's generic error, and not a silent rounding of 2.5)."""
-    message = _refusal(lambda: client.predict("The capital of France is", "gemma3", "smollm2", False, tokens,
-                                              api_name="/generate"))
+    message = _refusal(
+        lambda: client.predict("The capital of France is", "gemma3", "smollm2", False, tokens, api_name="/generate")
+    )
     assert f"The number of new tokens must be a whole number from 1 to {service.MAX_APP_NEW_TOKENS}" in message
 
 
-@pytest.mark.parametrize("endpoint, args, expected", [
-    ("/classify", (5, SOURCE, TARGET, "{task}", "sealed", True), "The query must be text"),
-    ("/classify", ("a query", SOURCE, TARGET, "{task}", "sealed", "no"), "encrypt must be true or false"),
-    ("/classify", ("a query", SOURCE, TARGET, "{task}", "fast", True), "Unknown mode 'fast'"),
-    ("/classify", ("a query", SOURCE, TARGET, None, "sealed", True), "Unknown task None"),
-    ("/classify", ("a query", SOURCE, ["mpnet"], "{task}", "sealed", True), "Unknown provider model"),
-    ("/secure_fit", (SOURCE, TARGET, "sealed", "abc", "{task}"), "must be a whole number from"),
-    ("/secure_fit", (SOURCE, TARGET, "sealed", None, "{task}"), "must be a whole number from"),
-    ("/secure_fit", (SOURCE, TARGET, "sealed", 600.5, "{task}"), "must be a whole number from"),
-    ("/secure_fit", (SOURCE, TARGET, "sealed", 600, "nope"), "Unknown task 'nope'"),
-    ("/generate", ("Hello", "gemma3", "smollm2", "false", 4), "must be true or false"),
-    ("/generate", (None, "gemma3", "smollm2", False, 4), "The prompt is empty"),
-    ("/generate", ("Hello", "gemma3", "gpt-9", False, 4), "Unknown target language model 'gpt-9'"),
-])
-def test_every_api_argument_is_checked_by_the_service(client: Client, task: str, endpoint: str, args: tuple,
-                                                      expected: str) -> None:
+@pytest.mark.parametrize(
+    "endpoint, args, expected",
+    [
+        ("/classify", (5, SOURCE, TARGET, "{task}", "sealed", True), "The query must be text"),
+        ("/classify", ("a query", SOURCE, TARGET, "{task}", "sealed", "no"), "encrypt must be true or false"),
+        ("/classify", ("a query", SOURCE, TARGET, "{task}", "fast", True), "Unknown mode 'fast'"),
+        ("/classify", ("a query", SOURCE, TARGET, None, "sealed", True), "Unknown task None"),
+        ("/classify", ("a query", SOURCE, ["mpnet"], "{task}", "sealed", True), "Unknown provider model"),
+        ("/secure_fit", (SOURCE, TARGET, "sealed", "abc", "{task}"), "must be a whole number from"),
+        ("/secure_fit", (SOURCE, TARGET, "sealed", None, "{task}"), "must be a whole number from"),
+        ("/secure_fit", (SOURCE, TARGET, "sealed", 600.5, "{task}"), "must be a whole number from"),
+        ("/secure_fit", (SOURCE, TARGET, "sealed", 600, "nope"), "Unknown task 'nope'"),
+        ("/generate", ("Hello", "gemma3", "smollm2", "false", 4), "must be true or false"),
+        ("/generate", (None, "gemma3", "smollm2", False, 4), "The prompt is empty"),
+        ("/generate", ("Hello", "gemma3", "gpt-9", False, 4), "Unknown target language model 'gpt-9'"),
+    ],
+)
+def test_every_api_argument_is_checked_by_the_service(
+    client: Client, task: str, endpoint: str, args: tuple, expected: str
+) -> None:
     args = tuple(task if a == "{task}" else a for a in args)
     assert expected in _refusal(lambda: client.predict(*args, api_name=endpoint))
 
@@ -193,8 +209,11 @@ def test_api_fits_a_map_under_encryption(client: Client, task: str) -> None:
     assert set(result["receipt"]) == {"fit_id", "model", "map_shape"}  # the client's receipt carries no map
     assert result["bytes_up"] > 0 and result["bytes_down"] > 64 * 50_000  # real ciphertexts came down
     assert abs(result["quality_secure"]["r2"] - result["quality_plaintext"]["r2"]) < 1e-4
-    native = next(r for r in artifacts.load_results() if (r["task"], r["source"], r["target"], r["regime"])
-                  == (task, SOURCE, TARGET, "public"))["baseline_acc"]
+    native = next(
+        r
+        for r in artifacts.load_results()
+        if (r["task"], r["source"], r["target"], r["regime"]) == (task, SOURCE, TARGET, "public")
+    )["baseline_acc"]
     accuracy = result["task_accuracy"]
     assert accuracy["provider_native"] == pytest.approx(native, abs=1e-9)
     # the provider's head through the plaintext ridge fit of the same texts, computed here: the secure map
@@ -205,10 +224,12 @@ def test_api_fits_a_map_under_encryption(client: Client, task: str) -> None:
     assert accuracy["through_this_map"] == pytest.approx(expected, abs=0.003)
     assert "Same map as in plaintext" in summary and "What the map is for" in summary
     assert "same model" in _refusal(
-        lambda: client.predict(SOURCE, SOURCE, "paper", fewest, task, api_name="/secure_fit"))
+        lambda: client.predict(SOURCE, SOURCE, "paper", fewest, task, api_name="/secure_fit")
+    )
     paper_fewest = service.secure_fit_choices(SOURCE, TARGET, "paper")[0]
     assert f"from {paper_fewest} to" in _refusal(
-        lambda: client.predict(SOURCE, TARGET, "paper", paper_fewest - 1, task, api_name="/secure_fit"))
+        lambda: client.predict(SOURCE, TARGET, "paper", paper_fewest - 1, task, api_name="/secure_fit")
+    )
 
 
 def test_generation_refuses_bad_prompts(client: Client) -> None:
@@ -243,17 +264,22 @@ def test_results_table_and_fit_quality_come_from_the_assets(task: str) -> None:
     assert len(service.results_table(task)) == len(rows)
     # the baselines beside the mapped accuracy are seed 0 of seeds.json for the same pair and regime
     table = service.results_table(task, "public+128")
-    shown = table[(table["client model"] == service.model_name(SOURCE))
-                  & (table["provider model"] == service.model_name(TARGET))].iloc[0]  # display names
-    seed0 = next(r for r in artifacts.load_seed_results() if (r["task"], r["source"], r["target"], r["regime"],
-                                                               r["seed"]) == (task, SOURCE, TARGET, "public+128", 0))
+    shown = table[
+        (table["client model"] == service.model_name(SOURCE)) & (table["provider model"] == service.model_name(TARGET))
+    ].iloc[0]  # display names
+    seed0 = next(
+        r
+        for r in artifacts.load_seed_results()
+        if (r["task"], r["source"], r["target"], r["regime"], r["seed"]) == (task, SOURCE, TARGET, "public+128", 0)
+    )
     assert shown["client probe, provider's labels (%)"] == round(100 * seed0["probe_distilled_acc"], 1)
     assert shown["shuffled-pair map (%)"] == round(100 * seed0["shuffled_acc"], 1)
     fit = service.map_quality_matrix(task, "task", "mapped_acc")
     assert np.all(np.isnan(np.diag(fit["matrix"])))
     i, j = fit["keys"].index(SOURCE), fit["keys"].index(TARGET)
-    row = next(r for r in rows
-               if (r["source"], r["target"], r["regime"], r["map"]) == (SOURCE, TARGET, "task", "ridge"))
+    row = next(
+        r for r in rows if (r["source"], r["target"], r["regime"], r["map"]) == (SOURCE, TARGET, "task", "ridge")
+    )
     assert fit["matrix"][i, j] == pytest.approx(row["mapped_acc"])
 
 

@@ -46,8 +46,9 @@ def _all_slots(client, provider, model_id, z, mode, answer):
     query = client.encrypt_query(z, layout, mode, answer)
     result = provider.evaluate(client.sessions[provider.endpoint], model_id, query)
     slots = client._keys.decrypt_products(wire.decode(result, wire.MessageType.RESULT).blobs, ckks.SCALE)
-    outputs = np.concatenate([np.arange(layout.blocks_per_ct) * layout.block + t * ckks.SLOTS
-                              for t in range(layout.n_ciphertexts)])[: layout.n_classes]
+    outputs = np.concatenate(
+        [np.arange(layout.blocks_per_ct) * layout.block + t * ckks.SLOTS for t in range(layout.n_ciphertexts)]
+    )[: layout.n_classes]
     flat = np.concatenate(slots)
     return flat, outputs
 
@@ -69,8 +70,9 @@ def test_masked_twin_has_exact_zeros_outside_the_outputs():
     layout = Layout.plan(300, 7)
     matrix, bias, x = rng.normal(size=(7, 300)), rng.normal(size=7), rng.normal(size=300)
     flat = np.concatenate(simulate_slots(layout, matrix, bias, x))
-    outputs = [t * ckks.SLOTS + r * layout.block for t in range(layout.n_ciphertexts)
-               for r in range(layout.blocks_per_ct)][:7]
+    outputs = [
+        t * ckks.SLOTS + r * layout.block for t in range(layout.n_ciphertexts) for r in range(layout.blocks_per_ct)
+    ][:7]
     assert np.allclose(flat[outputs], matrix @ x + bias)
     assert np.count_nonzero(np.delete(flat, outputs)) == 0
 
@@ -79,8 +81,10 @@ def test_masked_twin_has_exact_zeros_outside_the_outputs():
 def test_label_only_answers_give_the_plaintext_label_on_real_queries(client, provider, bbc, mode):
     reference = plaintext_logits(bbc.test_source, bbc.V, bbc.c, bbc.W, bbc.b)
     affine = AffineMap(bbc.W, bbc.b) if mode == "paper" else None
-    labels = [np.argmax(run_encrypted_query(client, provider, bbc.model_id, z, mode, affine_map=affine,
-                                            answer="label")[0]) for z in bbc.test_source]
+    labels = [
+        np.argmax(run_encrypted_query(client, provider, bbc.model_id, z, mode, affine_map=affine, answer="label")[0])
+        for z in bbc.test_source
+    ]
     assert np.array_equal(labels, reference.argmax(1))
     assert (reference.argmax(1) == bbc.test_labels).mean() > 0.8  # a real classifier, so agreement means something
 
@@ -140,16 +144,19 @@ def test_a_second_query_hidden_in_the_imaginary_parts_comes_back_as_noise(client
     run_encrypted_query(client, provider, bbc.model_id, x, "sealed", answer=answer)  # opens the session
     genuine = wire.decode(client.encrypt_query(x, layout, "sealed", answer), wire.MessageType.QUERY)
     plain = seal.Plaintext()
-    ckks.encoder().encode((layout.pack_query(x) + 1j * layout.pack_query(x2)).tolist(),
-                          ckks.fresh_parms_id(2), ckks.SCALE, plain)
+    ckks.encoder().encode(
+        (layout.pack_query(x) + 1j * layout.pack_query(x2)).tolist(), ckks.fresh_parms_id(2), ckks.SCALE, plain
+    )
     blob = ckks.save_bytes(client._keys.encryptor.encrypt_symmetric(plain))
     query = wire.encode(wire.MessageType.QUERY, genuine.meta, [blob])
     result = provider.evaluate(client.sessions[provider.endpoint], bbc.model_id, query)
-    slots = np.concatenate(client._keys.decrypt_products(wire.decode(result, wire.MessageType.RESULT).blobs,
-                                                         ckks.SCALE))
+    slots = np.concatenate(
+        client._keys.decrypt_products(wire.decode(result, wire.MessageType.RESULT).blobs, ckks.SCALE)
+    )
     assert np.max(np.abs(np.imag(slots))) < 1e-6
-    outputs = np.concatenate([np.arange(layout.blocks_per_ct) * layout.block + t * ckks.SLOTS
-                              for t in range(layout.n_ciphertexts)])[: layout.n_classes]
+    outputs = np.concatenate(
+        [np.arange(layout.blocks_per_ct) * layout.block + t * ckks.SLOTS for t in range(layout.n_ciphertexts)]
+    )[: layout.n_classes]
     logits = plaintext_logits(x, bbc.V, bbc.c, bbc.W, bbc.b)
     if answer == "logits":
         assert np.max(np.abs(np.real(slots[outputs]) - logits)) < 1e-4

@@ -18,8 +18,11 @@ from securealign.crypto.answers import pairwise_head
 
 TASK = "bbc_news"
 MODES = ("paper", "sealed")
-SERVED = {"wordllama->minilm": ("wordllama", "minilm"), "wordllama->potion": ("wordllama", "potion"),
-          "potion->minilm": ("potion", "minilm")}
+SERVED = {
+    "wordllama->minilm": ("wordllama", "minilm"),
+    "wordllama->potion": ("wordllama", "potion"),
+    "potion->minilm": ("potion", "minilm"),
+}
 SLOT_MODEL = {"paper": "wordllama->minilm", "sealed": "wordllama->minilm"}  # 384-d and 256-d inputs
 SMALL_MODEL = {"paper": "wordllama->potion", "sealed": "potion->minilm"}  # 64-d inputs in both modes
 
@@ -114,6 +117,7 @@ def test_imaginary_parts_carry_nothing_beyond_the_label(provider, mode):
     assert np.max(np.abs(np.imag(values))) < 1e-5
     signs, _ = attacks.solve_affine(queries, np.sign(np.real(values)))
     stolen = attacks.imaginary_attack(
-        lambda: attacks.output_oracle(ClientSession(), provider, model_id, mode, "label"), d)
+        lambda: attacks.output_oracle(ClientSession(), provider, model_id, mode, "label"), d
+    )
     assert attacks.relative_error(stolen.matrix[0], rows[0]) > 0.5
     assert attacks.direction_error(stolen.matrix[0], rows[0]) >= 0.9 * attacks.direction_error(signs[0], rows[0])

@@ -133,8 +133,9 @@ def test_random_reframed_tampering_is_refused_or_harmless(setup):
         z = m.test_source[trial % len(m.test_source)]
         query = wire.decode(client.encrypt_query(z, layout, "sealed"), wire.MessageType.QUERY)
         try:
-            answer = provider.evaluate(session, "rt", wire.encode(wire.MessageType.QUERY, query.meta,
-                                                                  [_mutate(query.blobs[0], trial, rng)]))
+            answer = provider.evaluate(
+                session, "rt", wire.encode(wire.MessageType.QUERY, query.meta, [_mutate(query.blobs[0], trial, rng)])
+            )
         except ProtocolError:
             outcomes.append("refused")
             continue
@@ -142,8 +143,9 @@ def test_random_reframed_tampering_is_refused_or_harmless(setup):
         outcomes.append(client_outcome(z, result, result.blobs[0], query.digest_hex))
     for trial in range(60):  # tampered results
         z = m.test_source[trial % len(m.test_source)]
-        result = wire.decode(provider.evaluate(session, "rt", client.encrypt_query(z, layout, "sealed")),
-                             wire.MessageType.RESULT)
+        result = wire.decode(
+            provider.evaluate(session, "rt", client.encrypt_query(z, layout, "sealed")), wire.MessageType.RESULT
+        )
         outcomes.append(client_outcome(z, result, _mutate(result.blobs[0], trial, rng), result.meta["query"]))
     assert len(outcomes) == 120 and outcomes[:60].count("refused") >= 55 and outcomes[60:].count("refused") >= 55
     _good_round_trip(setup)
@@ -160,13 +162,16 @@ def test_result_under_a_foreign_key_is_detected_by_the_client(setup):
     m, provider, layout, client, _ = setup
     stranger = ClientSession([layout])
     their_session = provider.open_session(stranger.public_context())
-    their_result = wire.decode(provider.evaluate(their_session, "rt", stranger.encrypt_query(m.test_source[0], layout,
-                                                                                            "sealed")),
-                               wire.MessageType.RESULT)
+    their_result = wire.decode(
+        provider.evaluate(their_session, "rt", stranger.encrypt_query(m.test_source[0], layout, "sealed")),
+        wire.MessageType.RESULT,
+    )
     our_query = wire.decode(_query(setup), wire.MessageType.QUERY)
-    disguised = wire.encode(wire.MessageType.RESULT,
-                            dict(their_result.meta, key=client.key_id, query=our_query.digest_hex),
-                            list(their_result.blobs))
+    disguised = wire.encode(
+        wire.MessageType.RESULT,
+        dict(their_result.meta, key=client.key_id, query=our_query.digest_hex),
+        list(their_result.blobs),
+    )
     with pytest.raises(KeyMismatchError, match="not zero outside its outputs"):
         client.decrypt_result(disguised)
     _good_round_trip(setup)
@@ -243,14 +248,17 @@ def test_context_with_other_parameters_or_a_bad_key_id_is_refused(setup):
     params.set_poly_modulus_degree(16384)
     params.set_coeff_modulus(seal.CoeffModulus.Create(16384, [60, 40, 40, 60]))
     with pytest.raises(ParameterError):
-        provider.open_session(wire.encode(wire.MessageType.CONTEXT, message.meta,
-                                          [ckks.save_bytes(params), message.blobs[1]]))
+        provider.open_session(
+            wire.encode(wire.MessageType.CONTEXT, message.meta, [ckks.save_bytes(params), message.blobs[1]])
+        )
     with pytest.raises(KeyMismatchError):
-        provider.open_session(wire.encode(wire.MessageType.CONTEXT, dict(message.meta, key="0" * 32),
-                                          list(message.blobs)))
+        provider.open_session(
+            wire.encode(wire.MessageType.CONTEXT, dict(message.meta, key="0" * 32), list(message.blobs))
+        )
     with pytest.raises(ParameterError):
-        provider.open_session(wire.encode(wire.MessageType.CONTEXT, dict(message.meta, steps=[1, 2, 3]),
-                                          list(message.blobs)))
+        provider.open_session(
+            wire.encode(wire.MessageType.CONTEXT, dict(message.meta, steps=[1, 2, 3]), list(message.blobs))
+        )
 
 
 def test_session_memory_bound_evicts_least_recently_used():
@@ -300,14 +308,16 @@ def test_transparent_ciphertexts_are_refused_and_the_genuine_answer_still_counts
     m, provider, layout, client, session = setup
     query = _query(setup, 2)
     message = wire.decode(query, wire.MessageType.QUERY)
-    forged_query = wire.encode(wire.MessageType.QUERY, message.meta,
-                               [_zeroed(message.blobs[0], ckks.fresh_parms_id(DEPTH), ckks.SCALE)])
+    forged_query = wire.encode(
+        wire.MessageType.QUERY, message.meta, [_zeroed(message.blobs[0], ckks.fresh_parms_id(DEPTH), ckks.SCALE)]
+    )
     with pytest.raises(ParameterError, match="transparent"):
         provider.evaluate(session, "rt", forged_query)
     result = provider.evaluate(session, "rt", query)
     answer = wire.decode(result, wire.MessageType.RESULT)
-    forged = wire.encode(wire.MessageType.RESULT, answer.meta,
-                         [_zeroed(b, ckks.bottom_parms_id(), ckks.SCALE) for b in answer.blobs])
+    forged = wire.encode(
+        wire.MessageType.RESULT, answer.meta, [_zeroed(b, ckks.bottom_parms_id(), ckks.SCALE) for b in answer.blobs]
+    )
     with pytest.raises(ParameterError, match="transparent"):
         client.decrypt_result(forged)
     # the forged answer did not use up the query: the genuine one is still accepted, and only once
@@ -320,8 +330,15 @@ def test_transparent_ciphertexts_are_refused_and_the_genuine_answer_still_counts
 def test_deeply_nested_metadata_is_a_wire_format_error(setup):
     """4 KB of nested brackets with a correct digest: the JSON parser's recursion limit becomes a refusal."""
     meta, blob = b"[" * 2000 + b"]" * 2000, b"\0" * 16
-    header = struct.pack(">4sHBBI32s", wire.MAGIC, wire.VERSION, int(wire.MessageType.QUERY), 1, len(meta),
-                         hashlib.sha256(meta + blob).digest())
+    header = struct.pack(
+        ">4sHBBI32s",
+        wire.MAGIC,
+        wire.VERSION,
+        int(wire.MessageType.QUERY),
+        1,
+        len(meta),
+        hashlib.sha256(meta + blob).digest(),
+    )
     _refused(setup, WireFormatError, header + struct.pack(">Q", len(blob)) + meta + blob)
 
 
@@ -343,8 +360,9 @@ def _framed(kind: wire.MessageType, meta: bytes, blobs: list[bytes]) -> bytes:
     return header + struct.pack(f">{len(blobs)}Q", *map(len, blobs)) + meta + b"".join(blobs)
 
 
-@pytest.mark.parametrize("d_in", ["Infinity", "-Infinity", "NaN", "1e999", '"384"', "384.5", "true", "9" * 5000,
-                                  "null", "[384]"])
+@pytest.mark.parametrize(
+    "d_in", ["Infinity", "-Infinity", "NaN", "1e999", '"384"', "384.5", "true", "9" * 5000, "null", "[384]"]
+)
 def test_malformed_numbers_in_a_query_layout_are_refused(setup, d_in):
     """Issue 10: d_in = Infinity (digest recomputed) raised OverflowError, an HTTP 500; every malformed number is now
     a ``ProtocolError`` (HTTP 400), and the provider keeps serving."""
@@ -362,16 +380,25 @@ def test_unknown_metadata_keys_are_refused_everywhere(setup):
     m, provider, layout, client, session = setup
     message = wire.decode(_query(setup), wire.MessageType.QUERY)
     with pytest.raises(WireFormatError, match="keys"):
-        provider.evaluate(session, "rt", wire.encode(wire.MessageType.QUERY, dict(message.meta, extra=1),
-                                                     list(message.blobs)))
+        provider.evaluate(
+            session, "rt", wire.encode(wire.MessageType.QUERY, dict(message.meta, extra=1), list(message.blobs))
+        )
     with pytest.raises(ParameterError):
-        provider.evaluate(session, "rt", wire.encode(wire.MessageType.QUERY, dict(
-            message.meta, layout=dict(message.meta["layout"], extra=1)), list(message.blobs)))
+        provider.evaluate(
+            session,
+            "rt",
+            wire.encode(
+                wire.MessageType.QUERY,
+                dict(message.meta, layout=dict(message.meta["layout"], extra=1)),
+                list(message.blobs),
+            ),
+        )
     context = wire.decode(client.public_context(), wire.MessageType.CONTEXT)
     secret = ckks.save_bytes(client._keys.secret_key).hex()[:3000]
     with pytest.raises(WireFormatError, match="keys"):
-        provider.open_session(wire.encode(wire.MessageType.CONTEXT, dict(context.meta, secret_key=secret),
-                                          list(context.blobs)))
+        provider.open_session(
+            wire.encode(wire.MessageType.CONTEXT, dict(context.meta, secret_key=secret), list(context.blobs))
+        )
     _good_round_trip(setup)
 
 

@@ -41,8 +41,9 @@ def server(models, tmp_path_factory, launch_provider):
     """(url, pid) of a real provider process; stopped (only this process, by its own handle) at the end."""
     path = tmp_path_factory.mktemp("dos") / "bbc.npz"
     np.savez(path, V=models.V, c=models.c, W=models.W, b=models.b, classes=np.array(models.classes))
-    with launch_provider("--model", f"bbc={path}", "--body-timeout", str(BODY_TIMEOUT_S),
-                         "--max-queries-per-session", str(QUERY_BUDGET)) as (url, proc):
+    with launch_provider(
+        "--model", f"bbc={path}", "--body-timeout", str(BODY_TIMEOUT_S), "--max-queries-per-session", str(QUERY_BUDGET)
+    ) as (url, proc):
         yield url, proc.pid
 
 
@@ -92,7 +93,10 @@ def _crafted_contexts() -> dict[str, bytes]:
         "secret key inside the compressed stream": _context(appended_inside, [1, 2]),
         "secret key appended, SEAL size field covering it": _context(
             _SEAL_HEADER.pack(*_SEAL_HEADER.unpack_from(genuine)[:-1], len(genuine) + len(secret))
-            + genuine[16:] + secret, [1, 2]),
+            + genuine[16:]
+            + secret,
+            [1, 2],
+        ),
         "secret key in an unknown metadata field": _context(genuine, [1, 2], note=secret.hex()[:3000]),
         "keys of other steps than declared": _context(genuine, [4, 8]),
         "duplicate steps": _context(genuine, [1, 1]),
@@ -104,6 +108,7 @@ def test_crafted_contexts_cost_less_than_a_few_genuine_ones_and_closed_sessions_
     crafted = _crafted_contexts()
     assert len(crafted) == 10 and max(map(len, crafted.values())) < len(ClientSession().public_context())
     with httpx.Client(base_url=url, timeout=60) as http:
+
         def open_genuine() -> str:
             answer = http.post("/sessions", content=ClientSession().public_context())
             assert answer.status_code == 200, answer.text
@@ -130,8 +135,10 @@ def test_crafted_contexts_cost_less_than_a_few_genuine_ones_and_closed_sessions_
             assert set(answer.json()) == {"error", "detail"}, name
         crafted_growth = _rss_mb(pid) - start
         assert http.get("/health").json()["sessions"] == 0
-    print(f"\nRSS: 3 genuine contexts +{three_genuine:.1f} MB (accounted {accounted / 2**20:.1f} MiB of loaded "
-          f"keys), reopened after DELETE +{after_reopen:.1f} MB in all, 10 crafted contexts +{crafted_growth:.1f} MB")
+    print(
+        f"\nRSS: 3 genuine contexts +{three_genuine:.1f} MB (accounted {accounted / 2**20:.1f} MiB of loaded "
+        f"keys), reopened after DELETE +{after_reopen:.1f} MB in all, 10 crafted contexts +{crafted_growth:.1f} MB"
+    )
     assert accounted == 3 * per_context  # what the loaded keys occupy (their seeds expanded), not the wire size
     assert three_genuine > 10 and crafted_growth < three_genuine
     # reused, not leaked: six contexts opened in all, at most three alive, stay under what six would occupy
@@ -142,8 +149,10 @@ def test_a_body_that_never_finishes_is_dropped_while_others_are_served(server, m
     url, _ = server
     port = int(url.rsplit(":", 1)[1])
     stalled = socket.create_connection(("127.0.0.1", port))
-    stalled.sendall(b"POST /sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
-                    b"Content-Length: 4000000\r\n\r\n" + b"\0" * 1000)  # then nothing more
+    stalled.sendall(
+        b"POST /sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
+        b"Content-Length: 4000000\r\n\r\n" + b"\0" * 1000
+    )  # then nothing more
     stalled.settimeout(BODY_TIMEOUT_S + 8)
     started = time.monotonic()
     answers = []

@@ -133,10 +133,21 @@ def test_serve_command_serves_model_files_and_demo_models(models, tmp_path):
     """`python -m securealign serve` in a subprocess: a model from an .npz and a demo model, queried over HTTP."""
     np.savez(tmp_path / "bbc.npz", V=models.V, c=models.c, W=models.W, b=models.b, classes=np.array(models.classes))
     port = _free_port()
-    command = [sys.executable, "-m", "securealign", "serve", "--port", str(port), "--model", f"bbc={tmp_path}/bbc.npz",
-               "--demo", "rotten_tomatoes:wordllama:minilm"]
-    server = subprocess.Popen(command, cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
+    command = [
+        sys.executable,
+        "-m",
+        "securealign",
+        "serve",
+        "--port",
+        str(port),
+        "--model",
+        f"bbc={tmp_path}/bbc.npz",
+        "--demo",
+        "rotten_tomatoes:wordllama:minilm",
+    ]
+    server = subprocess.Popen(
+        command, cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
         deadline, remote = time.monotonic() + 90, RemoteProvider(f"http://127.0.0.1:{port}", timeout=5)
         while True:

@@ -48,8 +48,12 @@ def url(provider):
 
 def _check_all_queries(client, provider, m, mode):
     reference = plaintext_logits(m.test_source, m.V, m.c, m.W, m.b)
-    encrypted = np.array([run_encrypted_query(client, provider, m.model_id, z, mode, affine_map=AffineMap(m.W, m.b))[0]
-                          for z in m.test_source])
+    encrypted = np.array(
+        [
+            run_encrypted_query(client, provider, m.model_id, z, mode, affine_map=AffineMap(m.W, m.b))[0]
+            for z in m.test_source
+        ]
+    )
     assert encrypted.shape == (N_QUERIES, len(m.classes))
     assert np.max(np.abs(encrypted - reference)) < 1e-3
     assert np.array_equal(encrypted.argmax(1), reference.argmax(1))

@@ -38,8 +38,12 @@ from securealign.zoo import get_spec
 
 def _embeddings(key: str, task_name: str) -> ModelEmbeddings:
     task = load_task(task_name)
-    return ModelEmbeddings(embed(key, task.train_texts), embed(key, task.test_texts),
-                           embed(key, load_ood_texts(task_name, 300)), embed(key, load_public_corpus(1500)))
+    return ModelEmbeddings(
+        embed(key, task.train_texts),
+        embed(key, task.test_texts),
+        embed(key, load_ood_texts(task_name, 300)),
+        embed(key, load_public_corpus(1500)),
+    )
 
 
 def test_regimes_use_the_documented_pairs() -> None:
@@ -56,8 +60,15 @@ def test_evaluate_pair_on_real_embeddings() -> None:
     task = load_task("bbc_news")
     embs = {key: _embeddings(key, "bbc_news") for key in ("potion", "wordllama")}
     heads = fit_heads(embs, task.train_labels, task.classes)
-    rows, maps = evaluate_pair("bbc_news", "potion", "wordllama", embs["potion"], embs["wordllama"], heads,
-                               (task.train_labels, task.test_labels))
+    rows, maps = evaluate_pair(
+        "bbc_news",
+        "potion",
+        "wordllama",
+        embs["potion"],
+        embs["wordllama"],
+        heads,
+        (task.train_labels, task.test_labels),
+    )
     assert {(r["regime"], r["map"]) for r in rows} == {(g, "ridge") for g in REGIMES} | {("task", k) for k in MAP_KINDS}
     by = {(r["regime"], r["map"]): r for r in rows}
     task_row = by[("task", "ridge")]
@@ -145,10 +156,15 @@ def test_committed_assets_are_complete_and_consistent() -> None:
     seeds = load_seed_results()
     covered = manifest["seed_encoders"]
     assert {(r["task"], r["source"], r["target"], r["regime"], r["seed"]) for r in seeds} == {
-        (t, s, g, regime, seed) for t in tasks for s, g in permutations(covered, 2) for regime in manifest["regimes"]
-        for seed in range(manifest["seeds"])}
-    committed = {(r["task"], r["source"], r["target"], r["regime"]): r["mapped_acc"]
-                 for r in rows if r["map"] == "ridge"}
+        (t, s, g, regime, seed)
+        for t in tasks
+        for s, g in permutations(covered, 2)
+        for regime in manifest["regimes"]
+        for seed in range(manifest["seeds"])
+    }
+    committed = {
+        (r["task"], r["source"], r["target"], r["regime"]): r["mapped_acc"] for r in rows if r["map"] == "ridge"
+    }
     for r in seeds:
         if r["seed"] == 0:
             assert r["mapped_acc"] == committed[(r["task"], r["source"], r["target"], r["regime"])]
@@ -176,19 +192,27 @@ def test_committed_head_and_map_reproduce_on_fresh_embeddings() -> None:
     task = load_task("bbc_news")
     head, affine = load_head("bbc_news", "wordllama"), load_map("bbc_news", "potion", "wordllama")
     mapped = head.accuracy(affine.apply(embed("potion", task.test_texts)), task.test_labels)
-    row = next(r for r in load_results() if (r["task"], r["source"], r["target"], r["regime"], r["map"])
-               == ("bbc_news", "potion", "wordllama", manifest["demo_regime"], "ridge"))
+    row = next(
+        r
+        for r in load_results()
+        if (r["task"], r["source"], r["target"], r["regime"], r["map"])
+        == ("bbc_news", "potion", "wordllama", manifest["demo_regime"], "ridge")
+    )
     assert mapped == pytest.approx(row["mapped_acc"], abs=0.01)  # float16 storage costs at most a point
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--encoders", "minilm"], "at least two distinct"),
-    (["--encoders", "minilm", "smollm2"], "at least two distinct"),
-    (["--encoders", "minilm", "no-such-model"], "no-such-model"),
-    (["--similarity-texts", "5000"], "at most --public-texts"),
-])
-def test_precompute_refuses_bad_options_before_touching_assets(argv: list[str], message: str,
-                                                                capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--encoders", "minilm"], "at least two distinct"),
+        (["--encoders", "minilm", "smollm2"], "at least two distinct"),
+        (["--encoders", "minilm", "no-such-model"], "no-such-model"),
+        (["--similarity-texts", "5000"], "at most --public-texts"),
+    ],
+)
+def test_precompute_refuses_bad_options_before_touching_assets(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     manifest_file = assets_dir() / "manifest.json"
     before = manifest_file.read_bytes()
     with pytest.raises(SystemExit) as exit_info:

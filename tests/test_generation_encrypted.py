@@ -79,8 +79,7 @@ def test_every_slot_past_the_vocabulary_decrypts_to_zero(head: EncryptedHead) ->
     imaginary halves of the first ``rows`` slots) there is nothing but CKKS noise, so the client learns the logits
     it is meant to and no partial products of the provider's matrix."""
     x = RNG.normal(size=96)
-    vectors = head.client._keys.decrypt_products(head.provider.evaluate(head.client.encrypt(x)),
-                                                 ckks.rescaled_scale())
+    vectors = head.client._keys.decrypt_products(head.provider.evaluate(head.client.encrypt(x)), ckks.rescaled_scale())
     layout = head.provider.layout
     assert np.abs(layout.unpack(vectors) - (MATRIX @ x + BIAS)).max() < 1e-3
     flat = np.concatenate([np.concatenate([v.real[: layout.rows], v.imag[: layout.rows]]) for v in vectors])

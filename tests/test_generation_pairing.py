@@ -15,9 +15,11 @@ from securealign.generation.token_pairing import (
 )
 
 # words whose splits differ between SentencePiece (Gemma) and byte-level BPE (SmolLM2)
-TEXTS = ["Photosynthesis in cyanobacteria is unbelievably efficient!",
-         "Der Kindergarten öffnet um 7:45 Uhr, naïve café-goers.",
-         "The antidisestablishmentarianism debate (1868-1869) was heated."]
+TEXTS = [
+    "Photosynthesis in cyanobacteria is unbelievably efficient!",
+    "Der Kindergarten öffnet um 7:45 Uhr, naïve café-goers.",
+    "The antidisestablishmentarianism debate (1868-1869) was heated.",
+]
 
 
 def test_pairs_each_target_token_with_the_first_source_token_ending_at_or_after_it() -> None:

@@ -111,8 +111,9 @@ def classify(page: Page) -> None:
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_the_story_and_every_tab_read_at_every_size(browser: Browser, app_url: str, size: str,
-                                                    console_errors: list[str], artifacts_dir: Path) -> None:
+def test_the_story_and_every_tab_read_at_every_size(
+    browser: Browser, app_url: str, size: str, console_errors: list[str], artifacts_dir: Path
+) -> None:
     page = open_page(browser, app_url, size, console_errors)
     pair = service.pair_summary(app.DEFAULT_TASK, app.DEFAULT_CLIENT, app.DEFAULT_PROVIDER)
     truth = service.true_label(app.DEFAULT_TASK, service.examples(app.DEFAULT_TASK)[0])
@@ -167,12 +168,15 @@ def classified(laptop: Page) -> dict[str, str]:
     expect(laptop.locator("#query-text textarea")).to_have_value(example)
     classify(laptop)
     rows = laptop.locator("#query-summary table tbody tr")
-    return {rows.nth(i).locator("td").nth(0).inner_text(): rows.nth(i).locator("td").nth(2).inner_text()
-            for i in range(rows.count())}
+    return {
+        rows.nth(i).locator("td").nth(0).inner_text(): rows.nth(i).locator("td").nth(2).inner_text()
+        for i in range(rows.count())
+    }
 
 
-def test_a_chosen_pair_answers_the_same_encrypted_and_in_plaintext(laptop: Page, classified: dict[str, str],
-                                                                   artifacts_dir: Path) -> None:
+def test_a_chosen_pair_answers_the_same_encrypted_and_in_plaintext(
+    laptop: Page, classified: dict[str, str], artifacts_dir: Path
+) -> None:
     open_tab(laptop, "Secure inference")
     assert classified[app_text.PATH_NAMES["mapped_encrypted"]] == classified[app_text.PATH_NAMES["mapped_plaintext"]]
     assert classified[app_text.PATH_NAMES["mapped_encrypted"]] != ""
@@ -182,8 +186,9 @@ def test_a_chosen_pair_answers_the_same_encrypted_and_in_plaintext(laptop: Page,
     laptop.screenshot(path=artifacts_dir / "ui-laptop-chosen-pair.png", full_page=True)
 
 
-def test_a_refusal_keeps_the_last_result_and_says_why_beside_the_button(laptop: Page, classified: dict[str, str],
-                                                                        artifacts_dir: Path) -> None:
+def test_a_refusal_keeps_the_last_result_and_says_why_beside_the_button(
+    laptop: Page, classified: dict[str, str], artifacts_dir: Path
+) -> None:
     open_tab(laptop, "Secure inference")
     headline = laptop.locator("#query-headline").inner_text()
     assert "same answer as plaintext" in headline  # the last good result is on the page

@@ -13,15 +13,27 @@ from securealign.crypto.client import MODES, ClientSession
 from securealign.crypto.errors import ProtocolError
 from securealign.crypto.layout import Layout
 from securealign.crypto.protocol import (
-                                         ANSWER_REVEALS,
-                                         THREAT_MODELS,
-                                         Trace,
-                                         TraceStep,
-                                         plaintext_logits,
-                                         run_encrypted_query,
+    ANSWER_REVEALS,
+    THREAT_MODELS,
+    Trace,
+    TraceStep,
+    plaintext_logits,
+    run_encrypted_query,
 )
 from securealign.crypto.provider import Provider
 from securealign.crypto.remote import RemoteProvider
 
-__all__ = ["ANSWER_REVEALS", "MODES", "THREAT_MODELS", "ClientSession", "Layout", "ProtocolError", "Provider",
-           "RemoteProvider", "Trace", "TraceStep", "plaintext_logits", "run_encrypted_query"]
+__all__ = [
+    "ANSWER_REVEALS",
+    "MODES",
+    "THREAT_MODELS",
+    "ClientSession",
+    "Layout",
+    "ProtocolError",
+    "Provider",
+    "RemoteProvider",
+    "Trace",
+    "TraceStep",
+    "plaintext_logits",
+    "run_encrypted_query",
+]

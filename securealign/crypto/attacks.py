@@ -85,8 +85,10 @@ def unmasked_slots(layout: Layout, matrix: np.ndarray, bias: np.ndarray, x: np.n
     """The leaky twin: every slot of each result ciphertext as the protocol sent them before issue 10 (window sum
     plus bias, no mask), computed in plaintext with the layout's own packing and window sum."""
     query = layout.pack_query(x)
-    return [layout.window_sum(query * weights, lambda v, k: np.roll(v, -k), np.add) + offsets
-            for weights, offsets in zip(layout.pack_matrix(matrix), layout.place_outputs(bias), strict=True)]
+    return [
+        layout.window_sum(query * weights, lambda v, k: np.roll(v, -k), np.add) + offsets
+        for weights, offsets in zip(layout.pack_matrix(matrix), layout.place_outputs(bias), strict=True)
+    ]
 
 
 def slot_attack(slots: Sequence[np.ndarray], layout: Layout, x: np.ndarray) -> Extraction:
@@ -134,8 +136,7 @@ def logit_attack(oracle: Oracle, d: int, scale: float = 1.0) -> Extraction:
     return Extraction(len(queries), matrix, bias)
 
 
-def blinded_twin(matrix: np.ndarray, bias: np.ndarray, rng: np.random.Generator,
-                 bits: int = BLIND_BITS) -> Oracle:
+def blinded_twin(matrix: np.ndarray, bias: np.ndarray, rng: np.random.Generator, bits: int = BLIND_BITS) -> Oracle:
     """The plaintext twin of a label answer: per pair ``i < j``, the provider's normalised margin
     (``answers.pairwise_head``) times a fresh ``r`` drawn log-uniformly from ``[1, 2^bits)`` per pair and per
     query, here from a seeded generator so that measurements repeat."""
@@ -164,8 +165,9 @@ def margin_magnitude(samples: np.ndarray, bits: int = BLIND_BITS, estimator: str
     raise ValueError(f"unknown estimator {estimator!r}; choose from {ESTIMATORS}")
 
 
-def averaging_attack(oracle: Oracle, d: int, repeats: int, *, scale: float = 1.0, bits: int = BLIND_BITS,
-                     estimator: str = "mean-log") -> Extraction:
+def averaging_attack(
+    oracle: Oracle, d: int, repeats: int, *, scale: float = 1.0, bits: int = BLIND_BITS, estimator: str = "mean-log"
+) -> Extraction:
     """The d + 1 basis queries against blinded answers, each asked ``repeats`` times: the sign of every pair
     margin is exact (r > 0), its magnitude estimated by ``margin_magnitude``; then the same linear solve.
     Recovers the provider's normalised pair margins (``answers.pairwise_head``), all a label answer depends on."""
@@ -178,8 +180,9 @@ def averaging_attack(oracle: Oracle, d: int, repeats: int, *, scale: float = 1.0
     return Extraction(len(queries) * repeats, matrix, bias)
 
 
-def imaginary_attack(new_session: Callable[[], Oracle], d: int, *, scale: float = 1.0, tolerance: float = 0.1,
-                     sessions: int = 8) -> Extraction:
+def imaginary_attack(
+    new_session: Callable[[], Oracle], d: int, *, scale: float = 1.0, tolerance: float = 0.1, sessions: int = 8
+) -> Extraction:
     """The d + 1 basis queries against label-only answers, read with the imaginary parts of their output slots.
 
     Found on the first label-only design: the key switching of the rotations leaves the first slot of every result
@@ -235,9 +238,17 @@ def _top_two_gap(scores: np.ndarray) -> np.ndarray:
     return top[:, -1] - top[:, -2]
 
 
-def agreement_curve(pool: np.ndarray, pool_logits: np.ndarray, test: np.ndarray, test_labels: np.ndarray,
-                    counts: Sequence[int], *, use_logits: bool, active: bool = False,
-                    seeds: Sequence[int] = (0, 1, 2)) -> list[dict]:
+def agreement_curve(
+    pool: np.ndarray,
+    pool_logits: np.ndarray,
+    test: np.ndarray,
+    test_labels: np.ndarray,
+    counts: Sequence[int],
+    *,
+    use_logits: bool,
+    active: bool = False,
+    seeds: Sequence[int] = (0, 1, 2),
+) -> list[dict]:
     """Agreement of a copy with the provider's labels on a test split, per number of queries from the thief's
     pool (mean, min and max over ``seeds``). ``pool_logits`` are the provider's answers: the copy sees them whole
     (``use_logits``) or only their argmax. Queries are drawn at random, or (``active``) the first ``counts[0]`` at
@@ -248,7 +259,7 @@ def agreement_curve(pool: np.ndarray, pool_logits: np.ndarray, test: np.ndarray,
     scores: dict[int, list[float]] = {n: [] for n in counts}
     for seed in seeds:
         order = list(np.random.default_rng(seed).permutation(len(pool)))
-        asked, rest = order[: counts[0]], order[counts[0]:]
+        asked, rest = order[: counts[0]], order[counts[0] :]
         for n in counts:
             if active and len(asked) < n:
                 gap = _top_two_gap(fit_copy(pool[asked], answers[asked], use_logits, pool_logits.shape[1])(pool[rest]))
@@ -256,7 +267,7 @@ def agreement_curve(pool: np.ndarray, pool_logits: np.ndarray, test: np.ndarray,
                 asked += [q for i, q in enumerate(rest) if i in chosen]
                 rest = [q for i, q in enumerate(rest) if i not in chosen]
             elif len(asked) < n:
-                asked, rest = asked + rest[: n - len(asked)], rest[n - len(asked):]
+                asked, rest = asked + rest[: n - len(asked)], rest[n - len(asked) :]
             copy = fit_copy(pool[asked], answers[asked], use_logits, pool_logits.shape[1])
             scores[n].append(float(np.mean(np.argmax(copy(test), axis=1) == test_labels)))
     return [{"queries": n, "agreement": float(np.mean(s)), "min": min(s), "max": max(s)} for n, s in scores.items()]
@@ -267,8 +278,9 @@ def queries_to_reach(curve: list[dict], target: float) -> int | None:
     return next((row["queries"] for row in curve if row["agreement"] >= target), None)
 
 
-def _bisect(is_positive: Callable[[np.ndarray], bool], start: np.ndarray, direction: np.ndarray,
-            steps: int) -> tuple[float, int]:
+def _bisect(
+    is_positive: Callable[[np.ndarray], bool], start: np.ndarray, direction: np.ndarray, steps: int
+) -> tuple[float, int]:
     """The t where the label of ``start + t direction`` turns positive (it grows along ``direction``), found by
     doubling a bracket around 0 and then ``steps`` bisections; returns (t, queries used)."""
     low, high, used = -1.0, 1.0, 2
@@ -286,8 +298,9 @@ def _bisect(is_positive: Callable[[np.ndarray], bool], start: np.ndarray, direct
     return (low + high) / 2, used
 
 
-def boundary_attack(is_positive: Callable[[np.ndarray], bool], x_neg: np.ndarray, x_pos: np.ndarray,
-                    steps: int, delta: float) -> Extraction:
+def boundary_attack(
+    is_positive: Callable[[np.ndarray], bool], x_neg: np.ndarray, x_pos: np.ndarray, steps: int, delta: float
+) -> Extraction:
     """A two-class head's margin direction from labels alone (Lowd and Meek's line search, KDD 2005).
 
     With ``f(x) = w.x + c`` and ``u = x_pos - x_neg`` (so ``w.u > 0``): bisect to a boundary point ``x_b`` on the
@@ -310,8 +323,9 @@ def boundary_attack(is_positive: Callable[[np.ndarray], bool], x_neg: np.ndarray
 
 
 # the real protocol as an oracle ---------------------------------------------------------------------------------------
-def decrypted_slots(client: ClientSession, provider, model_id: str, x: np.ndarray, mode: str,
-                    answer: str = "logits") -> list[np.ndarray]:
+def decrypted_slots(
+    client: ClientSession, provider, model_id: str, x: np.ndarray, mode: str, answer: str = "logits"
+) -> list[np.ndarray]:
     """The attacker's whole view of one answer: every decrypted slot (complex) of every result ciphertext. The
     client holds the secret key, so nothing stops it from reading the slots and the imaginary parts that the
     protocol's ``decrypt_result`` ignores."""

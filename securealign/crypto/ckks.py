@@ -50,6 +50,7 @@ MAX_ROTATION_KEYS = SLOTS.bit_length() - 1
 # the imaginary parts, and blinding factors would cancel between a slot's real and imaginary parts.
 CONJUGATION = 2 * POLY_DEGREE - 1
 
+
 class _Loadable(Protocol):
     def load(self, context: seal.SEALContext, path: str) -> None: ...
 
@@ -157,8 +158,9 @@ def _payload(data: bytes) -> tuple[str, bytes]:
     if magic != _SEAL_MAGIC or header_size != _SEAL_HEADER.size:
         raise WireFormatError("not a SEAL serialization (bad magic or header size)")
     if size != len(data):
-        raise WireFormatError(f"SEAL object declares {size:,} bytes but the blob holds {len(data):,}: "
-                              "trailing or missing bytes")
+        raise WireFormatError(
+            f"SEAL object declares {size:,} bytes but the blob holds {len(data):,}: trailing or missing bytes"
+        )
     if mode not in _COMPRESSION:
         raise WireFormatError(f"SEAL compression mode {mode} is not one the protocol uses")
     return _COMPRESSION[mode], data[_SEAL_HEADER.size :]
@@ -252,8 +254,11 @@ def galois_layout() -> GaloisLayout:
 
 def keys_memory(keys: seal.GaloisKeys) -> int:
     """The bytes the loaded keys' polynomials occupy in memory (their seeds expanded)."""
-    return sum(pk.data().size() * pk.data().poly_modulus_degree() * pk.data().coeff_modulus_size() * 8
-               for key in keys.data() for pk in key)
+    return sum(
+        pk.data().size() * pk.data().poly_modulus_degree() * pk.data().coeff_modulus_size() * 8
+        for key in keys.data()
+        for pk in key
+    )
 
 
 def load_galois_keys(data: bytes, steps: list[int]) -> tuple[seal.GaloisKeys, int]:
@@ -269,14 +274,16 @@ def load_galois_keys(data: bytes, steps: list[int]) -> tuple[seal.GaloisKeys, in
     if rest or count < 1:
         raise WireFormatError(f"a blob inflating to {size:,} bytes holds no whole number of Galois keys")
     if count != len(steps) + 1:
-        raise ParameterError(f"the context holds {count} Galois keys but declares {len(steps)} rotation steps "
-                             "and the conjugation")
+        raise ParameterError(
+            f"the context holds {count} Galois keys but declares {len(steps)} rotation steps and the conjugation"
+        )
     keys = load_bytes(seal.GaloisKeys, data)
     elements = {2 * index + 1 for index, key in enumerate(keys.data()) if key}  # SEAL stores element e at (e-1)/2
     expected = {galois_element(s) for s in steps} | {CONJUGATION}
     if elements != expected or keys.size() != len(expected):
-        raise ParameterError("the context's Galois keys are not exactly those of its declared rotation steps and "
-                             "the conjugation")
+        raise ParameterError(
+            "the context's Galois keys are not exactly those of its declared rotation steps and the conjugation"
+        )
     return keys, keys_memory(keys)
 
 

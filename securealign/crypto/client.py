@@ -74,8 +74,13 @@ class ClientSession:
             missing = sorted(set(layout.steps) - set(self.steps))
             raise ParameterError(f"this session has no rotation keys for steps {missing}")
         blob = self._keys.encrypt(layout.pack_query(vec), DEPTH)
-        meta = {"key": self.key_id, "mode": mode, "answer": answer, "layout": layout.to_dict(),
-                "nonce": secrets.token_hex(8)}
+        meta = {
+            "key": self.key_id,
+            "mode": mode,
+            "answer": answer,
+            "layout": layout.to_dict(),
+            "nonce": secrets.token_hex(8),
+        }
         message = wire.encode(wire.MessageType.QUERY, meta, [blob])
         with self._lock:
             self._pending[wire.digest_hex(message)] = (layout, answer)
@@ -118,12 +123,15 @@ class ClientSession:
 def check_masked(slot_vectors: list[np.ndarray], layout: Layout, max_noise: float = MAX_NOISE) -> float:
     """The largest imaginary part or non-output real part; raises ``KeyMismatchError`` when it shows a foreign key
     or tampering."""
-    residue = max(float(np.max(np.abs(np.delete(np.real(v), layout.output_slots(t))), initial=0.0))
-                  for t, v in enumerate(slot_vectors))
+    residue = max(
+        float(np.max(np.abs(np.delete(np.real(v), layout.output_slots(t))), initial=0.0))
+        for t, v in enumerate(slot_vectors)
+    )
     if not np.isfinite(residue) or residue > max_noise:
         raise KeyMismatchError(
             f"decrypted result is not zero outside its outputs (residue {residue:.3g} > {max_noise:g}): it was "
-            "encrypted under another key or altered, so no prediction is shown")
+            "encrypted under another key or altered, so no prediction is shown"
+        )
     return max(residue, check_real(slot_vectors, max_noise))
 
 
@@ -133,5 +141,6 @@ def check_real(slot_vectors: list[np.ndarray], max_noise: float = MAX_NOISE) -> 
     if not np.isfinite(residue) or residue > max_noise:
         raise KeyMismatchError(
             f"decrypted result is not real (imaginary residue {residue:.3g} > {max_noise:g}): it was encrypted "
-            "under another key or altered, so no prediction is shown")
+            "under another key or altered, so no prediction is shown"
+        )
     return residue

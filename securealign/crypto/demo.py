@@ -47,5 +47,15 @@ def fit_task_models(task_name: str, source: str, target: str, n_train: int = 600
     z_src, z_tgt = embed(source, train, progress=False), embed(target, train, progress=False)
     head = fit_head(z_tgt, task.train_labels[:n_train], task.classes)
     affine = fit_ridge(z_src, z_tgt, absolute_alpha=RIDGE_ABSOLUTE_ALPHA)
-    return TaskModels(task_name, source, target, list(task.classes), head.V, head.c, affine.W, affine.b,
-                      embed(source, test, progress=False).astype(np.float64), np.asarray(task.test_labels[:n_test]))
+    return TaskModels(
+        task_name,
+        source,
+        target,
+        list(task.classes),
+        head.V,
+        head.c,
+        affine.W,
+        affine.b,
+        embed(source, test, progress=False).astype(np.float64),
+        np.asarray(task.test_labels[:n_test]),
+    )

@@ -85,7 +85,21 @@ class TooFewRowsError(DimensionError):
 
 ERRORS: dict[str, type[ProtocolError]] = {
     cls.__name__: cls
-    for cls in (ProtocolError, WireFormatError, LimitExceededError, IntegrityError, KeyMismatchError,
-                SecretKeyRefusedError, ParameterError, DimensionError, AnswerRefusedError, UnknownModelError,
-                UnknownSessionError, UnknownFitError, QueryBudgetError, RequestTimeoutError, TooFewRowsError)
+    for cls in (
+        ProtocolError,
+        WireFormatError,
+        LimitExceededError,
+        IntegrityError,
+        KeyMismatchError,
+        SecretKeyRefusedError,
+        ParameterError,
+        DimensionError,
+        AnswerRefusedError,
+        UnknownModelError,
+        UnknownSessionError,
+        UnknownFitError,
+        QueryBudgetError,
+        RequestTimeoutError,
+        TooFewRowsError,
+    )
 }

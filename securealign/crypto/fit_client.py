@@ -62,8 +62,7 @@ def _regularised_gram(X: np.ndarray, absolute_alpha: float) -> np.ndarray:
 
 
 @contextlib.contextmanager
-def _fit(provider, public_set: str, texts: list[str], Z_B: np.ndarray, mode: str,
-         model: str | None) -> Iterator[dict]:
+def _fit(provider, public_set: str, texts: list[str], Z_B: np.ndarray, mode: str, model: str | None) -> Iterator[dict]:
     """An open fit, checked to run on the same texts as the client's, in the same order, and on enough of them.
 
     The provider binds fits to the key of a session (so one key cannot take every fit slot); a one-key session
@@ -76,15 +75,19 @@ def _fit(provider, public_set: str, texts: list[str], Z_B: np.ndarray, mode: str
     if offered is not None:  # the client's own check: it does not rely on the provider to protect its data
         needed = min_rows(mode, Z_B.shape[1] + 1, offered["provider_dim"])
         if len(Z_B) < needed:
-            raise TooFewRowsError(f"the client refuses a {mode} fit on {len(Z_B)} texts: at least {needed} are "
-                                  "needed so that the party decrypting the product cannot solve for the other's data")
+            raise TooFewRowsError(
+                f"the client refuses a {mode} fit on {len(Z_B)} texts: at least {needed} are "
+                "needed so that the party decrypting the product cannot solve for the other's data"
+            )
     session = provider.open_session(ClientSession([Layout.plan(1, 1)]).public_context())
     try:
         info = provider.open_fit(session, public_set, mode, Z_B.shape[1] + 1, model)
         try:
             if info["texts"] != texts_digest(texts) or info["rows"] != len(Z_B):
-                raise ParameterError(f"public set {public_set!r} holds {info['rows']} texts that differ from the "
-                                     f"client's {len(Z_B)}: both parties must embed the same texts in the same order")
+                raise ParameterError(
+                    f"public set {public_set!r} holds {info['rows']} texts that differ from the "
+                    f"client's {len(Z_B)}: both parties must embed the same texts in the same order"
+                )
             yield info
         except BaseException:
             with contextlib.suppress(Exception):  # the provider may be the thing that failed
@@ -95,19 +98,22 @@ def _fit(provider, public_set: str, texts: list[str], Z_B: np.ndarray, mode: str
             provider.close_session(session)
 
 
-def fit_paper(provider, public_set: str, texts: list[str], Z_B: np.ndarray, absolute_alpha: float, *,
-              progress: bool = True) -> tuple[np.ndarray, np.ndarray, FitCost]:
+def fit_paper(
+    provider, public_set: str, texts: list[str], Z_B: np.ndarray, absolute_alpha: float, *, progress: bool = True
+) -> tuple[np.ndarray, np.ndarray, FitCost]:
     """The paper's protocol: returns the client's ``(W, b)`` and the cost; the provider saw only ciphertexts."""
     with _fit(provider, public_set, texts, Z_B, "paper", None) as info:
         return _fit_paper(provider, info, Z_B, absolute_alpha, progress)
 
 
-def _fit_paper(provider, info: dict, Z_B: np.ndarray, absolute_alpha: float,
-               progress: bool) -> tuple[np.ndarray, np.ndarray, FitCost]:
+def _fit_paper(
+    provider, info: dict, Z_B: np.ndarray, absolute_alpha: float, progress: bool
+) -> tuple[np.ndarray, np.ndarray, FitCost]:
     start, cost = time.perf_counter(), FitCost(len(Z_B))
     X, holder = _with_ones(np.asarray(Z_B, dtype=np.float64)), KeyHolder()
-    with tqdm(total=len(X), desc="secure fit (paper): rows encrypted and sent", unit="row",
-              disable=not progress) as bar:
+    with tqdm(
+        total=len(X), desc="secure fit (paper): rows encrypted and sent", unit="row", disable=not progress
+    ) as bar:
         for batch in holder.encrypt_rows(X, info["provider_dim"]):
             start = cost.add_ms("client", start)
             cost.bytes_up += len(batch)
@@ -123,8 +129,16 @@ def _fit_paper(provider, info: dict, Z_B: np.ndarray, absolute_alpha: float,
     return solution[:-1], solution[-1], cost
 
 
-def fit_sealed(provider, public_set: str, texts: list[str], Z_B: np.ndarray, absolute_alpha: float, *,
-               model: str | None = None, progress: bool = True) -> tuple[dict, FitCost]:
+def fit_sealed(
+    provider,
+    public_set: str,
+    texts: list[str],
+    Z_B: np.ndarray,
+    absolute_alpha: float,
+    *,
+    model: str | None = None,
+    progress: bool = True,
+) -> tuple[dict, FitCost]:
     """The sealed variant: the provider decrypts ``(W, b)``; the client gets only the provider's receipt (the
     fit id and, when ``model`` names a served head, the id of the new sealed model) and the cost."""
     with _fit(provider, public_set, texts, Z_B, "sealed", model) as info:
@@ -138,8 +152,9 @@ def _fit_sealed(provider, info: dict, Z_B: np.ndarray, absolute_alpha: float, pr
     weights = np.linalg.solve(_regularised_gram(X, absolute_alpha), X.T).T
     evaluator = CrossProductEvaluator(weights)
     start = cost.add_ms("client", start)
-    with tqdm(total=len(X), desc="secure fit (sealed): encrypted rows received", unit="row",
-              disable=not progress) as bar:
+    with tqdm(
+        total=len(X), desc="secure fit (sealed): encrypted rows received", unit="row", disable=not progress
+    ) as bar:
         for row in range(0, len(X), info["batch_rows"]):
             batch = provider.fit_rows(info["fit_id"], row)
             start = cost.add_ms("provider", start)
@@ -163,8 +178,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--client-model", required=True, help="the client's zoo model key (e.g. wordllama)")
     parser.add_argument("--mode", choices=("paper", "sealed"), default="paper")
     parser.add_argument("--model", help="sealed mode: a served head to compose the map with (served as a new model)")
-    parser.add_argument("--alpha", type=float, default=1.0,
-                        help="ridge penalty, absolute (scikit-learn's Ridge alpha)")
+    parser.add_argument("--alpha", type=float, default=1.0, help="ridge penalty, absolute (scikit-learn's Ridge alpha)")
     parser.add_argument("--out", type=Path, help="paper mode: write W, b to this .npz")
     args = parser.parse_args(argv)
     from securealign.crypto.remote import RemoteProvider
@@ -186,8 +200,12 @@ def main(argv: list[str]) -> int:
         else:
             receipt, cost = fit_sealed(provider, args.public_set, texts, Z_B, args.alpha, model=args.model)
             served = receipt["model"] or "none (no --model given)"
-            print(f"the provider holds a {receipt['map_shape'][0]} x {receipt['map_shape'][1]} map from fit "
-                  f"{receipt['fit_id']}; sealed model served as: {served}")
-    print(f"{cost.rows} rows, {cost.bytes_up / 1e6:.1f} MB up, {cost.bytes_down / 1e6:.1f} MB down, client "
-          f"{cost.ms.get('client', 0) / 1e3:.1f} s, provider {cost.ms.get('provider', 0) / 1e3:.1f} s")
+            print(
+                f"the provider holds a {receipt['map_shape'][0]} x {receipt['map_shape'][1]} map from fit "
+                f"{receipt['fit_id']}; sealed model served as: {served}"
+            )
+    print(
+        f"{cost.rows} rows, {cost.bytes_up / 1e6:.1f} MB up, {cost.bytes_down / 1e6:.1f} MB down, client "
+        f"{cost.ms.get('client', 0) / 1e3:.1f} s, provider {cost.ms.get('provider', 0) / 1e3:.1f} s"
+    )
     return 0

@@ -85,9 +85,17 @@ class FitJob:
 
     def info(self) -> dict:
         """What the client needs to run its half."""
-        return {"fit_id": self.fit_id, "mode": self.mode, "public_set": self.public.name,
-                "texts": self.public.digest, "rows": len(self.public.Z), "provider_dim": self.public.Z.shape[1],
-                "client_width": self.width, "batch_rows": BATCH_ROWS, "model": self.model_id}
+        return {
+            "fit_id": self.fit_id,
+            "mode": self.mode,
+            "public_set": self.public.name,
+            "texts": self.public.digest,
+            "rows": len(self.public.Z),
+            "provider_dim": self.public.Z.shape[1],
+            "client_width": self.width,
+            "batch_rows": BATCH_ROWS,
+            "model": self.model_id,
+        }
 
 
 def min_rows(mode: str, width: int, provider_dim: int) -> int:
@@ -118,8 +126,10 @@ class FitJobs:
         return self._sets[name]
 
     def sets(self) -> dict[str, dict]:
-        return {name: {"texts": s.digest, "rows": len(s.Z), "provider_dim": s.Z.shape[1]}
-                for name, s in sorted(self._sets.items())}
+        return {
+            name: {"texts": s.digest, "rows": len(s.Z), "provider_dim": s.Z.shape[1]}
+            for name, s in sorted(self._sets.items())
+        }
 
     def open(self, public_set: str, mode: str, width: int, model_id: str | None, owner: str) -> FitJob:
         if public_set not in self._sets:
@@ -132,16 +142,28 @@ class FitJobs:
         # the product message (paper: d_A rows of width p; sealed: p rows of width d_A) must fit one MATRIX message
         shape = (public.Z.shape[1], width) if mode == "paper" else (width, public.Z.shape[1])
         if CrossLayout(shape[1], shape[0]).n_ciphertexts > BATCH_ROWS:
-            raise LimitExceededError(f"a {shape[0]} x {shape[1]} cross-product needs more than {BATCH_ROWS} "
-                                     "ciphertexts; use smaller embeddings")
+            raise LimitExceededError(
+                f"a {shape[0]} x {shape[1]} cross-product needs more than {BATCH_ROWS} "
+                "ciphertexts; use smaller embeddings"
+            )
         needed = min_rows(mode, width, public.Z.shape[1])
         if len(public.Z) < needed:
-            raise TooFewRowsError(f"a {mode} fit of width {width} on {public.Z.shape[1]}-d provider embeddings needs "
-                                  f"at least {needed} texts (the decrypting party could otherwise solve for the "
-                                  f"other's data); public set {public_set!r} holds {len(public.Z)}")
-        job = FitJob(secrets.token_urlsafe(18), mode, public, width, model_id, owner,
-                     CrossProductEvaluator(public.Z) if mode == "paper" else None,
-                     KeyHolder() if mode == "sealed" else None, time.monotonic() + self.ttl)
+            raise TooFewRowsError(
+                f"a {mode} fit of width {width} on {public.Z.shape[1]}-d provider embeddings needs "
+                f"at least {needed} texts (the decrypting party could otherwise solve for the "
+                f"other's data); public set {public_set!r} holds {len(public.Z)}"
+            )
+        job = FitJob(
+            secrets.token_urlsafe(18),
+            mode,
+            public,
+            width,
+            model_id,
+            owner,
+            CrossProductEvaluator(public.Z) if mode == "paper" else None,
+            KeyHolder() if mode == "sealed" else None,
+            time.monotonic() + self.ttl,
+        )
         with self._lock:
             self._drop_expired()
             if sum(j.owner == owner for j in self._jobs.values()) >= self.max_per_key:
@@ -207,8 +229,9 @@ class FitJobs:
         with self._step(fit_id, "sealed") as job:
             meta = wire.decode(product, wire.MessageType.MATRIX).meta
             if (meta["rows"], meta["cols"]) != (job.width, job.public.Z.shape[1]):
-                raise DimensionError(f"encrypted map of {meta['rows']} x {meta['cols']}; expected "
-                                     f"{job.width} x {job.public.Z.shape[1]}")
+                raise DimensionError(
+                    f"encrypted map of {meta['rows']} x {meta['cols']}; expected {job.width} x {job.public.Z.shape[1]}"
+                )
             solution = job.sealed_holder().decrypt(product)
             self.close(fit_id)
             return job, solution[:-1], solution[-1]

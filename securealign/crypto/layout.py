@@ -153,15 +153,17 @@ class Layout:
         return vector
 
 
-def simulate_slots(layout: Layout, matrix: np.ndarray, bias: np.ndarray, x: np.ndarray,
-                   factors: np.ndarray | None = None) -> list[np.ndarray]:
+def simulate_slots(
+    layout: Layout, matrix: np.ndarray, bias: np.ndarray, x: np.ndarray, factors: np.ndarray | None = None
+) -> list[np.ndarray]:
     """Every slot of every result vector the provider returns, computed without encryption: window sum, bias,
     then the output mask scaled by ``factors`` (ones for logits, blinding factors for label-only answers)."""
     query = layout.pack_query(x)
     factors = np.ones(layout.n_classes) if factors is None else factors
     results = []
-    for weights, offsets, mask in zip(layout.pack_matrix(matrix), layout.place_outputs(bias),
-                                      layout.place_outputs(factors), strict=True):
+    for weights, offsets, mask in zip(
+        layout.pack_matrix(matrix), layout.place_outputs(bias), layout.place_outputs(factors), strict=True
+    ):
         summed = layout.window_sum(query * weights, lambda v, k: np.roll(v, -k), np.add)
         results.append((summed + offsets) * mask)
     return results

@@ -27,33 +27,34 @@ THREAT_MODELS: dict[str, dict[str, str]] = {
     "paper": {
         "title": "Paper mode: client maps in plaintext, provider evaluates the head on a ciphertext",
         "client_learns": "the map (W, b) and hence the geometry of the provider's embedding space, and the answer "
-                         "(K logits, or the label only); every other slot of the result decrypts to zero",
+        "(K logits, or the label only); every other slot of the result decrypts to zero",
         "provider_learns": "nothing about the query: it sees one CKKS ciphertext of the mapped embedding",
         "provider_holds": "the head (V, c) and the session's public Galois keys, never a secret key",
         "limits": "W leaks structure of the provider's space (the paper's stated limitation); with logits, d + 1 "
-                  "chosen queries determine the head, so a careful provider serves labels only and bounds queries",
+        "chosen queries determine the head, so a careful provider serves labels only and bounds queries",
     },
     "sealed": {
         "title": "Sealed mode: alignment and classification both encrypted (pre-composed on the provider)",
         "client_learns": "only the answer (K logits, or the label only); it never sees W, b, V or c, and every "
-                         "other slot of the result decrypts to zero",
+        "other slot of the result decrypts to zero",
         "provider_learns": "nothing about the query: it sees one CKKS ciphertext of the raw source embedding",
         "provider_holds": "the pre-composed (W V, b V + c) and the session's public Galois keys, never a secret key",
         "limits": "the provider knows W, so it learns how the client's model relates to its own; W was obtained "
-                  "by the sealed fitting protocol (the provider decrypts only W, see docs/protocol.md); with "
-                  "logits, d + 1 chosen queries determine the composed head",
+        "by the sealed fitting protocol (the provider decrypts only W, see docs/protocol.md); with "
+        "logits, d + 1 chosen queries determine the composed head",
     },
 }
 
 ANSWER_REVEALS: dict[str, str] = {
     "logits": "the K logits: exact linear functions of the query, so d + 1 chosen queries determine the head",
     "label": "the sign of every pairwise margin (the ranking of the classes), each multiplied by a fresh secret "
-             "factor: no linear system to solve; repeated queries and label-trained copies cost many queries",
+    "factor: no linear system to solve; repeated queries and label-trained copies cost many queries",
 }
 
 
-def plaintext_logits(z: np.ndarray, V: np.ndarray, c: np.ndarray, W: np.ndarray | None = None,
-                     b: np.ndarray | None = None) -> np.ndarray:
+def plaintext_logits(
+    z: np.ndarray, V: np.ndarray, c: np.ndarray, W: np.ndarray | None = None, b: np.ndarray | None = None
+) -> np.ndarray:
     """The reference: ``(z W + b) V + c`` (or ``z V + c`` without a map), in float64 numpy."""
     z = np.asarray(z, dtype=np.float64)
     if W is not None:
@@ -87,8 +88,11 @@ class Trace:
     def add(self, party: str, kind: str, what: str, ms: float, data: bytes | None = None) -> None:
         if kind not in STEP_KINDS:
             raise ValueError(f"unknown step kind {kind!r}; valid: {', '.join(STEP_KINDS)}")
-        self.steps.append(TraceStep(len(self.steps) + 1, party, kind, what, round(ms, 3), len(data or b""),
-                                    preview(data) if data else ""))
+        self.steps.append(
+            TraceStep(
+                len(self.steps) + 1, party, kind, what, round(ms, 3), len(data or b""), preview(data) if data else ""
+            )
+        )
 
 
 def preview(data: bytes, n: int = 12) -> str:
@@ -101,8 +105,9 @@ def _ms(start: float) -> float:
     return (time.perf_counter() - start) * 1e3
 
 
-def run_encrypted_query(client: ClientSession, provider, model_id: str, z: np.ndarray, mode: str, *,
-                        affine_map=None, answer: str = "logits") -> tuple[np.ndarray, Trace]:
+def run_encrypted_query(
+    client: ClientSession, provider, model_id: str, z: np.ndarray, mode: str, *, affine_map=None, answer: str = "logits"
+) -> tuple[np.ndarray, Trace]:
     """Classify the client's embedding ``z`` with the provider's model under encryption.
 
     Paper mode: ``affine_map`` (an object with ``W``, ``b``) maps ``z`` in plaintext first; without it ``z`` must
@@ -123,8 +128,9 @@ def run_encrypted_query(client: ClientSession, provider, model_id: str, z: np.nd
         raise AnswerRefusedError(f"model {model_id!r} answers only with {' or '.join(info['answers'])}")
     layouts = info["modes"] if answer == "logits" else info["label_modes"]
     if mode not in layouts:
-        raise ParameterError(f"model {model_id!r} is not served in {mode} mode with {answer} answers "
-                             f"(available: {list(layouts)})")
+        raise ParameterError(
+            f"model {model_id!r} is not served in {mode} mode with {answer} answers (available: {list(layouts)})"
+        )
     layout = Layout.from_dict(layouts[mode])
     x = np.asarray(z, dtype=np.float64)
     if mode == "paper" and affine_map is not None:
@@ -133,15 +139,21 @@ def run_encrypted_query(client: ClientSession, provider, model_id: str, z: np.nd
         if x.shape != (W.shape[0],):
             raise DimensionError(f"embedding of shape {x.shape} does not fit the map's input dimension {W.shape[0]}")
         x = x @ W + b
-        trace.add("client", "map", f"map z ({W.shape[0]}-d) into the provider's space with (W, b), in plaintext",
-                  _ms(start))
+        trace.add(
+            "client", "map", f"map z ({W.shape[0]}-d) into the provider's space with (W, b), in plaintext", _ms(start)
+        )
     if x.shape != (layout.d_in,):
         raise DimensionError(f"{mode} mode of {model_id!r} takes a {layout.d_in}-d vector, got shape {x.shape}")
     session_id = _ensure_session(client, provider, trace)
     start = time.perf_counter()
     query = client.encrypt_query(x, layout, mode, answer)
-    trace.add("client", "encrypt", f"encrypt the {layout.d_in}-d vector (CKKS, packed {layout.blocks_per_ct}x)",
-              _ms(start), query)
+    trace.add(
+        "client",
+        "encrypt",
+        f"encrypt the {layout.d_in}-d vector (CKKS, packed {layout.blocks_per_ct}x)",
+        _ms(start),
+        query,
+    )
     start = time.perf_counter()
     try:
         result = provider.evaluate(session_id, model_id, query)
@@ -152,11 +164,17 @@ def run_encrypted_query(client: ClientSession, provider, model_id: str, z: np.nd
     except ProtocolError:  # the model may have changed under the cached description: describe it again next time
         client.descriptions.pop(described, None)
         raise
-    what = ("apply the pre-composed map and head (W V)^T, b V + c" if mode == "sealed" else "apply the head V, c")
+    what = "apply the pre-composed map and head (W V)^T, b V + c" if mode == "sealed" else "apply the head V, c"
     if answer == "label":
         what += ", take the pairwise margins and blind each with a fresh secret factor"
-    trace.add("provider", "provider", f"{what} to the ciphertext, mask all but the {layout.n_classes} output slots "
-              f"({layout.n_ciphertexts} result ciphertext(s))", _ms(start), result)
+    trace.add(
+        "provider",
+        "provider",
+        f"{what} to the ciphertext, mask all but the {layout.n_classes} output slots "
+        f"({layout.n_ciphertexts} result ciphertext(s))",
+        _ms(start),
+        result,
+    )
     start = time.perf_counter()
     scores, trace.residue = client.decrypt_checked(result)
     got = f"{len(scores)} logits" if answer == "logits" else f"the signs of {layout.n_classes} blinded margins"
@@ -171,6 +189,11 @@ def _ensure_session(client: ClientSession, provider, trace: Trace) -> str:
         start = time.perf_counter()
         session_id = provider.open_session(context)
         client.sessions[provider.endpoint] = session_id
-        trace.add("client", "keys", "send the public context once (parameters + Galois keys, no secret key)",
-                  _ms(start), context)
+        trace.add(
+            "client",
+            "keys",
+            "send the public context once (parameters + Galois keys, no secret key)",
+            _ms(start),
+            context,
+        )
     return session_id

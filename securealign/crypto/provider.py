@@ -60,9 +60,11 @@ class CompiledHead:
         layout = Layout.plan(matrix.shape[1], matrix.shape[0])
         max_results = wire.LIMITS[wire.MessageType.RESULT].max_blobs
         if layout.n_ciphertexts > max_results:  # refused now rather than after every query's full computation
-            raise LimitExceededError(f"{matrix.shape[0]} outputs of {matrix.shape[1]}-d input need "
-                                     f"{layout.n_ciphertexts} result ciphertexts; a result carries at most "
-                                     f"{max_results}")
+            raise LimitExceededError(
+                f"{matrix.shape[0]} outputs of {matrix.shape[1]}-d input need "
+                f"{layout.n_ciphertexts} result ciphertexts; a result carries at most "
+                f"{max_results}"
+            )
         top, middle = ckks.fresh_parms_id(DEPTH), ckks.fresh_parms_id(DEPTH - 1)
         # weights at the scale of the prime their rescale drops, so the sum comes out at exactly SCALE
         weights = [ckks.encode(w, top, ckks.last_prime(top)) for w in layout.pack_matrix(matrix)]
@@ -103,12 +105,14 @@ class ServedModel:
 
     def head(self, mode: str, answer: str) -> CompiledHead:
         if answer not in self.answers:
-            raise AnswerRefusedError(f"this model answers only with {' or '.join(self.answers)}; "
-                                     f"{answer!r} answers are refused")
+            raise AnswerRefusedError(
+                f"this model answers only with {' or '.join(self.answers)}; {answer!r} answers are refused"
+            )
         heads = self.heads if answer == "logits" else self.label_heads
         if mode not in heads:
-            raise ParameterError(f"this model does not serve mode {mode!r} with {answer} answers; "
-                                 f"it serves {list(heads)}")
+            raise ParameterError(
+                f"this model does not serve mode {mode!r} with {answer} answers; it serves {list(heads)}"
+            )
         return heads[mode]
 
 
@@ -146,12 +150,14 @@ class SessionStore:
     def add(self, key_id: str, steps: frozenset[int], galois_keys: seal.GaloisKeys, memory_bytes: int) -> Session:
         if memory_bytes > self.max_bytes:
             raise LimitExceededError(f"a context of {memory_bytes:,} bytes exceeds the session memory bound")
-        session = Session(secrets.token_urlsafe(18), key_id, steps, galois_keys, memory_bytes,
-                          time.monotonic() + self.ttl)
+        session = Session(
+            secrets.token_urlsafe(18), key_id, steps, galois_keys, memory_bytes, time.monotonic() + self.ttl
+        )
         with self._lock:
             self._drop_expired()
-            while self._sessions and (len(self._sessions) >= self.max_sessions
-                                      or self.memory_bytes + memory_bytes > self.max_bytes):
+            while self._sessions and (
+                len(self._sessions) >= self.max_sessions or self.memory_bytes + memory_bytes > self.max_bytes
+            ):
                 self._sessions.popitem(last=False)
             self._sessions[session.session_id] = session
         return session
@@ -162,7 +168,8 @@ class SessionStore:
             session = self._sessions.get(session_id)
             if session is None:
                 raise UnknownSessionError(
-                    f"no session {session_id!r} (never opened, expired or evicted); open a new one")
+                    f"no session {session_id!r} (never opened, expired or evicted); open a new one"
+                )
             session.last_used = time.monotonic()
             session.expires_at = session.last_used + self.ttl
             self._sessions.move_to_end(session_id)
@@ -221,10 +228,18 @@ class Provider:
 
     endpoint = "in-process"
 
-    def __init__(self, *, session_ttl: float = 900.0, max_sessions: int = 64,
-                 max_session_bytes: int = 512 << 20, max_fits: int = 4, max_fits_per_key: int = 1,
-                 fit_idle_ttl: float = 60.0, max_queries_per_session: int | None = None,
-                 max_queries_per_key: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        session_ttl: float = 900.0,
+        max_sessions: int = 64,
+        max_session_bytes: int = 512 << 20,
+        max_fits: int = 4,
+        max_fits_per_key: int = 1,
+        fit_idle_ttl: float = 60.0,
+        max_queries_per_session: int | None = None,
+        max_queries_per_key: int | None = None,
+    ) -> None:
         self.sessions = SessionStore(session_ttl, max_sessions, max_session_bytes)
         self.fits = FitJobs(fit_idle_ttl, max_fits, max_fits_per_key)
         self.budget = QueryBudget(max_queries_per_session, max_queries_per_key)
@@ -240,25 +255,29 @@ class Provider:
         if affine_map is None:
             self.register_head(model_id, head.V, head.c, classes, label_only=label_only)
         else:
-            self.register_sealed(model_id, affine_map.W, affine_map.b, head.V, head.c, classes,
-                                 label_only=label_only)
+            self.register_sealed(model_id, affine_map.W, affine_map.b, head.V, head.c, classes, label_only=label_only)
 
-    def register_head(self, model_id: str, V, c, classes: list[str] | None = None, *,
-                      label_only: bool = False) -> None:
+    def register_head(self, model_id: str, V, c, classes: list[str] | None = None, *, label_only: bool = False) -> None:
         """Serve a linear head (``V``: d_A x K, ``c``: K) in paper mode: the client sends mapped embeddings."""
         V, c = _matrix("V", V, 2), _matrix("c", c, 1)
         self._add(model_id, {"paper": (V.T, c)}, classes, label_only)
 
-    def register_sealed(self, model_id: str, W, b, V, c, classes: list[str] | None = None, *,
-                        label_only: bool = False) -> None:
+    def register_sealed(
+        self, model_id: str, W, b, V, c, classes: list[str] | None = None, *, label_only: bool = False
+    ) -> None:
         """Serve map + head: paper mode on ``(V, c)`` and sealed mode on the pre-composed ``(W V)^T``, ``b V + c``."""
         W, b, V, c = _matrix("W", W, 2), _matrix("b", b, 1), _matrix("V", V, 2), _matrix("c", c, 1)
         if W.shape[1] != V.shape[0] or b.shape[0] != W.shape[1]:
             raise DimensionError(f"map W {W.shape}, b {b.shape} does not feed head V {V.shape}")
         self._add(model_id, {"paper": (V.T, c), "sealed": ((W @ V).T, b @ V + c)}, classes, label_only)
 
-    def _add(self, model_id: str, computations: dict[str, tuple[np.ndarray, np.ndarray]],
-             classes: list[str] | None, label_only: bool) -> None:
+    def _add(
+        self,
+        model_id: str,
+        computations: dict[str, tuple[np.ndarray, np.ndarray]],
+        classes: list[str] | None,
+        label_only: bool,
+    ) -> None:
         """Compile each mode's (K x d matrix, bias) for logits answers and, for K >= 2, for label-only answers."""
         if not isinstance(model_id, str) or not model_id.strip():
             raise ParameterError("model id must be a non-empty string")
@@ -274,8 +293,9 @@ class Provider:
         heads = {mode: CompiledHead.compile(m, c) for mode, (m, c) in computations.items()}
         label_heads = {}
         if n_classes >= 2:
-            label_heads = {mode: CompiledHead.compile(*pairwise_head(m, c), blind=True)
-                           for mode, (m, c) in computations.items()}
+            label_heads = {
+                mode: CompiledHead.compile(*pairwise_head(m, c), blind=True) for mode, (m, c) in computations.items()
+            }
         answers = ("label",) if label_only else (ANSWERS if label_heads else ("logits",))
         self._models[model_id] = ServedModel(classes, heads, label_heads, answers)
 
@@ -298,9 +318,13 @@ class Provider:
     def describe(self, model_id: str) -> dict:
         """What a client needs to query a model: classes and, per mode, the input dimension and slot layout."""
         model = self._model(model_id)
-        return {"model_id": model_id, "classes": model.classes, "answers": list(model.answers),
-                "modes": {mode: head.layout.to_dict() for mode, head in model.heads.items()},
-                "label_modes": {mode: head.layout.to_dict() for mode, head in model.label_heads.items()}}
+        return {
+            "model_id": model_id,
+            "classes": model.classes,
+            "answers": list(model.answers),
+            "modes": {mode: head.layout.to_dict() for mode, head in model.heads.items()},
+            "label_modes": {mode: head.layout.to_dict() for mode, head in model.label_heads.items()},
+        }
 
     # sessions -------------------------------------------------------------------------------------------------
     def open_session(self, public_context: bytes) -> str:
@@ -308,13 +332,20 @@ class Provider:
         message = wire.decode(public_context, wire.MessageType.CONTEXT)  # refuses a secret key before parsing
         parameters, galois = message.blobs
         if parameters != ckks.parameters_bytes():
-            raise ParameterError(f"the context's CKKS parameters differ from the protocol's "
-                                 f"(N={ckks.POLY_DEGREE}, {list(ckks.COEFF_BITS)})")
+            raise ParameterError(
+                f"the context's CKKS parameters differ from the protocol's "
+                f"(N={ckks.POLY_DEGREE}, {list(ckks.COEFF_BITS)})"
+            )
         steps = message.meta["steps"]
-        if (not all(type(s) is int and 0 < s < ckks.SLOTS for s in steps) or len(set(steps)) != len(steps)
-                or not 1 <= len(steps) <= ckks.MAX_ROTATION_KEYS):
-            raise ParameterError(f"context metadata must list 1 to {ckks.MAX_ROTATION_KEYS} distinct rotation steps "
-                                 f"in 1..{ckks.SLOTS - 1}")
+        if (
+            not all(type(s) is int and 0 < s < ckks.SLOTS for s in steps)
+            or len(set(steps)) != len(steps)
+            or not 1 <= len(steps) <= ckks.MAX_ROTATION_KEYS
+        ):
+            raise ParameterError(
+                f"context metadata must list 1 to {ckks.MAX_ROTATION_KEYS} distinct rotation steps "
+                f"in 1..{ckks.SLOTS - 1}"
+            )
         keys, memory = ckks.load_galois_keys(galois, steps)  # exactly these keys, inflation bounded before loading
         if ckks.key_id(galois) != message.meta["key"]:
             raise KeyMismatchError("the context's key id does not match its Galois keys")
@@ -337,16 +368,24 @@ class Provider:
             raise ParameterError(f"unknown answer kind {meta['answer']!r}; valid: {', '.join(ANSWERS)}")
         head = model.head(meta["mode"], meta["answer"])
         if Layout.from_dict(meta["layout"]) != head.layout:
-            raise DimensionError(f"query layout {meta['layout']} does not match model {model_id!r} in "
-                                 f"{meta['mode']} mode (input dimension {head.layout.d_in})")
+            raise DimensionError(
+                f"query layout {meta['layout']} does not match model {model_id!r} in "
+                f"{meta['mode']} mode (input dimension {head.layout.d_in})"
+            )
         if not set(head.layout.steps) <= session.steps:
             raise ParameterError("the session's Galois keys lack rotations this model needs")
         ciphertext = ckks.load_ciphertext(message.blobs[0], parms_id=ckks.fresh_parms_id(DEPTH), scale=ckks.SCALE)
         self.budget.charge(session)  # only a query that would be answered counts
         blobs = head.evaluate(ciphertext, session.galois_keys)
-        reply = {"key": session.key_id, "query": message.digest_hex, "model": model_id, "mode": meta["mode"],
-                 "answer": meta["answer"], "layout": head.layout.to_dict(),
-                 "compute_ms": round((time.perf_counter() - started) * 1e3, 3)}
+        reply = {
+            "key": session.key_id,
+            "query": message.digest_hex,
+            "model": model_id,
+            "mode": meta["mode"],
+            "answer": meta["answer"],
+            "layout": head.layout.to_dict(),
+            "compute_ms": round((time.perf_counter() - started) * 1e3, 3),
+        }
         return wire.encode(wire.MessageType.RESULT, reply, blobs)
 
     # secure fitting of the map (the provider's half; see fit_jobs.py) --------------------------------------------
@@ -368,8 +407,10 @@ class Provider:
             head = self._model(model).heads["paper"]
             dim = self.fits.sets().get(public_set, {}).get("provider_dim")
             if dim is not None and head.layout.d_in != dim:
-                raise DimensionError(f"model {model!r} takes {head.layout.d_in}-d input, but public set "
-                                     f"{public_set!r} holds {dim}-d embeddings")
+                raise DimensionError(
+                    f"model {model!r} takes {head.layout.d_in}-d input, but public set "
+                    f"{public_set!r} holds {dim}-d embeddings"
+                )
         return self.fits.open(public_set, mode, width, model, owner).info()
 
     def close_fit(self, fit_id: str) -> None:
@@ -398,6 +439,7 @@ class Provider:
             model = self._model(job.model_id)
             head = model.heads["paper"]
             served = f"{job.model_id}@fit-{fit_id[:8]}"
-            self.register_sealed(served, W, b, head.matrix.T, head.bias, model.classes,
-                                 label_only=model.answers == ("label",))
+            self.register_sealed(
+                served, W, b, head.matrix.T, head.bias, model.classes, label_only=model.answers == ("label",)
+            )
         return {"fit_id": fit_id, "model": served, "map_shape": [int(W.shape[0]), int(W.shape[1])]}

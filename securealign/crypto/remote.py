@@ -56,24 +56,31 @@ class RemoteProvider:
         self._call("DELETE", "/sessions", params={"session": session_id})
 
     def evaluate(self, session_id: str, model_id: str, query: bytes) -> bytes:
-        return self._call("POST", "/evaluate", params={"session": session_id, "model": model_id},
-                          content=query, headers=_OCTETS).content
+        return self._call(
+            "POST", "/evaluate", params={"session": session_id, "model": model_id}, content=query, headers=_OCTETS
+        ).content
 
     # secure fitting ---------------------------------------------------------------------------------------------
     def public_sets(self) -> dict[str, dict]:
         return self._call("GET", "/public-sets").json()
 
     def open_fit(self, session_id: str, public_set: str, mode: str, width: int, model: str | None = None) -> dict:
-        params = {"session": session_id, "public_set": public_set, "mode": mode, "width": width,
-                  **({"model": model} if model else {})}
+        params = {
+            "session": session_id,
+            "public_set": public_set,
+            "mode": mode,
+            "width": width,
+            **({"model": model} if model else {}),
+        }
         return self._call("POST", "/fits", params=params).json()
 
     def close_fit(self, fit_id: str) -> None:
         self._call("DELETE", f"/fits/{fit_id}")
 
     def add_fit_rows(self, fit_id: str, batch: bytes) -> int:
-        return self._call("POST", f"/fits/{fit_id}/rows", content=batch, headers=_OCTETS,
-                          timeout=self.fit_timeout).json()["rows_received"]
+        return self._call(
+            "POST", f"/fits/{fit_id}/rows", content=batch, headers=_OCTETS, timeout=self.fit_timeout
+        ).json()["rows_received"]
 
     def fit_product(self, fit_id: str) -> bytes:
         return self._call("GET", f"/fits/{fit_id}/product", timeout=self.fit_timeout).content
@@ -82,5 +89,6 @@ class RemoteProvider:
         return self._call("GET", f"/fits/{fit_id}/rows", params={"start": start}, timeout=self.fit_timeout).content
 
     def finish_fit(self, fit_id: str, product: bytes) -> dict:
-        return self._call("POST", f"/fits/{fit_id}/product", content=product, headers=_OCTETS,
-                          timeout=self.fit_timeout).json()
+        return self._call(
+            "POST", f"/fits/{fit_id}/product", content=product, headers=_OCTETS, timeout=self.fit_timeout
+        ).json()

@@ -134,8 +134,9 @@ class CrossProductEvaluator:
         if self._done + len(message.blobs) > len(self.Y):
             raise DimensionError(f"more encrypted rows than the {len(self.Y)} plaintext rows")
         # every ciphertext is validated before any state changes: a refused batch leaves the job as it was
-        rows = [ckks.load_ciphertext(blob, parms_id=ckks.fresh_parms_id(DEPTH), scale=ckks.SCALE)
-                for blob in message.blobs]
+        rows = [
+            ckks.load_ciphertext(blob, parms_id=ckks.fresh_parms_id(DEPTH), scale=ckks.SCALE) for blob in message.blobs
+        ]
         if self._layout is None:
             self._layout, self._key = layout, meta["key"]
             self._acc = [None] * layout.n_ciphertexts
@@ -144,8 +145,9 @@ class CrossProductEvaluator:
             y = self.Y[self._done]
             for t in range(layout.n_ciphertexts):
                 product = seal.Ciphertext()
-                ev.multiply_plain(row, ckks.encode(layout.pack_weights(y, t), ckks.fresh_parms_id(DEPTH), ckks.SCALE),
-                                  product)
+                ev.multiply_plain(
+                    row, ckks.encode(layout.pack_weights(y, t), ckks.fresh_parms_id(DEPTH), ckks.SCALE), product
+                )
                 running = self._acc[t]
                 if running is None:
                     self._acc[t] = product

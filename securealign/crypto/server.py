@@ -84,8 +84,12 @@ def create_app(provider: Provider, body_timeout: float = BODY_TIMEOUT_S) -> Fast
 
     @app.get("/health")
     def health() -> dict:
-        return {"status": "ok", "models": provider.models(), "sessions": len(provider.sessions),
-                "session_bytes": provider.sessions.memory_bytes}
+        return {
+            "status": "ok",
+            "models": provider.models(),
+            "sessions": len(provider.sessions),
+            "session_bytes": provider.sessions.memory_bytes,
+        }
 
     @app.get("/models")
     def models() -> dict:
@@ -98,8 +102,10 @@ def create_app(provider: Provider, body_timeout: float = BODY_TIMEOUT_S) -> Fast
     @app.post("/sessions")
     async def open_session(request: Request) -> dict:
         context = await body(request, wire.MessageType.CONTEXT)
-        return {"session_id": await run_in_threadpool(provider.open_session, context),
-                "expires_in_s": provider.sessions.ttl}
+        return {
+            "session_id": await run_in_threadpool(provider.open_session, context),
+            "expires_in_s": provider.sessions.ttl,
+        }
 
     @app.delete("/sessions")
     def close_session(session: str) -> dict:
@@ -153,11 +159,17 @@ def create_app(provider: Provider, body_timeout: float = BODY_TIMEOUT_S) -> Fast
 
 
 @contextlib.contextmanager
-def running_server(provider: Provider, host: str = "127.0.0.1", port: int = 0, startup_timeout: float = 20.0,
-                   body_timeout: float = BODY_TIMEOUT_S) -> Iterator[str]:
+def running_server(
+    provider: Provider,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    startup_timeout: float = 20.0,
+    body_timeout: float = BODY_TIMEOUT_S,
+) -> Iterator[str]:
     """Serve ``provider`` from a background thread (port 0: a free one); yields the base URL, stops on exit."""
-    config = uvicorn.Config(create_app(provider, body_timeout), host=host, port=port, log_level="warning",
-                            access_log=False)
+    config = uvicorn.Config(
+        create_app(provider, body_timeout), host=host, port=port, log_level="warning", access_log=False
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="securealign-provider", daemon=True)
     thread.start()
@@ -190,49 +202,103 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m securealign serve", description=main.__doc__)
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
     parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--model", action="append", default=[], metavar="ID=FILE.npz",
-                        help="serve a model from an .npz holding V, c (and W, b for sealed mode); repeatable")
-    parser.add_argument("--demo", action="append", default=[], metavar="TASK:SOURCE:TARGET",
-                        help="serve a head fitted on real TARGET embeddings of TASK with a task-supervised map from "
-                             "SOURCE (e.g. bbc_news:minilm:mpnet); repeatable")
-    parser.add_argument("--assets", action="store_true",
-                        help="serve every head and demo-regime map in assets/ under the app's model ids, so the app "
-                             "can use this provider (SECUREALIGN_PROVIDER_URL)")
-    parser.add_argument("--public-set", action="append", default=[], metavar="NAME=MODEL[:N]",
-                        help="offer secure fits on the first N public-corpus texts (default 1000) embedded with the "
-                             "zoo model MODEL (e.g. public=minilm:1000); repeatable")
-    parser.add_argument("--label-only", action="append", default=[], metavar="ID|all",
-                        help="answer this model's queries with labels only, never logits (see docs/protocol.md, "
-                             "answer kinds); 'all' for every model; repeatable")
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="ID=FILE.npz",
+        help="serve a model from an .npz holding V, c (and W, b for sealed mode); repeatable",
+    )
+    parser.add_argument(
+        "--demo",
+        action="append",
+        default=[],
+        metavar="TASK:SOURCE:TARGET",
+        help="serve a head fitted on real TARGET embeddings of TASK with a task-supervised map from "
+        "SOURCE (e.g. bbc_news:minilm:mpnet); repeatable",
+    )
+    parser.add_argument(
+        "--assets",
+        action="store_true",
+        help="serve every head and demo-regime map in assets/ under the app's model ids, so the app "
+        "can use this provider (SECUREALIGN_PROVIDER_URL)",
+    )
+    parser.add_argument(
+        "--public-set",
+        action="append",
+        default=[],
+        metavar="NAME=MODEL[:N]",
+        help="offer secure fits on the first N public-corpus texts (default 1000) embedded with the "
+        "zoo model MODEL (e.g. public=minilm:1000); repeatable",
+    )
+    parser.add_argument(
+        "--label-only",
+        action="append",
+        default=[],
+        metavar="ID|all",
+        help="answer this model's queries with labels only, never logits (see docs/protocol.md, "
+        "answer kinds); 'all' for every model; repeatable",
+    )
     parser.add_argument("--session-ttl", type=float, default=900.0, help="seconds a session lives after last use")
     parser.add_argument("--max-sessions", type=int, default=64)
-    parser.add_argument("--max-session-mb", type=int, default=512,
-                        help="memory bound for the sessions' loaded Galois keys, as they occupy it")
-    parser.add_argument("--max-queries-per-session", type=_budget, default=2000, metavar="N",
-                        help="queries one session may make (0: unbounded); default 2000")
-    parser.add_argument("--max-queries-per-key", type=_budget, default=10000, metavar="N",
-                        help="queries all sessions of one key may make (0: unbounded); default 10000")
-    parser.add_argument("--body-timeout", type=float, default=BODY_TIMEOUT_S, metavar="S",
-                        help=f"seconds a request body may make no progress before a 408 (default {BODY_TIMEOUT_S:g})")
+    parser.add_argument(
+        "--max-session-mb",
+        type=int,
+        default=512,
+        help="memory bound for the sessions' loaded Galois keys, as they occupy it",
+    )
+    parser.add_argument(
+        "--max-queries-per-session",
+        type=_budget,
+        default=2000,
+        metavar="N",
+        help="queries one session may make (0: unbounded); default 2000",
+    )
+    parser.add_argument(
+        "--max-queries-per-key",
+        type=_budget,
+        default=10000,
+        metavar="N",
+        help="queries all sessions of one key may make (0: unbounded); default 10000",
+    )
+    parser.add_argument(
+        "--body-timeout",
+        type=float,
+        default=BODY_TIMEOUT_S,
+        metavar="S",
+        help=f"seconds a request body may make no progress before a 408 (default {BODY_TIMEOUT_S:g})",
+    )
     parser.add_argument("--max-fits", type=int, default=4, help="secure fits at once (default 4)")
     parser.add_argument("--max-fits-per-key", type=int, default=1, help="secure fits one key may hold (default 1)")
-    parser.add_argument("--fit-idle-ttl", type=float, default=60.0, metavar="S",
-                        help="seconds a secure fit lives without a step (default 60)")
+    parser.add_argument(
+        "--fit-idle-ttl",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="seconds a secure fit lives without a step (default 60)",
+    )
     args = parser.parse_args(argv)
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)  # BLAS threads busy-wait on a shared machine; the server parallelises across requests
-    provider = Provider(session_ttl=args.session_ttl, max_sessions=args.max_sessions,
-                        max_session_bytes=args.max_session_mb << 20, max_fits=args.max_fits,
-                        max_fits_per_key=args.max_fits_per_key, fit_idle_ttl=args.fit_idle_ttl,
-                        max_queries_per_session=args.max_queries_per_session,
-                        max_queries_per_key=args.max_queries_per_key)
+    provider = Provider(
+        session_ttl=args.session_ttl,
+        max_sessions=args.max_sessions,
+        max_session_bytes=args.max_session_mb << 20,
+        max_fits=args.max_fits,
+        max_fits_per_key=args.max_fits_per_key,
+        fit_idle_ttl=args.fit_idle_ttl,
+        max_queries_per_session=args.max_queries_per_session,
+        max_queries_per_key=args.max_queries_per_key,
+    )
 
     def new_id(model_id: str, option: str) -> str:
         """Two options naming one model id would silently serve only the one registered last."""
         if model_id in provider.models():
-            parser.error(f"{option} would serve model id {model_id!r} a second time (another --model, --demo or "
-                         "--assets already serves it)")
+            parser.error(
+                f"{option} would serve model id {model_id!r} a second time (another --model, --demo or "
+                "--assets already serves it)"
+            )
         return model_id
 
     for spec in args.model:

@@ -56,10 +56,22 @@ LIMITS: dict[MessageType, Limits] = {
     # 12 seeded Galois keys (every power-of-two step) take 8.0 MB at [60, 40, 30, 60]
     MessageType.CONTEXT: Limits(2, 10 * _MB, {"key": str, "steps": list, "blobs": list}),
     MessageType.QUERY: Limits(1, 512 * 1024, {"key": str, "mode": str, "answer": str, "layout": dict, "nonce": str}),
-    MessageType.RESULT: Limits(64, 512 * 1024, {"key": str, "query": str, "model": str, "mode": str, "answer": str,
-                                                "layout": dict, "compute_ms": (int, float)}),
-    MessageType.MATRIX: Limits(255, 512 * 1024, {"key": str, "stage": str, "rows": int, "cols": int},
-                               optional={"q": int, "start": int}),
+    MessageType.RESULT: Limits(
+        64,
+        512 * 1024,
+        {
+            "key": str,
+            "query": str,
+            "model": str,
+            "mode": str,
+            "answer": str,
+            "layout": dict,
+            "compute_ms": (int, float),
+        },
+    ),
+    MessageType.MATRIX: Limits(
+        255, 512 * 1024, {"key": str, "stage": str, "rows": int, "cols": int}, optional={"q": int, "start": int}
+    ),
 }
 # blob kinds a CONTEXT may name; a secret key is named only so that it can be refused explicitly
 CONTEXT_BLOBS = ("parameters", "galois_keys")
@@ -122,19 +134,22 @@ def decode(data: bytes, expected: MessageType) -> Message:
     if not 1 <= n_blobs <= limits.max_blobs:
         raise LimitExceededError(f"{expected.name} declares {n_blobs} blobs; allowed 1..{limits.max_blobs}")
     if meta_len > limits.max_meta_bytes:
-        raise LimitExceededError(f"{expected.name} declares {meta_len:,} metadata bytes; "
-                                 f"limit {limits.max_meta_bytes:,}")
+        raise LimitExceededError(
+            f"{expected.name} declares {meta_len:,} metadata bytes; limit {limits.max_meta_bytes:,}"
+        )
     sizes_end = _FIXED.size + 8 * n_blobs
     if len(data) < sizes_end:
         raise WireFormatError("message truncated inside its size table")
     sizes = struct.unpack_from(f">{n_blobs}Q", data, _FIXED.size)
     if any(size > limits.max_blob_bytes for size in sizes):
-        raise LimitExceededError(f"{expected.name} declares a blob of {max(sizes):,} bytes; "
-                                 f"limit {limits.max_blob_bytes:,}")
+        raise LimitExceededError(
+            f"{expected.name} declares a blob of {max(sizes):,} bytes; limit {limits.max_blob_bytes:,}"
+        )
     declared = sizes_end + meta_len + sum(sizes)
     if len(data) != declared:
-        raise WireFormatError(f"message is {len(data):,} bytes but its header declares {declared:,} "
-                              "(truncated or padded)")
+        raise WireFormatError(
+            f"message is {len(data):,} bytes but its header declares {declared:,} (truncated or padded)"
+        )
     body = data[sizes_end:]
     if hashlib.sha256(body).digest() != digest:
         raise IntegrityError("payload does not match its digest: the message was altered or corrupted")
@@ -168,13 +183,16 @@ def _metadata(raw: bytes, kind: MessageType, limits: Limits) -> dict:
         raise WireFormatError(f"metadata is not strict JSON: {exc}") from None
     types = {**limits.schema, **limits.optional}
     if not isinstance(meta, dict) or not set(limits.schema) <= set(meta) <= set(types):
-        raise WireFormatError(f"{kind.name} metadata must hold the keys {sorted(limits.schema)}"
-                              + (f" and optionally {sorted(limits.optional)}" if limits.optional else "")
-                              + f", got {sorted(meta) if isinstance(meta, dict) else type(meta).__name__}")
+        raise WireFormatError(
+            f"{kind.name} metadata must hold the keys {sorted(limits.schema)}"
+            + (f" and optionally {sorted(limits.optional)}" if limits.optional else "")
+            + f", got {sorted(meta) if isinstance(meta, dict) else type(meta).__name__}"
+        )
     for key, value in meta.items():
         if not isinstance(value, types[key]) or (isinstance(value, bool) and bool not in _as_tuple(types[key])):
-            raise WireFormatError(f"{kind.name} metadata {key!r} must be of type "
-                                  f"{'/'.join(t.__name__ for t in _as_tuple(types[key]))}")
+            raise WireFormatError(
+                f"{kind.name} metadata {key!r} must be of type {'/'.join(t.__name__ for t in _as_tuple(types[key]))}"
+            )
     return meta
 
 

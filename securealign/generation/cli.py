@@ -19,20 +19,29 @@ def main(argv: list[str]) -> int:
     parser.add_argument("prompt", help="the text to continue")
     parser.add_argument("--source", default=DEFAULT_SOURCE, choices=causal, help="the model that reads")
     parser.add_argument("--target", default=DEFAULT_TARGET, choices=causal, help="the model whose head writes")
-    parser.add_argument("--encrypted", action="store_true",
-                        help="evaluate map + LM head under CKKS encryption (full target vocabulary)")
+    parser.add_argument(
+        "--encrypted", action="store_true", help="evaluate map + LM head under CKKS encryption (full target vocabulary)"
+    )
     parser.add_argument("--max-new-tokens", type=int, default=32, help=f"1..{MAX_NEW_TOKENS}")
-    parser.add_argument("--corpus-size", type=int, default=DEFAULT_CORPUS_SIZE,
-                        help="public-corpus texts to fit the map on (fitted once, then cached)")
+    parser.add_argument(
+        "--corpus-size",
+        type=int,
+        default=DEFAULT_CORPUS_SIZE,
+        help="public-corpus texts to fit the map on (fitted once, then cached)",
+    )
     args = parser.parse_args(argv)
     if not args.prompt.strip():
         parser.error("the prompt is empty")
     shown = 0
-    print(f"mapped ({args.source} -> {args.target}{', encrypted' if args.encrypted else ''}): {args.prompt}",
-          end="", flush=True)
+    print(
+        f"mapped ({args.source} -> {args.target}{', encrypted' if args.encrypted else ''}): {args.prompt}",
+        end="",
+        flush=True,
+    )
     snapshot: dict = {}
-    for snapshot in stream_compare(args.prompt, args.source, args.target, args.encrypted,
-                                   args.max_new_tokens, args.corpus_size):
+    for snapshot in stream_compare(
+        args.prompt, args.source, args.target, args.encrypted, args.max_new_tokens, args.corpus_size
+    ):
         mapped = snapshot["texts"]["mapped"]
         print(mapped[shown:], end="", flush=True)
         shown = len(mapped)

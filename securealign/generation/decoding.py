@@ -41,7 +41,7 @@ class _Detokenizer:
     def add(self, token: int) -> str:
         self.ids.append(token)
         text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
-        piece, self.continuation = text[len(self.continuation):], text
+        piece, self.continuation = text[len(self.continuation) :], text
         return piece
 
 
@@ -56,8 +56,7 @@ class Token:
     cost: StepCost | None = None  # the encrypted round trip's parts, when the head is encrypted
 
 
-def mapped_greedy(source: CausalLM, target: CausalLM, head: Head, prompt: str,
-                  max_new_tokens: int) -> Iterator[Token]:
+def mapped_greedy(source: CausalLM, target: CausalLM, head: Head, prompt: str, max_new_tokens: int) -> Iterator[Token]:
     """Greedy continuation of ``prompt`` read by ``source`` and written by ``target``'s vocabulary through ``head``."""
     if max_new_tokens < 1:
         raise ValueError("max_new_tokens must be at least 1")

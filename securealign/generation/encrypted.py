@@ -157,6 +157,5 @@ class EncryptedHead:
         t2 = time.perf_counter()
         logits = self.client.decrypt(results)
         t3 = time.perf_counter()
-        self.last = StepCost((t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3, len(query),
-                             sum(map(len, results)))
+        self.last = StepCost((t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3, len(query), sum(map(len, results)))
         return logits

@@ -48,8 +48,12 @@ class HiddenMap:
         return head @ self.W.T.astype(np.float64), head @ self.b.astype(np.float64)
 
     def save(self, path: Path) -> None:
-        np.savez(path, W=self.W, b=self.b, meta=json.dumps({"source": self.source, "target": self.target,
-                                                           "metrics": self.metrics}))
+        np.savez(
+            path,
+            W=self.W,
+            b=self.b,
+            meta=json.dumps({"source": self.source, "target": self.target, "metrics": self.metrics}),
+        )
 
     @classmethod
     def load(cls, path: Path) -> HiddenMap:
@@ -86,14 +90,23 @@ def hidden_map_quality(pred: np.ndarray, true: np.ndarray, lm_head: np.ndarray) 
     """Held-out R^2 (variance-weighted), mean cosine, and how often the LM head picks the same next token."""
     cos = np.sum(pred * true, axis=1) / (np.linalg.norm(pred, axis=1) * np.linalg.norm(true, axis=1) + 1e-12)
     # in chunks: 40k held-out tokens against Gemma's 262k-token vocabulary would be a 42 GB logit matrix
-    same = np.concatenate([np.argmax(pred[i : i + 512] @ lm_head.T, axis=1)
-                           == np.argmax(true[i : i + 512] @ lm_head.T, axis=1) for i in range(0, len(true), 512)])
-    return {"r2": float(r2_score(true, pred, multioutput="variance_weighted")), "cosine": float(cos.mean()),
-            "next_token_agreement": float(same.mean()), "held_out_tokens": int(len(true))}
+    same = np.concatenate(
+        [
+            np.argmax(pred[i : i + 512] @ lm_head.T, axis=1) == np.argmax(true[i : i + 512] @ lm_head.T, axis=1)
+            for i in range(0, len(true), 512)
+        ]
+    )
+    return {
+        "r2": float(r2_score(true, pred, multioutput="variance_weighted")),
+        "cosine": float(cos.mean()),
+        "next_token_agreement": float(same.mean()),
+        "held_out_tokens": int(len(true)),
+    }
 
 
-def fit_hidden_map(source_key: str, target_key: str, texts: list[str],
-                   absolute_alpha: float = RIDGE_ABSOLUTE_ALPHA) -> HiddenMap:
+def fit_hidden_map(
+    source_key: str, target_key: str, texts: list[str], absolute_alpha: float = RIDGE_ABSOLUTE_ALPHA
+) -> HiddenMap:
     """Fit on 90% of ``texts`` (split by text, not by token) and measure on the other 10%."""
     if len(texts) < 10:
         raise ValueError("fitting a hidden-state map needs at least 10 texts")
@@ -105,9 +118,15 @@ def fit_hidden_map(source_key: str, target_key: str, texts: list[str],
     W, b = affine.W.astype(np.float32), affine.b.astype(np.float32)
     pred = held.source @ W + b
     metrics = hidden_map_quality(pred, held.target, target.lm_head())
-    metrics.update({"train_tokens": int(len(train.source)), "texts": len(texts), "lambda": absolute_alpha,
-                    "exact_match_rate": (train.exact_matches + held.exact_matches)
-                    / max(1, train.target_tokens + held.target_tokens)})
+    metrics.update(
+        {
+            "train_tokens": int(len(train.source)),
+            "texts": len(texts),
+            "lambda": absolute_alpha,
+            "exact_match_rate": (train.exact_matches + held.exact_matches)
+            / max(1, train.target_tokens + held.target_tokens),
+        }
+    )
     return HiddenMap(source_key, target_key, W, b, metrics)
 
 
@@ -116,8 +135,9 @@ def map_cache_path(source_key: str, target_key: str, texts: list[str], absolute_
     return cache_dir() / "generation" / f"map-{source_key}-{target_key}-{len(texts)}-{absolute_alpha:g}-{digest}.npz"
 
 
-def fitted_map_path(source_key: str, target_key: str, texts: list[str] | None = None,
-                    absolute_alpha: float = RIDGE_ABSOLUTE_ALPHA) -> Path | None:
+def fitted_map_path(
+    source_key: str, target_key: str, texts: list[str] | None = None, absolute_alpha: float = RIDGE_ABSOLUTE_ALPHA
+) -> Path | None:
     """Where an already fitted map for the pair lies (the cache, else the copy committed in assets/), or None.
 
     Lets callers with a user waiting (the app) refuse a pair whose fit would take the better part of an hour.
@@ -126,8 +146,9 @@ def fitted_map_path(source_key: str, target_key: str, texts: list[str] | None = 
     return next((c for c in (path, assets_dir() / "generation" / path.name) if c.exists()), None)
 
 
-def load_hidden_map(source_key: str, target_key: str, texts: list[str] | None = None,
-                    absolute_alpha: float = RIDGE_ABSOLUTE_ALPHA) -> HiddenMap:
+def load_hidden_map(
+    source_key: str, target_key: str, texts: list[str] | None = None, absolute_alpha: float = RIDGE_ABSOLUTE_ALPHA
+) -> HiddenMap:
     """The fitted map for a pair: from the cache, else the copy committed in assets/, else fitted once (minutes
     for the default 4,000 texts) and cached. Default corpus: the project's public corpus."""
     if texts is None:

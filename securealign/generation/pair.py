@@ -32,8 +32,9 @@ class ModelPair:
 
 
 @functools.lru_cache(maxsize=4)
-def load_pair(source_key: str = DEFAULT_SOURCE, target_key: str = DEFAULT_TARGET,
-              corpus_size: int = DEFAULT_CORPUS_SIZE) -> ModelPair:
+def load_pair(
+    source_key: str = DEFAULT_SOURCE, target_key: str = DEFAULT_TARGET, corpus_size: int = DEFAULT_CORPUS_SIZE
+) -> ModelPair:
     """The pair with its map, fitted on the first ``corpus_size`` public-corpus texts (cached on disk)."""
     source, target = load_causal_lm(source_key), load_causal_lm(target_key)
     hidden_map = load_hidden_map(source_key, target_key, default_corpus(corpus_size))

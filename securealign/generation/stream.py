@@ -14,9 +14,14 @@ from securealign.generation.quality import compatibility, perplexity, token_agre
 MAX_NEW_TOKENS = 128
 
 
-def stream_compare(prompt: str, source: str = DEFAULT_SOURCE, target: str = DEFAULT_TARGET,
-                   encrypted: bool = False, max_new_tokens: int = 32,
-                   corpus_size: int = DEFAULT_CORPUS_SIZE) -> Iterator[dict]:
+def stream_compare(
+    prompt: str,
+    source: str = DEFAULT_SOURCE,
+    target: str = DEFAULT_TARGET,
+    encrypted: bool = False,
+    max_new_tokens: int = 32,
+    corpus_size: int = DEFAULT_CORPUS_SIZE,
+) -> Iterator[dict]:
     """Yield a snapshot after every round of tokens; the last one has ``"finished": True`` and ``"quality"``.
 
     Each snapshot: ``texts`` and ``tokens_per_s`` per stream ("native_source", "native_target", "mapped"),
@@ -37,8 +42,15 @@ def stream_compare(prompt: str, source: str = DEFAULT_SOURCE, target: str = DEFA
     }
     tokens: dict[str, list[Token]] = {name: [] for name in streams}
     seconds = dict.fromkeys(streams, 0.0)
-    snapshot = {"prompt": prompt, "source": source, "target": target, "encrypted": encrypted,
-                "compatibility": compatibility(source, target), "map": pair.hidden_map.metrics, "finished": False}
+    snapshot = {
+        "prompt": prompt,
+        "source": source,
+        "target": target,
+        "encrypted": encrypted,
+        "compatibility": compatibility(source, target),
+        "map": pair.hidden_map.metrics,
+        "finished": False,
+    }
     while streams:
         for name, stream in list(streams.items()):
             start = time.perf_counter()
@@ -51,8 +63,9 @@ def stream_compare(prompt: str, source: str = DEFAULT_SOURCE, target: str = DEFA
             if name == "mapped" and token.cost is not None:
                 snapshot["encrypted_step"] = vars(token.cost)
         snapshot["texts"] = {name: "".join(t.text for t in toks) for name, toks in tokens.items()}
-        snapshot["tokens_per_s"] = {name: len(tokens[name]) / seconds[name] if seconds[name] else 0.0
-                                    for name in tokens}
+        snapshot["tokens_per_s"] = {
+            name: len(tokens[name]) / seconds[name] if seconds[name] else 0.0 for name in tokens
+        }
         if streams:
             yield dict(snapshot)
     snapshot["quality"] = continuation_quality(target, prompt, snapshot["texts"], tokens)
@@ -60,14 +73,16 @@ def stream_compare(prompt: str, source: str = DEFAULT_SOURCE, target: str = DEFA
     yield snapshot
 
 
-def continuation_quality(target: str, prompt: str, texts: dict[str, str],
-                         tokens: dict[str, list[Token]]) -> dict[str, float | None]:
+def continuation_quality(
+    target: str, prompt: str, texts: dict[str, str], tokens: dict[str, list[Token]]
+) -> dict[str, float | None]:
     """Agreement of the mapped continuation with the native target one, and both perplexities under the target."""
     native_ids = [t.id for t in tokens["native_target"]]
     mapped_ids = [t.id for t in tokens["mapped"]]
     return {
         "token_agreement": token_agreement(mapped_ids, native_ids) if native_ids else None,
         "perplexity_mapped": perplexity(target, prompt, texts["mapped"]) if texts["mapped"].strip() else None,
-        "perplexity_native_target": (perplexity(target, prompt, texts["native_target"])
-                                     if texts["native_target"].strip() else None),
+        "perplexity_native_target": (
+            perplexity(target, prompt, texts["native_target"]) if texts["native_target"].strip() else None
+        ),
     }
