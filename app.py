@@ -3,9 +3,9 @@ into another, an encrypted query gives the plaintext answer, what each party see
 
 Started by ``scripts/demo.sh`` and by the Hugging Face Space (``Dockerfile``); host and port come from
 ``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT``. This file only lays out widgets and wires them to
-:mod:`securealign.service` (numbers), :mod:`securealign.figures` (plots) and :mod:`app_text` (words): the first
-page is drawn from the precomputed ``assets/`` alone, and the default pair's models warm up in the background as
-soon as the page is served.
+:mod:`securealign.app_support.service` (numbers), :mod:`securealign.app_support.figures` (plots) and
+:mod:`app_text` (words): the first page is drawn from the precomputed ``assets/`` alone, and the default pair's
+models warm up in the background as soon as the page is served.
 
 Public API (``gradio_client``): ``/classify`` takes (text, client model, provider model, task, mode, encrypted)
 and returns the comparison as JSON; ``/secure_fit`` (client model, provider model, mode, public texts, task) fits a
@@ -21,7 +21,7 @@ import threading
 import gradio as gr
 
 import app_text as words
-from securealign import figures, service
+from securealign.app_support import figures, service
 from securealign.crypto import THREAT_MODELS
 
 # The three API events take their arguments unconverted (preprocess=False): the service checks every one of them

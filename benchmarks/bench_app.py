@@ -19,8 +19,8 @@ import time
 from gradio_client import Client
 from playwright.sync_api import sync_playwright
 
-from securealign import service
-from securealign.app_process import CHROMIUM, CHROMIUM_ARGS, launch_app  # shared with the tests
+from securealign.app_support import service
+from securealign.app_support.app_process import CHROMIUM, CHROMIUM_ARGS, launch_app  # shared with the tests
 
 TARGETS_S = {"interactive": 8.0, "first query": 2.0, "warm query": 0.5, "first token": 3.0}
 

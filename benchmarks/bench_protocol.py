@@ -23,13 +23,13 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from securealign.crypto import ClientSession, Layout, Provider, RemoteProvider, plaintext_logits
-from securealign.crypto.demo import fit_task_models
 from securealign.crypto.fit_client import fit_paper, fit_sealed
 from securealign.crypto.fit_jobs import min_rows
 from securealign.crypto.server import running_server
 from securealign.datasets import load_public_corpus
-from securealign.embeddings import embed
-from securealign.zoo import get_spec
+from securealign.experiments.task_models import fit_task_models
+from securealign.models.embeddings import embed
+from securealign.models.zoo import get_spec
 
 PAIRS = (("minilm", "mpnet"), ("mpnet", "minilm"), ("wordllama", "minilm"))
 TASKS = ("rotten_tomatoes", "bbc_news")

@@ -29,7 +29,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-from securealign import artifacts  # noqa: E402
 from securealign.crypto import (  # noqa: E402
     ClientSession,
     Layout,
@@ -38,7 +37,8 @@ from securealign.crypto import (  # noqa: E402
 )
 from securealign.crypto.answers import BLIND_BITS, pairwise_head  # noqa: E402
 from securealign.datasets import load_public_corpus, load_task, non_test_rows  # noqa: E402
-from securealign.embeddings import embed  # noqa: E402
+from securealign.experiments import artifacts  # noqa: E402
+from securealign.models.embeddings import embed  # noqa: E402
 
 SOURCE, TARGET = "wordllama", "minilm"
 MODES = ("paper", "sealed")

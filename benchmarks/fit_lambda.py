@@ -14,9 +14,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from securealign import alignment
+from securealign.app_support.service import FIT_LAMBDA, FIT_TEXTS
 from securealign.datasets import load_public_corpus
-from securealign.embeddings import embed
-from securealign.service import FIT_LAMBDA, FIT_TEXTS
+from securealign.models.embeddings import embed
 
 PAIRS = (("minilm", "wordllama"), ("minilm", "mpnet"), ("wordllama", "minilm"), ("potion", "minilm"))
 LAMBDAS = (0.1, 0.3, 1.0, 3.0)

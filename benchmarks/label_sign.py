@@ -40,10 +40,10 @@ import tenseal.sealapi as seal  # noqa: E402
 from securealign.crypto import ClientSession, Provider, run_encrypted_query  # noqa: E402
 from securealign.crypto.answers import pairs, pairwise_head, wins  # noqa: E402
 from securealign.crypto.ckks import save_bytes  # noqa: E402
-from securealign.crypto.demo import fit_task_models  # noqa: E402
 from securealign.crypto.layout import Layout  # noqa: E402
 from securealign.datasets import load_task  # noqa: E402
-from securealign.embeddings import embed  # noqa: E402
+from securealign.experiments.task_models import fit_task_models  # noqa: E402
+from securealign.models.embeddings import embed  # noqa: E402
 
 POLY_DEGREE = 16384
 SLOTS = POLY_DEGREE // 2

@@ -36,10 +36,10 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 
 from securealign.alignment import AffineMap, fit_map  # noqa: E402
 from securealign.datasets import TASKS, load_task  # noqa: E402
-from securealign.evaluation import REGIMES, ModelEmbeddings, fit_heads, regime_pairs  # noqa: E402
+from securealign.experiments.evaluation import REGIMES, ModelEmbeddings, fit_heads, regime_pairs  # noqa: E402
+from securealign.experiments.precompute import task_embeddings  # noqa: E402
 from securealign.heads import LinearHead, energy_score, ood_metrics  # noqa: E402
-from securealign.precompute import task_embeddings  # noqa: E402
-from securealign.zoo import list_models  # noqa: E402
+from securealign.models.zoo import list_models  # noqa: E402
 
 
 def _unit(Z: np.ndarray) -> np.ndarray:

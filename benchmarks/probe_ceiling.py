@@ -21,9 +21,9 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 
-from securealign import artifacts
 from securealign.datasets import load_task, non_test_rows
-from securealign.embeddings import embed
+from securealign.experiments import artifacts
+from securealign.models.embeddings import embed
 
 
 def main() -> int:

@@ -31,8 +31,8 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 
 from securealign.alignment import fit_ridge  # noqa: E402
 from securealign.datasets import PUBLIC_SOURCES, TASKS, load_public_corpus, load_public_source, load_task, non_test_rows  # noqa: E402
-from securealign.embeddings import embed  # noqa: E402
 from securealign.heads import fit_head  # noqa: E402
+from securealign.models.embeddings import embed  # noqa: E402
 
 SIZES = (250, 500, 1000, 2000, 3000)
 DOMAIN_SIZE = 1000

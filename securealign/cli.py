@@ -12,11 +12,17 @@ import sys
 
 # command -> (module path, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "models": ("securealign.zoo", "list the model zoo with dims, families, sizes and install state"),
-    "setup": ("securealign.setup", "one-time preparation: assemble split archives, convert GGUF models (cached)"),
+    "models": ("securealign.models.zoo", "list the model zoo with dims, families, sizes and install state"),
+    "setup": (
+        "securealign.models.setup",
+        "one-time preparation: assemble split archives, convert GGUF models (cached)",
+    ),
     "datasets": ("securealign.datasets", "list the datasets with sizes and class counts"),
-    "precompute": ("securealign.precompute", "compute maps, heads, similarity matrices and metrics into assets/"),
-    "report": ("securealign.report", "print the paper-style result tables from assets/"),
+    "precompute": (
+        "securealign.experiments.precompute",
+        "compute maps, heads, similarity matrices and metrics into assets/",
+    ),
+    "report": ("securealign.experiments.report", "print the paper-style result tables from assets/"),
     "serve": ("securealign.crypto.server", "run the encrypted-inference provider as an HTTP service"),
     "fit": ("securealign.crypto.fit_client", "fit a map securely against a running provider (paper or sealed)"),
     "generate": ("securealign.generation.cli", "cross-model text generation from a prompt"),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from securealign import app_process
+from securealign.app_support import app_process
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -26,14 +26,14 @@ def artifacts_dir() -> Path:
 @pytest.fixture(scope="session")
 def launch_app():
     """``launch_app(extra_env=None)``: a context manager running the real demo (``python app.py``) on a free
-    loopback port, yielding its URL (see securealign.app_process)."""
+    loopback port, yielding its URL (see securealign.app_support.app_process)."""
     return app_process.launch_app
 
 
 @pytest.fixture(scope="session")
 def launch_provider():
     """``launch_provider(*serve_args)``: a context manager running ``python -m securealign serve`` on a free
-    loopback port, yielding (URL, process) (see securealign.app_process)."""
+    loopback port, yielding (URL, process) (see securealign.app_support.app_process)."""
     return app_process.launch_provider
 
 

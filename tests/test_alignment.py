@@ -24,8 +24,8 @@ from securealign.alignment import (
     procrustes_rotation,
 )
 from securealign.datasets import load_public_corpus, load_task
-from securealign.embeddings import embed
 from securealign.heads import fit_head
+from securealign.models.embeddings import embed
 
 RNG = np.random.default_rng(0)
 

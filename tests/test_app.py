@@ -19,10 +19,12 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
-from securealign import alignment, artifacts, service
+from securealign import alignment
+from securealign.app_support import service
 from securealign.crypto import plaintext_logits
 from securealign.datasets import load_public_corpus, load_task
-from securealign.embeddings import embed
+from securealign.experiments import artifacts
+from securealign.models.embeddings import embed
 from securealign.paths import cache_dir
 
 SOURCE, TARGET, BROKEN = "minilm", "wordllama", "mpnet"

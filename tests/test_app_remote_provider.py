@@ -12,9 +12,10 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
-from securealign import artifacts, service
+from securealign.app_support import service
 from securealign.crypto import plaintext_logits
-from securealign.embeddings import embed
+from securealign.experiments import artifacts
+from securealign.models.embeddings import embed
 
 SOURCE, TARGET = "minilm", "wordllama"
 pytestmark = pytest.mark.slow  # a served app, model fits or ciphertexts by the hundred: not in the fast tier

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from securealign.causal_lm import load_causal_lm, prepare
-from securealign.zoo import UnknownModelError, get_spec, list_models
+from securealign.models.causal_lm import load_causal_lm, prepare
+from securealign.models.zoo import UnknownModelError, get_spec, list_models
 
 CAUSAL = [spec.key for spec in list_models("causal")]
 # a fact both small models complete correctly with greedy decoding
@@ -73,7 +73,7 @@ def test_prepare_reuses_the_cached_copy(lm, caplog: pytest.LogCaptureFixture) ->
     folder = prepare(lm.key)  # converted (at the latest) when the fixture loaded the model
     assert (folder / "config.json").exists() and any(folder.glob("*.safetensors"))
     written = {path.name: path.stat().st_mtime_ns for path in folder.iterdir()}
-    with caplog.at_level(logging.INFO, logger="securealign.causal_lm"):
+    with caplog.at_level(logging.INFO, logger="securealign.models.causal_lm"):
         assert prepare(lm.key) == folder
     assert not caplog.records  # no conversion started
     assert {path.name: path.stat().st_mtime_ns for path in folder.iterdir()} == written  # nothing rewritten

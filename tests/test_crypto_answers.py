@@ -9,11 +9,11 @@ import tenseal.sealapi as seal
 from securealign.alignment import AffineMap
 from securealign.crypto import ClientSession, Layout, Provider, ckks, plaintext_logits, run_encrypted_query, wire
 from securealign.crypto.answers import BLIND_BITS, classes_for_pairs, pairs, pairwise_head, wins
-from securealign.crypto.demo import fit_task_models
 from securealign.crypto.errors import AnswerRefusedError, DimensionError, ParameterError
 from securealign.crypto.layout import simulate_slots
 from securealign.crypto.remote import RemoteProvider
 from securealign.crypto.server import running_server
+from securealign.experiments.task_models import fit_task_models
 
 N_QUERIES = 40
 

@@ -12,9 +12,9 @@ earlier leak, closed by the provider returning real parts only) adds nothing bey
 import numpy as np
 import pytest
 
-from securealign import artifacts
 from securealign.crypto import ClientSession, Layout, Provider, attacks
 from securealign.crypto.answers import pairwise_head
+from securealign.experiments import artifacts
 
 TASK = "bbc_news"
 MODES = ("paper", "sealed")

@@ -13,7 +13,6 @@ import pytest
 import tenseal.sealapi as seal
 
 from securealign.crypto import ClientSession, Layout, Provider, ckks, plaintext_logits, wire
-from securealign.crypto.demo import fit_task_models
 from securealign.crypto.errors import (
     DimensionError,
     IntegrityError,
@@ -27,6 +26,7 @@ from securealign.crypto.errors import (
     WireFormatError,
 )
 from securealign.crypto.layout import DEPTH
+from securealign.experiments.task_models import fit_task_models
 
 
 @pytest.fixture(scope="module")

@@ -23,8 +23,8 @@ import pytest
 import zstandard
 
 from securealign.crypto import ClientSession, Layout, RemoteProvider, ckks, plaintext_logits, run_encrypted_query, wire
-from securealign.crypto.demo import fit_task_models
 from securealign.crypto.errors import QueryBudgetError
+from securealign.experiments.task_models import fit_task_models
 
 BODY_TIMEOUT_S = 2.0
 QUERY_BUDGET = 6

@@ -23,7 +23,6 @@ from securealign.crypto import (
     run_encrypted_query,
     wire,
 )
-from securealign.crypto.demo import fit_task_models
 from securealign.crypto.errors import (
     IntegrityError,
     LimitExceededError,
@@ -34,6 +33,7 @@ from securealign.crypto.errors import (
     WireFormatError,
 )
 from securealign.crypto.server import running_server
+from securealign.experiments.task_models import fit_task_models
 
 N_CLIENTS = 8
 QUERIES_PER_CLIENT = 10

@@ -19,8 +19,8 @@ from securealign.crypto import (
     plaintext_logits,
     run_encrypted_query,
 )
-from securealign.crypto.demo import fit_task_models
 from securealign.crypto.server import running_server
+from securealign.experiments.task_models import fit_task_models
 from securealign.heads import LinearHead
 
 TASKS = ("rotten_tomatoes", "bbc_news")

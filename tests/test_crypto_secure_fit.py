@@ -20,7 +20,6 @@ from securealign.crypto import (
     run_encrypted_query,
     wire,
 )
-from securealign.crypto.demo import fit_task_models
 from securealign.crypto.errors import (
     DimensionError,
     KeyMismatchError,
@@ -35,7 +34,8 @@ from securealign.crypto.fit_client import fit_paper, fit_sealed
 from securealign.crypto.secure_fit import CrossProductEvaluator, KeyHolder
 from securealign.crypto.server import running_server
 from securealign.datasets import load_public_corpus
-from securealign.embeddings import embed
+from securealign.experiments.task_models import fit_task_models
+from securealign.models.embeddings import embed
 
 ALPHA = 1e-2
 SET = "public"

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import securealign.embeddings as embeddings
-from securealign.embeddings import MAX_TEXT_CHARS, embed
+import securealign.models.embeddings as embeddings
+from securealign.models.embeddings import MAX_TEXT_CHARS, embed
 
 
 @pytest.fixture()

@@ -7,7 +7,8 @@ from itertools import permutations
 import numpy as np
 import pytest
 
-from securealign.artifacts import (
+from securealign.datasets import load_ood_texts, load_public_corpus, load_task
+from securealign.experiments.artifacts import (
     MissingArtifactError,
     load_head,
     load_manifest,
@@ -17,9 +18,7 @@ from securealign.artifacts import (
     load_seed_results,
     load_similarity,
 )
-from securealign.datasets import load_ood_texts, load_public_corpus, load_task
-from securealign.embeddings import embed
-from securealign.evaluation import (
+from securealign.experiments.evaluation import (
     MAP_KINDS,
     REGIMES,
     ModelEmbeddings,
@@ -30,10 +29,11 @@ from securealign.evaluation import (
     regime_pairs,
     reseeded,
 )
+from securealign.experiments.precompute import main as precompute_main
+from securealign.experiments.report import render, sampling_note
+from securealign.models.embeddings import embed
+from securealign.models.zoo import get_spec
 from securealign.paths import assets_dir
-from securealign.precompute import main as precompute_main
-from securealign.report import render, sampling_note
-from securealign.zoo import get_spec
 
 
 def _embeddings(key: str, task_name: str) -> ModelEmbeddings:

@@ -10,7 +10,7 @@ from securealign.generation.decoding import mapped_greedy
 from securealign.generation.pair import load_pair
 from securealign.generation.quality import compatibility, perplexity, token_agreement
 from securealign.generation.stream import stream_compare
-from securealign.zoo import UnknownModelError
+from securealign.models.zoo import UnknownModelError
 
 SMALL_CORPUS = 80  # ~2,500 token pairs: enough for a 640 -> 576 map, fast enough for the suite
 PROMPTS = ["The old lighthouse keeper looked out at the sea and", "My favourite recipe for dinner is"]
@@ -99,7 +99,7 @@ def test_generate_command(cross, capsys) -> None:
 def test_app_refuses_a_pair_whose_map_would_take_an_hour_to_fit(monkeypatch, tmp_path) -> None:
     """With no fitted copy in the cache or in assets/ (both pointed at empty folders), the app refuses the pair with
     a readable message instead of starting an hour-long fit while a user waits."""
-    from securealign import service
+    from securealign.app_support import service
     from securealign.generation import mapping
 
     assert mapping.fitted_map_path("gemma3", "smollm2") is not None  # committed in assets/generation
@@ -113,7 +113,7 @@ def test_app_refuses_a_pair_whose_map_would_take_an_hour_to_fit(monkeypatch, tmp
 def test_reverse_pair_runs_from_its_committed_map() -> None:
     """SmolLM2 reads, Gemma 3's 262k-token head writes: the map fitted once on 4,000 texts is committed, so the app
     serves this direction too without an hour's fit."""
-    from securealign import service
+    from securealign.app_support import service
     from securealign.generation import mapping
 
     path = mapping.fitted_map_path("smollm2", "gemma3")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from securealign.causal_lm import load_causal_lm
 from securealign.generation.token_pairing import (
     exact_match_counts,
     exact_match_rate,
@@ -13,6 +12,7 @@ from securealign.generation.token_pairing import (
     surface_forms,
     vocabulary_jaccard,
 )
+from securealign.models.causal_lm import load_causal_lm
 
 # words whose splits differ between SentencePiece (Gemma) and byte-level BPE (SmolLM2)
 TEXTS = [

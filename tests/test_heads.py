@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from securealign.datasets import load_ood_texts, load_task
-from securealign.embeddings import embed
 from securealign.heads import LinearHead, energy_score, fit_head, ood_metrics
+from securealign.models.embeddings import embed
 
 
 @pytest.mark.slow  # over 20 s on 2 cores: not in the fast tier

@@ -7,7 +7,7 @@ import pytest
 from scipy.stats import ortho_group
 
 from securealign.datasets import load_task
-from securealign.embeddings import embed
+from securealign.models.embeddings import embed
 from securealign.similarity import METRICS, debiased_cka, linear_cka, mutual_knn, similarity_matrix, svcca
 
 RNG = np.random.default_rng(0)

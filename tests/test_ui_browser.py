@@ -18,8 +18,8 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 import app
 import app_text
-from securealign import service
-from securealign.app_process import CHROMIUM, CHROMIUM_ARGS
+from securealign.app_support import service
+from securealign.app_support.app_process import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = pytest.mark.slow
 

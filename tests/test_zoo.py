@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from securealign.embeddings import embed
-from securealign.encoders import load_encoder
-from securealign.zoo import MODELS, UnknownModelError, get_spec, is_installed, list_models
+from securealign.models.embeddings import embed
+from securealign.models.encoders import load_encoder
+from securealign.models.zoo import MODELS, UnknownModelError, get_spec, is_installed, list_models
 
 ENCODERS = [spec.key for spec in list_models("encoder")]
 

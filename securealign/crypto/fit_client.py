@@ -183,7 +183,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     from securealign.crypto.remote import RemoteProvider
     from securealign.datasets import load_public_corpus
-    from securealign.embeddings import embed
+    from securealign.models.embeddings import embed
 
     with RemoteProvider(args.provider) as provider:
         sets = provider.public_sets()

@@ -307,7 +307,7 @@ def main(argv: list[str]) -> int:
             parser.error(f"--model expects ID=FILE.npz with an existing file, got {spec!r}")
         load_model_file(provider, new_id(model_id, "--model"), Path(path))
     if args.assets:
-        from securealign.artifacts import demo_models
+        from securealign.experiments.artifacts import demo_models
 
         for model_id, head, affine in demo_models():
             provider.register(new_id(model_id, "--assets"), head, affine)
@@ -315,8 +315,8 @@ def main(argv: list[str]) -> int:
         parts = spec.split(":")
         if len(parts) != 3:
             parser.error(f"--demo expects TASK:SOURCE:TARGET, got {spec!r}")
-        from securealign.artifacts import served_model_id
-        from securealign.crypto.demo import fit_task_models
+        from securealign.experiments.artifacts import served_model_id
+        from securealign.experiments.task_models import fit_task_models
 
         model_id = new_id(served_model_id(*parts), "--demo")  # checked before the minutes of fitting
         m = fit_task_models(*parts)
@@ -327,7 +327,7 @@ def main(argv: list[str]) -> int:
         if not sep or not key or (n and not n.isdigit()):
             parser.error(f"--public-set expects NAME=MODEL[:N], got {spec!r}")
         from securealign.datasets import load_public_corpus
-        from securealign.embeddings import embed
+        from securealign.models.embeddings import embed
 
         texts = load_public_corpus(int(n or 1000))
         provider.add_public_set(name, texts, embed(key, texts))

@@ -10,7 +10,7 @@ import sys
 from securealign.generation.mapping import DEFAULT_CORPUS_SIZE
 from securealign.generation.pair import DEFAULT_SOURCE, DEFAULT_TARGET
 from securealign.generation.stream import MAX_NEW_TOKENS, stream_compare
-from securealign.zoo import list_models
+from securealign.models.zoo import list_models
 
 
 def main(argv: list[str]) -> int:

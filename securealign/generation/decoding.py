@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from securealign.causal_lm import CausalLM
 from securealign.generation.encrypted import StepCost
+from securealign.models.causal_lm import CausalLM
 
 Head = Callable[[np.ndarray], np.ndarray]  # source final hidden state (d_source,) -> target logits (V,)
 

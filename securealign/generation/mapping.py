@@ -16,9 +16,9 @@ import numpy as np
 from sklearn.metrics import r2_score
 
 from securealign.alignment import fit_ridge
-from securealign.causal_lm import CausalLM, load_causal_lm
 from securealign.datasets import load_public_corpus
 from securealign.generation.token_pairing import exact_match_counts, pair_by_end_offset
+from securealign.models.causal_lm import CausalLM, load_causal_lm
 from securealign.paths import assets_dir, cache_dir
 
 RIDGE_ABSOLUTE_ALPHA = 1e-4  # the paper's choice for generation maps, in scikit-learn's convention (Ridge's alpha)

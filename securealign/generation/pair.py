@@ -9,10 +9,10 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from securealign.causal_lm import CausalLM, load_causal_lm
 from securealign.generation.decoding import PlainHead
 from securealign.generation.encrypted import EncryptedHead
 from securealign.generation.mapping import DEFAULT_CORPUS_SIZE, HiddenMap, default_corpus, load_hidden_map
+from securealign.models.causal_lm import CausalLM, load_causal_lm
 
 # Per the measurements: Gemma's 262k vocabulary reads, SmolLM2's 49k vocabulary is the one served encrypted.
 DEFAULT_SOURCE, DEFAULT_TARGET = "gemma3", "smollm2"

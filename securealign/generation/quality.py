@@ -6,9 +6,9 @@ import functools
 
 import numpy as np
 
-from securealign.causal_lm import load_causal_lm
 from securealign.datasets import load_public_corpus
 from securealign.generation.token_pairing import exact_match_rate, surface_forms, vocabulary_jaccard
+from securealign.models.causal_lm import load_causal_lm
 
 COMPATIBILITY_TEXTS = 500  # tokenization only, so a larger sample than the map fit is cheap
 

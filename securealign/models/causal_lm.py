@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from securealign.models.zoo import get_spec, list_models
 from securealign.paths import cache_dir, module_dir
-from securealign.zoo import get_spec, list_models
 
 log = logging.getLogger(__name__)
 

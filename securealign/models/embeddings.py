@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from securealign.models.zoo import get_spec
 from securealign.paths import cache_dir
-from securealign.zoo import get_spec
 
 CACHE_VERSION = 1
 MAX_TEXT_CHARS = 20_000
@@ -67,10 +67,10 @@ def validate_texts(texts: Sequence[str]) -> list[str]:
 def _compute(model_key: str, pooling: str, texts: list[str], batch_size: int) -> np.ndarray:
     spec = get_spec(model_key)
     if spec.kind == "encoder":
-        from securealign.encoders import load_encoder
+        from securealign.models.encoders import load_encoder
 
         return load_encoder(model_key).encode(texts, batch_size=batch_size)
-    from securealign.causal_lm import load_causal_lm
+    from securealign.models.causal_lm import load_causal_lm
 
     return load_causal_lm(model_key).pooled(texts, batch_size=batch_size)[pooling]
 

@@ -27,12 +27,12 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from securealign.datasets import TASKS, load_ood_texts, load_public_corpus, load_task
-from securealign.embeddings import embed
-from securealign.evaluation import BASELINES, REGIMES, ModelEmbeddings, evaluate_pair, fit_heads, reseeded
+from securealign.experiments.evaluation import BASELINES, REGIMES, ModelEmbeddings, evaluate_pair, fit_heads, reseeded
 from securealign.heads import LinearHead, energy_score
+from securealign.models.embeddings import embed
+from securealign.models.zoo import get_spec, is_installed, list_models
 from securealign.paths import assets_dir, cache_dir
 from securealign.similarity import METRICS, similarity_matrix
-from securealign.zoo import get_spec, is_installed, list_models
 
 DEMO_REGIME = "public+128"  # the realistic deployment: shared public text plus a few in-distribution pairs
 MAP_REGIMES = (DEMO_REGIME,)

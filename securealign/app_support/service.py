@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import softmax
 
-from securealign import alignment, artifacts
+from securealign import alignment
 from securealign.crypto import (
     ANSWER_REVEALS,
     MODES,
@@ -38,8 +38,9 @@ from securealign.crypto.errors import ProtocolError, UnknownModelError
 from securealign.crypto.fit_client import fit_paper, fit_sealed
 from securealign.crypto.fit_jobs import min_rows
 from securealign.datasets import TASKS, load_public_corpus, load_task
-from securealign.embeddings import embed
-from securealign.zoo import get_spec, list_models
+from securealign.experiments import artifacts
+from securealign.models.embeddings import embed
+from securealign.models.zoo import get_spec, list_models
 
 MAX_QUERY_CHARS = 2000
 MAX_PROMPT_CHARS = 500
@@ -370,6 +371,7 @@ def _make_provider() -> Provider | RemoteProvider:
 
 
 _provider = _make_provider()
+
 _registered: set[str] = set()
 _register_lock = threading.Lock()
 
@@ -465,7 +467,7 @@ _loaded: set[str] = set()
 def _load(key: str, progress: ProgressFn | None, fraction: float, role: str) -> None:
     """Load an encoder once per process; a query arriving while the warm-up loads it waits instead of loading a
     second copy."""
-    from securealign.encoders import load_encoder
+    from securealign.models.encoders import load_encoder
 
     with _register_lock:
         lock = _model_locks.setdefault(key, threading.Lock())
@@ -584,7 +586,13 @@ def classify(
         model_id = _served_model(task, source, target)
         try:
             scores, trace = run_encrypted_query(
-                client, _provider, model_id, z_src, mode, affine_map=affine if mode == "paper" else None, answer=answer
+                client,
+                _provider,
+                model_id,
+                z_src,
+                mode,
+                affine_map=affine if mode == "paper" else None,
+                answer=answer,
             )
         except ConnectionError as exc:  # a remote provider went away mid-query: say so, keep the session
             raise ServiceError(f"The provider could not be reached ({exc}). Try again in a moment.") from exc

@@ -14,8 +14,8 @@ import numpy as np
 from scipy.stats import binomtest
 from scipy.stats import t as student_t
 
-from securealign.artifacts import load_manifest, load_results, load_seed_results, load_similarity
-from securealign.evaluation import in_distribution_count
+from securealign.experiments.artifacts import load_manifest, load_results, load_seed_results, load_similarity
+from securealign.experiments.evaluation import in_distribution_count
 
 # The paper's linear CKA between embedding APIs (Gorbett and Jana, 2026), for the side-by-side line
 PAPER_CKA = (0.595, 0.881)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from securealign.zoo import MODELS, get_spec, is_installed
+from securealign.models.zoo import MODELS, get_spec, is_installed
 
 
 def prepare(key: str) -> str:
@@ -19,11 +19,11 @@ def prepare(key: str) -> str:
     if not is_installed(key):
         return f"not installed (pip install {' '.join(spec.packages)})"
     if spec.loader == "split-zip":
-        from securealign.encoders import assemble_split_zip
+        from securealign.models.encoders import assemble_split_zip
 
         return str(assemble_split_zip(spec))
     if spec.loader == "gguf":
-        from securealign.causal_lm import prepare as prepare_causal
+        from securealign.models.causal_lm import prepare as prepare_causal
 
         return str(prepare_causal(key))
     return "ready (loads directly from its package)"

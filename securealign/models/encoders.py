@@ -17,8 +17,8 @@ from typing import Protocol
 
 import numpy as np
 
+from securealign.models.zoo import ModelSpec, get_spec, is_installed
 from securealign.paths import cache_dir, distribution_file, module_dir
-from securealign.zoo import ModelSpec, get_spec, is_installed
 
 log = logging.getLogger(__name__)
 

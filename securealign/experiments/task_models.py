@@ -13,8 +13,8 @@ import numpy as np
 
 from securealign.alignment import fit_ridge
 from securealign.datasets import load_task
-from securealign.embeddings import embed
 from securealign.heads import fit_head
+from securealign.models.embeddings import embed
 
 RIDGE_ABSOLUTE_ALPHA = 1e-2  # in scikit-learn's convention (Ridge's alpha)
 
