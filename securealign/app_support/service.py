@@ -363,14 +363,14 @@ PROVIDER_URL_ENV = "SECUREALIGN_PROVIDER_URL"
 ENCRYPTED_TOLERANCE = 1e-3
 
 
-def _make_provider() -> Provider | RemoteProvider:
+@functools.lru_cache(maxsize=1)
+def _provider() -> Provider | RemoteProvider:
     """In-process by default; with ``$SECUREALIGN_PROVIDER_URL`` the app's queries go over HTTP to a provider on
-    another machine (``python -m securealign serve --assets``), which then holds the heads and maps."""
+    another machine (``python -m securealign serve --assets``), which then holds the heads and maps. Made on first
+    use, not at import: importing the service does no work."""
     url = os.environ.get(PROVIDER_URL_ENV)
     return RemoteProvider(url) if url else Provider()
 
-
-_provider = _make_provider()
 
 _registered: set[str] = set()
 _register_lock = threading.Lock()
@@ -383,18 +383,18 @@ def _served_model(task: str, source: str, target: str) -> str:
     with _register_lock:
         if model_id in _registered:
             return model_id
-        if isinstance(_provider, RemoteProvider):
+        if isinstance(_provider(), RemoteProvider):
             try:
-                _provider.describe(model_id)
+                _provider().describe(model_id)
             except ConnectionError as exc:
-                raise ServiceError(f"The provider at {_provider.endpoint} cannot be reached ({exc}).") from exc
+                raise ServiceError(f"The provider at {_provider().endpoint} cannot be reached ({exc}).") from exc
             except UnknownModelError as exc:
                 raise ServiceError(
-                    f"The provider at {_provider.endpoint} does not serve {model_id}; start it with "
+                    f"The provider at {_provider().endpoint} does not serve {model_id}; start it with "
                     "`python -m securealign serve --assets`."
                 ) from exc
         else:
-            _provider.register(model_id, artifacts.load_head(task, target), artifacts.load_map(task, source, target))
+            _provider().register(model_id, artifacts.load_head(task, target), artifacts.load_map(task, source, target))
         _registered.add(model_id)
     return model_id
 
@@ -426,7 +426,7 @@ def close_client(client: ClientSession | None) -> None:
         for session_id in client.sessions.values():
             # the page is already gone: a provider that expired the session or went away changes nothing
             with contextlib.suppress(ConnectionError, ProtocolError):
-                _provider.close_session(session_id)
+                _provider().close_session(session_id)
 
 
 @contextlib.contextmanager
@@ -587,7 +587,7 @@ def classify(
         try:
             scores, trace = run_encrypted_query(
                 client,
-                _provider,
+                _provider(),
                 model_id,
                 z_src,
                 mode,
