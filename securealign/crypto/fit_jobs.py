@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from securealign.crypto import wire
+from securealign.crypto.client import MODES
 from securealign.crypto.errors import (
     DimensionError,
     LimitExceededError,
@@ -40,8 +41,6 @@ from securealign.crypto.errors import (
     UnknownFitError,
 )
 from securealign.crypto.secure_fit import BATCH_ROWS, CrossLayout, CrossProductEvaluator, KeyHolder, finite_matrix
-
-FIT_MODES = ("paper", "sealed")
 
 
 def texts_digest(texts: list[str]) -> str:
@@ -134,8 +133,8 @@ class FitJobs:
     def open(self, public_set: str, mode: str, width: int, model_id: str | None, owner: str) -> FitJob:
         if public_set not in self._sets:
             raise UnknownFitError(f"unknown public set {public_set!r}; held: {', '.join(self._sets) or 'none'}")
-        if mode not in FIT_MODES:
-            raise ParameterError(f"fit mode must be one of {FIT_MODES}, got {mode!r}")
+        if mode not in MODES:
+            raise ParameterError(f"fit mode must be one of {MODES}, got {mode!r}")
         if not isinstance(width, int) or not 2 <= width <= 4096:
             raise DimensionError(f"client width {width!r} must be an embedding dimension + 1, between 2 and 4096")
         public = self._sets[public_set]

@@ -13,6 +13,7 @@ import numpy as np
 
 from securealign.alignment import fit_ridge
 from securealign.datasets import load_task
+from securealign.experiments.artifacts import served_model_id
 from securealign.heads import fit_head
 from securealign.models.embeddings import embed
 
@@ -36,7 +37,7 @@ class TaskModels:
 
     @property
     def model_id(self) -> str:
-        return f"{self.task}:{self.source}->{self.target}"
+        return served_model_id(self.task, self.source, self.target)
 
 
 def fit_task_models(task_name: str, source: str, target: str, n_train: int = 600, n_test: int = 200) -> TaskModels:
