@@ -27,8 +27,9 @@ COPY --chown=user scripts/install.sh scripts/
 RUN bash scripts/install.sh demo packages
 
 # 2. the one-time model preparation: needs only the modules that load models
-COPY --chown=user securealign/__init__.py securealign/__main__.py securealign/cli.py securealign/models/setup.py \
-     securealign/models/zoo.py securealign/paths.py securealign/models/encoders.py securealign/models/causal_lm.py securealign/
+COPY --chown=user securealign/__init__.py securealign/__main__.py securealign/cli.py securealign/paths.py securealign/
+COPY --chown=user securealign/models/__init__.py securealign/models/setup.py securealign/models/zoo.py \
+     securealign/models/encoders.py securealign/models/causal_lm.py securealign/models/
 RUN bash scripts/install.sh demo models
 
 # 3. the code (a code change rebuilds only this small layer)
