@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 from scipy.linalg import orthogonal_procrustes
-from sklearn.metrics import r2_score
 
 # Ridge strengths tried by validation; relative to the mean eigenvalue of the source covariance, so one grid
 # suits unit-norm and unnormalised embeddings alike.
@@ -139,6 +138,8 @@ def choose_lambda(
     n_val = max(1, int(len(Zb) * val_fraction))
     val, train = order[:n_val], order[n_val:]
     stats = _stats(Zb[train], Za[train])
+    from sklearn.metrics import r2_score  # on use: scikit-learn is ~0.9 s of the app's start-up, which needs none
+
     scores = {lam: r2_score(Za[val], stats.solve(lam).apply(Zb[val]), multioutput="variance_weighted") for lam in grid}
     return max(scores, key=scores.get), scores
 
@@ -202,6 +203,8 @@ def fit_quality(affine: AffineMap, Zb: np.ndarray, Za: np.ndarray) -> dict[str, 
     unit_true = Za / np.maximum(np.linalg.norm(Za, axis=1, keepdims=True), 1e-12)
     sims = unit_pred @ unit_true.T
     ranks = (sims > np.diag(sims)[:, None]).sum(1) + 1
+    from sklearn.metrics import r2_score  # on use (see choose_lambda)
+
     return {
         "r2": float(r2_score(Za, pred, multioutput="variance_weighted")),
         "cosine": float(np.mean(np.sum(unit_pred * unit_true, axis=1))),
