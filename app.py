@@ -5,7 +5,7 @@ Started by ``scripts/demo.sh`` and by the Hugging Face Space (``Dockerfile``); h
 ``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT``. This file only lays out widgets and wires them to
 :mod:`securealign.app_support.service` (numbers), :mod:`securealign.app_support.figures` (plots) and
 :mod:`app_text` (words): the first page is drawn from the precomputed ``assets/`` alone, and the default pair's
-models warm up in the background as soon as the page is served.
+models warm up in the background while the page is built and served.
 
 Public API (``gradio_client``): ``/classify`` takes (text, client model, provider model, task, mode, encrypted)
 and returns the comparison as JSON; ``/secure_fit`` (client model, provider model, mode, public texts, task) fits a
@@ -646,13 +646,13 @@ def build() -> gr.Blocks:
 
 
 def main() -> None:
-    """Serve the page, then warm the story's models in the background, so the first query is as quick as later
-    ones and the page itself never waits for a model."""
-    demo = build()
-    demo.launch(theme=gr.themes.Soft(), css=CSS, prevent_thread_lock=True)
+    """Warm the story's models in the background while the page is built and served, so the first query is as
+    quick as later ones and the page itself never waits for a model."""
     threading.Thread(
         target=service.warm_up, args=(DEFAULT_TASK, DEFAULT_CLIENT, DEFAULT_PROVIDER), daemon=True, name="warm-up"
     ).start()
+    demo = build()
+    demo.launch(theme=gr.themes.Soft(), css=CSS, prevent_thread_lock=True)
     demo.block_thread()
 
 
