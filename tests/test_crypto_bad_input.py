@@ -426,3 +426,12 @@ def test_galois_keys_must_be_exactly_those_of_the_declared_steps(setup):
     with pytest.raises(ParameterError, match="distinct"):
         opened(galois, steps + list(range(3, 3 + ckks.MAX_ROTATION_KEYS)))
     provider.close_session(opened(galois, steps))
+
+
+@pytest.mark.parametrize("d_in", [float("inf"), float("nan"), "384", 384.5, None, 10**400])
+def test_layout_from_a_peer_refuses_malformed_numbers(d_in):
+    """``Layout.from_dict`` also reads layouts that did not come through ``wire`` (``describe`` over HTTP)."""
+    good = Layout.plan(384, 2).to_dict()
+    with pytest.raises(ParameterError):
+        Layout.from_dict(dict(good, d_in=d_in))
+    assert Layout.from_dict(good) == Layout.plan(384, 2)
