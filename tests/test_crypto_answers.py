@@ -46,9 +46,7 @@ def _all_slots(client, provider, model_id, z, mode, answer):
     query = client.encrypt_query(z, layout, mode, answer)
     result = provider.evaluate(client.sessions[provider.endpoint], model_id, query)
     slots = client._keys.decrypt_products(wire.decode(result, wire.MessageType.RESULT).blobs, ckks.SCALE)
-    outputs = np.concatenate(
-        [np.arange(layout.blocks_per_ct) * layout.block + t * ckks.SLOTS for t in range(layout.n_ciphertexts)]
-    )[: layout.n_classes]
+    outputs = layout.output_indices()
     flat = np.concatenate(slots)
     return flat, outputs
 
@@ -154,9 +152,7 @@ def test_a_second_query_hidden_in_the_imaginary_parts_comes_back_as_noise(client
         client._keys.decrypt_products(wire.decode(result, wire.MessageType.RESULT).blobs, ckks.SCALE)
     )
     assert np.max(np.abs(np.imag(slots))) < 1e-6
-    outputs = np.concatenate(
-        [np.arange(layout.blocks_per_ct) * layout.block + t * ckks.SLOTS for t in range(layout.n_ciphertexts)]
-    )[: layout.n_classes]
+    outputs = layout.output_indices()
     logits = plaintext_logits(x, bbc.V, bbc.c, bbc.W, bbc.b)
     if answer == "logits":
         assert np.max(np.abs(np.real(slots[outputs]) - logits)) < 1e-4

@@ -346,11 +346,9 @@ def output_oracle(client: ClientSession, provider, model_id: str, mode: str, ans
     """The decrypted output slots of one real encrypted query per call, as complex numbers: the logits, or for
     label-only answers the blinded pair margins (``run_encrypted_query`` returns only the wins they imply)."""
     layout = answer_layout(provider, model_id, mode, answer)
-    starts = np.arange(layout.blocks_per_ct) * layout.block
 
     def outputs(x: np.ndarray) -> np.ndarray:
-        slots = decrypted_slots(client, provider, model_id, x, mode, answer)
-        return np.concatenate([v[starts] for v in slots])[: layout.n_classes]
+        return np.concatenate(decrypted_slots(client, provider, model_id, x, mode, answer))[layout.output_indices()]
 
     return outputs
 

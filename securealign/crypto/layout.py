@@ -116,6 +116,10 @@ class Layout:
         """The slots of result ciphertext ``t`` that hold an output (first slot of each used block)."""
         return np.arange(min(self.blocks_per_ct, self.n_classes - t * self.blocks_per_ct)) * self.block
 
+    def output_indices(self) -> np.ndarray:
+        """Where the outputs sit in the result vectors laid end to end (ciphertext t's slots from t * SLOTS)."""
+        return np.concatenate([self.output_slots(t) + t * SLOTS for t in range(self.n_ciphertexts)])
+
     def place_outputs(self, values: np.ndarray) -> list[np.ndarray]:
         """One value per output, written to that output's slot (first slot of its block), zero in every other slot:
         the bias, the 0/1 output mask and the blinding factors all take this shape."""
@@ -133,9 +137,7 @@ class Layout:
         """The K logits from the result slot vectors (first slot of each block)."""
         if len(slot_vectors) != self.n_ciphertexts:
             raise DimensionError(f"{len(slot_vectors)} result vectors; the layout has {self.n_ciphertexts}")
-        starts = np.arange(self.blocks_per_ct) * self.block
-        logits = np.concatenate([np.real(v)[starts] for v in slot_vectors])
-        return logits[: self.n_classes]
+        return np.real(np.concatenate(slot_vectors))[self.output_indices()]
 
     def window_sum(self, vector, rotate, add):
         """Sum each block into its first slot, given functional rotate/add for slot arrays or ciphertexts.

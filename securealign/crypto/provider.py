@@ -282,7 +282,7 @@ class Provider:
         if not isinstance(model_id, str) or not model_id.strip():
             raise ParameterError("model id must be a non-empty string")
         n_classes = next(iter(computations.values()))[0].shape[0]
-        for _matrix, bias in computations.values():
+        for _, bias in computations.values():
             if bias.shape != (n_classes,):
                 raise DimensionError(f"bias has shape {bias.shape}; the head has {n_classes} classes")
         classes = list(classes) if classes is not None else [str(k) for k in range(n_classes)]
