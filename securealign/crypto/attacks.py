@@ -3,11 +3,12 @@
 The client is the natural attacker: it holds the secret key, so it sees every decrypted slot of a RESULT, and it
 chooses its queries. Three attacks, from one query to many:
 
-(a) ``slot_attack``: one query. A window sum of length L leaves ``s[i] - s[i+1] = v[i] - v[i+L]`` in consecutive
-    slots (``v`` = packed query times packed matrix); the slots after the last class block are zero, so walking
-    back from there yields every ``v[i]``, and dividing by the client's own ``x[i]`` yields the matrix. It works on
-    a RESULT that carries every slot (``unmasked_slots``, the design issue 10 found) and must fail on one that
-    carries only the K outputs.
+(a) ``slot_attack``: one query. The provider's algorithm is public, so every decrypted slot (real and imaginary
+    part) is a linear function of the head ``(A, c)`` that the client can write down; the least-squares solution
+    of all of them is the most the slots pin down. On the design issue 10 found (a window sum over contiguous
+    blocks, every slot returned: ``window_sum_slots``) it is the whole matrix from one query; on the protocol's
+    result it must be no more than the K outputs alone give (their minimum-norm solution: the head projected on
+    the query).
 (b) ``logit_attack``: ``d + 1`` chosen queries (the origin and the unit vectors) and one linear solve recover the
     matrix and bias exactly from exact logits. Against blinded answers (``r * (l_i - l_j)`` with a fresh secret
     ``r`` per pair and per query) the same solve is meaningless; ``averaging_attack`` pays for the magnitudes
@@ -80,38 +81,64 @@ def recovered_fraction(estimate: np.ndarray, truth: np.ndarray, tol: float = 1e-
     return float(np.mean(np.abs(np.asarray(estimate) - truth) <= tol * np.max(np.abs(truth))))
 
 
-# (a) one query: the slots of an unmasked RESULT --------------------------------------------------------------------
-def unmasked_slots(layout: Layout, matrix: np.ndarray, bias: np.ndarray, x: np.ndarray) -> list[np.ndarray]:
-    """The leaky twin: every slot of each result ciphertext as the protocol sent them before issue 10 (window sum
-    plus bias, no mask), computed in plaintext with the layout's own packing and window sum."""
-    query = layout.pack_query(x)
-    return [
-        layout.window_sum(query * weights, lambda v, k: np.roll(v, -k), np.add) + offsets
-        for weights, offsets in zip(layout.pack_matrix(matrix), layout.place_outputs(bias), strict=True)
-    ]
+# (a) one query: every slot of a RESULT --------------------------------------------------------------------------------
+View = Callable[[np.ndarray, np.ndarray], Sequence[np.ndarray]]
 
 
-def slot_attack(slots: Sequence[np.ndarray], layout: Layout, x: np.ndarray) -> Extraction:
-    """The matrix from the decrypted slots of ONE result, given the client's own query ``x``.
+def window_sum_slots(matrix: np.ndarray, bias: np.ndarray, x: np.ndarray) -> list[np.ndarray]:
+    """The leaky design's RESULT, every slot of it (before issue 10): row k of the matrix times the query in block
+    k of a power-of-two length L, each block summed into its first slot by rotations of 1, 2, ..., L / 2, bias
+    added, nothing masked, so the other slots hold partial sums."""
+    n_classes, d = matrix.shape
+    block = 1 << (d - 1).bit_length()
+    per_ct = SLOTS // block
+    results = []
+    for first in range(0, n_classes, per_ct):
+        slots = np.zeros(SLOTS)
+        for r, k in enumerate(range(first, min(n_classes, first + per_ct))):
+            slots[r * block : r * block + d] = x * matrix[k]
+        for step in (1 << j for j in range(block.bit_length() - 1)):
+            slots = slots + np.roll(slots, -step)
+        offsets = np.zeros(SLOTS)
+        offsets[: min(per_ct, n_classes - first) * block : block] = bias[first : first + per_ct]
+        results.append(slots + offsets)
+    return results
 
-    ``v[i] = s[i] - s[i+1] + v[i+L]``, started from the zero slots after the last class block of each result
-    ciphertext. The bias added to each block's first slot spoils the two entries beside it (first and last column
-    of each row, when d = L); everything else is exact up to CKKS noise. Entries where ``x`` is near zero divide
-    noise by a small number, so an attacker chooses ``x`` (e.g. all ones).
+
+def slot_attack(view: View, shape: tuple[int, int], slots: Sequence[np.ndarray]) -> Extraction:
+    """The head from every decrypted slot of ONE result, given the public algorithm ``view(matrix, bias)`` that
+    computes those slots for the attacker's own query.
+
+    The slots are affine in ``(matrix, bias)``, so the attacker evaluates ``view`` on each unit matrix and unit
+    bias to write the equations down, and solves them all (real and imaginary parts) by least squares. The
+    minimum-norm solution is exact when the slots determine the head and the projection on what they do determine
+    otherwise. Dense, so meant for heads of a few hundred entries.
     """
-    x = np.asarray(x, dtype=np.float64)
-    rows = []
-    for t, summed in enumerate(slots):
-        s = np.real(np.asarray(summed))
-        blocks = min(layout.blocks_per_ct, layout.n_classes - t * layout.blocks_per_ct)
-        end = blocks * layout.block
-        if end >= SLOTS:
-            raise ValueError("the class blocks fill every slot: no zero tail to walk back from")
-        v = np.zeros(SLOTS + layout.block)  # v is zero from ``end`` on
-        for i in range(end - 1, -1, -1):
-            v[i] = s[i] - s[i + 1] + v[i + layout.block]
-        rows += [v[r * layout.block : r * layout.block + layout.d_in] / x for r in range(blocks)]
-    return Extraction(1, np.array(rows), np.full(layout.n_classes, np.nan))
+    n_classes, d = shape
+
+    def flat(vectors: Sequence[np.ndarray]) -> np.ndarray:
+        joined = np.concatenate([np.asarray(v) for v in vectors])
+        return np.concatenate([np.real(joined), np.imag(joined)])
+
+    base = flat(view(np.zeros(shape), np.zeros(n_classes)))
+    columns = []
+    for k in range(n_classes):
+        for i in range(d):
+            unit = np.zeros(shape)
+            unit[k, i] = 1.0
+            columns.append(flat(view(unit, np.zeros(n_classes))) - base)
+    for k in range(n_classes):
+        columns.append(flat(view(np.zeros(shape), np.eye(n_classes)[k])) - base)
+    theta, *_ = np.linalg.lstsq(np.column_stack(columns), flat(slots) - base, rcond=None)
+    return Extraction(1, theta[: n_classes * d].reshape(shape), theta[n_classes * d :])
+
+
+def outputs_only(x: np.ndarray, outputs: np.ndarray) -> Extraction:
+    """What the K outputs of one query determine: the minimum-norm head with ``matrix @ x + bias = outputs``
+    (each row the output times ``[x, 1] / |[x, 1]|^2``). The bar any slot attack on a sound result cannot pass."""
+    design = np.append(np.asarray(x, dtype=np.float64), 1.0)
+    theta = np.outer(np.asarray(outputs, dtype=np.float64), design) / (design @ design)
+    return Extraction(1, theta[:, :-1], theta[:, -1])
 
 
 # (b) d + 1 chosen queries -----------------------------------------------------------------------------------------

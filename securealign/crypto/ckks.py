@@ -4,16 +4,12 @@ TenSEAL's high-level context always creates Galois keys for every power-of-two r
 takes the exact list of rotation steps a computation needs, and encrypts symmetrically with a seeded ciphertext
 (half the upload), so the protocol works on SEAL directly.
 
-Parameters are fixed for the whole protocol: N = 8192 (4096 slots), moduli [60, 40, 30, 60] bits, scale 2^40,
+Parameters are fixed for the whole protocol: N = 8192 (4096 slots), moduli [60, 40, 60] bits, scale 2^40,
 128-bit security. Every party builds the same context from these constants, so only Galois keys travel.
-The two middle primes are two multiplication levels, and each computation starts where it needs to:
-
-- classification (``provider.CompiledHead``) encrypts at the top level (2 rescales): plaintext head times query,
-  rescale by the 30-bit prime, window sum, then a 0/1 output mask (or, for label-only answers, secret blinding
-  factors) and a rescale by the 40-bit prime. The mask is what makes every slot other than the outputs decrypt to
-  zero: without it the window sum's partial sums would hand the client the provider's matrix.
-- one-multiplication paths (the vocabulary head, secure fitting) encrypt one level lower (``depth=1``), so their
-  ciphertexts are as small as with [60, 40, 60] and their products hold only outputs by construction.
+Every computation is one plaintext multiplication deep: a fresh ciphertext sits at the top level (primes 60 and
+40), the product is rescaled by the 40-bit prime, and everything after it (rotations, conjugation, additions)
+runs on a single 60-bit prime, where a rotation costs half what it costs on two. The classification layout
+(``layout.py``) needs no output mask, so no second level: a mask would cost one, and could not be exact anyway.
 """
 
 from __future__ import annotations
@@ -37,7 +33,7 @@ from securealign.crypto.errors import LimitExceededError, ParameterError, WireFo
 
 POLY_DEGREE = 8192
 SLOTS = POLY_DEGREE // 2
-COEFF_BITS = (60, 40, 30, 60)
+COEFF_BITS = (60, 40, 60)
 SCALE = 2.0**40
 # CKKS rotation by k slots is the Galois automorphism x -> x^(3^k mod 2N)
 _GALOIS_GENERATOR = 3
@@ -86,7 +82,7 @@ MAX_DEPTH = len(COEFF_BITS) - 2  # multiplication levels (the first and last pri
 
 
 def fresh_parms_id(depth: int):
-    """The level a fresh ciphertext is encrypted at for a computation of ``depth`` multiplications (1 or 2)."""
+    """The level a fresh ciphertext is encrypted at for a computation of ``depth`` multiplications."""
     if not 1 <= depth <= MAX_DEPTH:
         raise ParameterError(f"a computation of depth {depth} does not fit {MAX_DEPTH} levels")
     data = context().first_context_data()
@@ -223,9 +219,12 @@ def evaluator() -> seal.Evaluator:
 
 
 def encode(values: np.ndarray, parms_id, scale: float) -> seal.Plaintext:
-    """A plaintext slot vector at a given level and scale, ready to multiply or add to a ciphertext there."""
+    """A plaintext slot vector (real or complex) at a given level and scale, ready to multiply or add to a
+    ciphertext there."""
     plain = seal.Plaintext()
-    encoder().encode(np.asarray(values, dtype=np.float64).tolist(), parms_id, scale, plain)
+    values = np.asarray(values)
+    values = values.astype(np.complex128) if np.iscomplexobj(values) else values.astype(np.float64)
+    encoder().encode(values.tolist(), parms_id, scale, plain)
     return plain
 
 
@@ -301,6 +300,30 @@ def load_ciphertext(data: bytes, *, parms_id, scale: float) -> seal.Ciphertext:
     return ct
 
 
+@functools.lru_cache(maxsize=None)
+def fresh_size(depth: int) -> int:
+    """How many bytes a client's fresh seeded ciphertext for ``depth`` inflates to (measured once, like the keys)."""
+    return len(inflated(KeyPair.generate().encrypt(np.zeros(SLOTS), depth), 1 << 30))
+
+
+def load_fresh(data: bytes, depth: int) -> seal.Ciphertext:
+    """A client's freshly encrypted ciphertext, refused unless it was serialized with a seed.
+
+    A seeded ciphertext carries its random half as a seed that SEAL expands, so the client cannot choose that half.
+    A client that could (say, a constant) would make the provider's products carry its weight polynomial in the
+    half it returns; no result is re-randomised (there is no public key to do it with), so this is where the
+    choice is taken away.
+    """
+    size = fresh_size(depth)
+    inflated_size = len(inflated(data, 2 * size))
+    if inflated_size != size:
+        raise ParameterError(
+            f"ciphertext inflates to {inflated_size:,} bytes, not the {size:,} of a fresh seeded one: the protocol "
+            "takes only seeded ciphertexts (their random half derived from a seed) from clients"
+        )
+    return load_ciphertext(data, parms_id=fresh_parms_id(depth), scale=SCALE)
+
+
 def add(a: seal.Ciphertext, b: seal.Ciphertext) -> seal.Ciphertext:
     out = seal.Ciphertext()
     evaluator().add(a, b, out)
@@ -346,7 +369,7 @@ class KeyPair:
         return save_bytes(self.keygen.create_galois_keys(elements))
 
     def encrypt(self, slots: np.ndarray, depth: int) -> bytes:
-        """Encrypt a real slot vector for a computation of ``depth`` multiplications; returns the seeded
+        """Encrypt a (real or complex) slot vector for a computation of ``depth`` multiplications; returns the seeded
         serialized ciphertext (SEAL encrypts at the plaintext's level, so a shallower computation sends less)."""
         return save_bytes(self.encryptor.encrypt_symmetric(encode(slots, fresh_parms_id(depth), SCALE)))
 

@@ -15,11 +15,10 @@ from securealign.crypto.errors import KeyMismatchError, ParameterError, Protocol
 from securealign.crypto.layout import DEPTH, Layout
 
 MODES = ("paper", "sealed")
-# Largest residue accepted in a decrypted result. A genuine result is real in every slot and zero outside its
-# outputs, up to CKKS noise (~1e-8 here): the provider masks the non-output slots and takes the real part. A
-# ciphertext under another key, or one computed from tampered bytes, decrypts to values near 1e7 in every slot,
-# real parts outside the outputs included (a product of garbage with the mask is garbage again modulo q). The
-# residue over all 4096 slots of every result ciphertext therefore certifies both the key and the precision of
+# Largest residue accepted in a decrypted result. A genuine result has one shape in every slot, up to CKKS noise
+# (~1e-6 here): real, each output's coset holding copies of that output, unused cosets zero (``Layout.deviation``).
+# A ciphertext under another key, or one computed from tampered bytes, decrypts to values near 1e7 in every slot.
+# The residue over all 4096 slots of every result ciphertext therefore certifies both the key and the precision of
 # the outputs. (The one-multiplication paths, vocabulary head and secure fit, keep the imaginary check alone.)
 MAX_NOISE = 1e-3
 _MAX_PENDING = 4096
@@ -32,9 +31,8 @@ def _all_steps() -> list[int]:
 class ClientSession:
     """Per-session CKKS keys: a secret key that never leaves this object, and Galois keys for the given layouts.
 
-    ``layouts`` limits the rotation keys to the steps those layouts use (a 768-dim input needs 10 keys and the
-    conjugation, 7.3 MB);
-    without layouts every power-of-two step is covered (12 keys and the conjugation, 8.6 MB), enough for any
+    ``layouts`` limits the rotation keys to the steps those layouts use (a 768-dim input needs 9 keys and the
+    conjugation); without layouts every power-of-two step is covered (12 keys and the conjugation), enough for any
     layout.
     """
 
@@ -112,7 +110,7 @@ class ClientSession:
         if message.meta["answer"] != answer:
             raise ParameterError(f"the result is a {message.meta['answer']!r} answer; the query asked for {answer!r}")
         slots = self._keys.decrypt_products(message.blobs, ckks.SCALE)
-        residue = check_masked(slots, layout)
+        residue = check_shape(slots, layout)
         with self._lock:  # answered only once it checked out, so a forged result cannot use up the genuine one's slot
             if self._pending.pop(message.meta["query"], None) is None:
                 raise ProtocolError("the result answers no pending query of this session (stale, replayed or foreign)")
@@ -120,19 +118,16 @@ class ClientSession:
         return (wins(outputs) if answer == "label" else outputs), residue
 
 
-def check_masked(slot_vectors: list[np.ndarray], layout: Layout, max_noise: float = MAX_NOISE) -> float:
-    """The largest imaginary part or non-output real part; raises ``KeyMismatchError`` when it shows a foreign key
-    or tampering."""
-    residue = max(
-        float(np.max(np.abs(np.delete(np.real(v), layout.output_slots(t))), initial=0.0))
-        for t, v in enumerate(slot_vectors)
-    )
+def check_shape(slot_vectors: list[np.ndarray], layout: Layout, max_noise: float = MAX_NOISE) -> float:
+    """The largest distance from a genuine result's shape (``Layout.deviation``); raises ``KeyMismatchError`` when
+    it shows a foreign key or tampering."""
+    residue = layout.deviation(slot_vectors)
     if not np.isfinite(residue) or residue > max_noise:
         raise KeyMismatchError(
-            f"decrypted result is not zero outside its outputs (residue {residue:.3g} > {max_noise:g}): it was "
-            "encrypted under another key or altered, so no prediction is shown"
+            f"decrypted result does not have the shape of a genuine answer (residue {residue:.3g} > {max_noise:g}):"
+            " it was encrypted under another key or altered, so no prediction is shown"
         )
-    return max(residue, check_real(slot_vectors, max_noise))
+    return residue
 
 
 def check_real(slot_vectors: list[np.ndarray], max_noise: float = MAX_NOISE) -> float:

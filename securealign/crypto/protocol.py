@@ -150,7 +150,7 @@ def run_encrypted_query(
     trace.add(
         "client",
         "encrypt",
-        f"encrypt the {layout.d_in}-d vector (CKKS, packed {layout.blocks_per_ct}x)",
+        f"encrypt the {layout.d_in}-d vector (CKKS, two inputs per slot, repeated {layout.stride}x)",
         _ms(start),
         query,
     )

@@ -41,10 +41,10 @@ _REMEMBERED_KEYS = 65536
 
 @dataclass
 class CompiledHead:
-    """One servable computation: outputs = matrix @ x + bias, encoded for its layout, masked to its output slots.
+    """One servable computation: outputs = matrix @ x + bias, encoded for its layout.
 
-    ``blind`` heads (label-only answers) draw a fresh blinding factor per output and query, in place of the 1 of
-    the output mask; their outputs are pairwise margins, so the client learns signs, not logits.
+    ``blind`` heads (label-only answers) scale each output's row and bias by a fresh secret factor per query, so
+    their weights are encoded per query; their outputs are pairwise margins, so the client learns signs, not logits.
     """
 
     matrix: np.ndarray
@@ -52,7 +52,6 @@ class CompiledHead:
     layout: Layout
     weights: list[seal.Plaintext]
     offsets: list[seal.Plaintext]
-    masks: list[seal.Plaintext]
     blind: bool = False
 
     @classmethod
@@ -65,34 +64,41 @@ class CompiledHead:
                 f"{layout.n_ciphertexts} result ciphertexts; a result carries at most "
                 f"{max_results}"
             )
-        top, middle = ckks.fresh_parms_id(DEPTH), ckks.fresh_parms_id(DEPTH - 1)
-        # weights at the scale of the prime their rescale drops, so the sum comes out at exactly SCALE
-        weights = [ckks.encode(w, top, ckks.last_prime(top)) for w in layout.pack_matrix(matrix)]
-        offsets = [ckks.encode(o, middle, ckks.SCALE) for o in layout.place_outputs(bias)]
-        masks = [] if blind else cls._encode_masks(layout, np.ones(layout.n_classes))
-        return cls(matrix, bias, layout, weights, offsets, masks, blind)
+        head = cls(matrix, bias, layout, [], [], blind)
+        if not blind:
+            head.weights, head.offsets = head._encode(np.ones(layout.n_classes))
+        return head
 
-    @staticmethod
-    def _encode_masks(layout: Layout, factors: np.ndarray) -> list[seal.Plaintext]:
-        """Masks carrying half of each factor: the result is doubled when its real part is taken."""
-        middle = ckks.fresh_parms_id(DEPTH - 1)
-        return [ckks.encode(m, middle, ckks.last_prime(middle)) for m in layout.place_outputs(factors / 2)]
+    def _encode(self, factors: np.ndarray) -> tuple[list[seal.Plaintext], list[seal.Plaintext]]:
+        """Weights and bias with each output scaled by its factor. The weights carry half of it, because the result
+        is doubled when its real part is taken, and sit at the scale of the prime their rescale drops, so the sums
+        come out at exactly SCALE, where the bias is added."""
+        top = ckks.fresh_parms_id(DEPTH)
+        weights = [
+            ckks.encode(w, top, ckks.last_prime(top))
+            for w in self.layout.pack_matrix(self.matrix * factors[:, None] / 2)
+        ]
+        offsets = [
+            ckks.encode(o, ckks.bottom_parms_id(), ckks.SCALE) for o in self.layout.place_outputs(self.bias * factors)
+        ]
+        return weights, offsets
 
     def evaluate(self, query: seal.Ciphertext, galois_keys: seal.GaloisKeys) -> list[bytes]:
-        """The encrypted outputs: per result ciphertext, multiply, rescale, window-sum, add the bias, then keep only
-        the output slots (times the blinding factors), rescale and take the real part; every other slot decrypts to
-        zero, and every imaginary part to noise, whatever the client put in its query's imaginary parts."""
+        """The encrypted outputs: per result ciphertext, multiply, rescale, all-reduce, take the real part and add
+        the bias. Every slot then holds its coset's output or zero, and every imaginary part decrypts to noise,
+        whatever the client put in its query's slots."""
         ev, out = ckks.evaluator(), []
-        masks = self._encode_masks(self.layout, blinding_factors(self.layout.n_classes)) if self.blind else self.masks
-        for weights, offsets, mask in zip(self.weights, self.offsets, masks, strict=True):
+        weights, offsets = (
+            self._encode(blinding_factors(self.layout.n_classes)) if self.blind else (self.weights, self.offsets)
+        )
+        for weight, offset in zip(weights, offsets, strict=True):
             product = seal.Ciphertext()
-            ev.multiply_plain(query, weights, product)
+            ev.multiply_plain(query, weight, product)
             ev.rescale_to_next_inplace(product)
-            summed = self.layout.window_sum(product, lambda c, k: ckks.rotate(c, k, galois_keys), ckks.add)
-            ev.add_plain_inplace(summed, offsets)
-            ev.multiply_plain_inplace(summed, mask)
-            ev.rescale_to_next_inplace(summed)
-            out.append(ckks.save_bytes(ckks.real_part_doubled(summed, galois_keys)))
+            summed = self.layout.all_reduce(product, lambda c, k: ckks.rotate(c, k, galois_keys), ckks.add)
+            result = ckks.real_part_doubled(summed, galois_keys)
+            ev.add_plain_inplace(result, offset)
+            out.append(ckks.save_bytes(result))
         return out
 
 
@@ -374,7 +380,7 @@ class Provider:
             )
         if not set(head.layout.steps) <= session.steps:
             raise ParameterError("the session's Galois keys lack rotations this model needs")
-        ciphertext = ckks.load_ciphertext(message.blobs[0], parms_id=ckks.fresh_parms_id(DEPTH), scale=ckks.SCALE)
+        ciphertext = ckks.load_fresh(message.blobs[0], DEPTH)
         self.budget.charge(session)  # only a query that would be answered counts
         blobs = head.evaluate(ciphertext, session.galois_keys)
         reply = {

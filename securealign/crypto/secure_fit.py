@@ -134,9 +134,7 @@ class CrossProductEvaluator:
         if self._done + len(message.blobs) > len(self.Y):
             raise DimensionError(f"more encrypted rows than the {len(self.Y)} plaintext rows")
         # every ciphertext is validated before any state changes: a refused batch leaves the job as it was
-        rows = [
-            ckks.load_ciphertext(blob, parms_id=ckks.fresh_parms_id(DEPTH), scale=ckks.SCALE) for blob in message.blobs
-        ]
+        rows = [ckks.load_fresh(blob, DEPTH) for blob in message.blobs]
         if self._layout is None:
             self._layout, self._key = layout, meta["key"]
             self._acc = [None] * layout.n_ciphertexts

@@ -68,7 +68,7 @@ class VocabularyProvider:
             raise ParameterError("no Galois keys loaded; call load_keys first")
         if len(query) > MAX_QUERY_BYTES:
             raise LimitExceededError(f"a query of {len(query):,} bytes exceeds {MAX_QUERY_BYTES:,}")
-        x = ckks.load_ciphertext(query, parms_id=ckks.fresh_parms_id(DEPTH), scale=ckks.SCALE)
+        x = ckks.load_fresh(query, DEPTH)
         ev, keys, g = ckks.evaluator(), self._galois_keys, self.layout.baby
         baby = [x]  # rot(x, b), shared by every block
         for _ in range(1, g):
