@@ -300,7 +300,7 @@ def load_ciphertext(data: bytes, *, parms_id, scale: float) -> seal.Ciphertext:
     return ct
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def fresh_size(depth: int) -> int:
     """How many bytes a client's fresh seeded ciphertext for ``depth`` inflates to (measured once, like the keys)."""
     return len(inflated(KeyPair.generate().encrypt(np.zeros(SLOTS), depth), 1 << 30))
