@@ -4,13 +4,12 @@ blinded signs of the pairwise margins (label-only answers) — checked by decryp
 
 import numpy as np
 import pytest
-import tenseal.sealapi as seal
 
 from securealign.alignment import AffineMap
 from securealign.crypto import ClientSession, Layout, Provider, ckks, plaintext_logits, run_encrypted_query, wire
 from securealign.crypto.answers import BLIND_BITS, classes_for_pairs, pairs, pairwise_head, wins
 from securealign.crypto.errors import AnswerRefusedError, DimensionError, ParameterError
-from securealign.crypto.layout import simulate_slots
+from securealign.crypto.layout import simulate_packed, simulate_slots
 from securealign.crypto.remote import RemoteProvider
 from securealign.crypto.server import running_server
 from securealign.experiments.task_models import fit_task_models
@@ -45,34 +44,32 @@ def _all_slots(client, provider, model_id, z, mode, answer):
     run_encrypted_query(client, provider, model_id, z, mode, answer=answer)  # opens the session
     query = client.encrypt_query(z, layout, mode, answer)
     result = provider.evaluate(client.sessions[provider.endpoint], model_id, query)
-    slots = client._keys.decrypt_products(wire.decode(result, wire.MessageType.RESULT).blobs, ckks.SCALE)
-    outputs = layout.output_indices()
-    flat = np.concatenate(slots)
-    return flat, outputs
+    return client._keys.decrypt_products(wire.decode(result, wire.MessageType.RESULT).blobs, ckks.SCALE), layout
 
 
 @pytest.mark.parametrize("answer", ["logits", "label"])
 @pytest.mark.parametrize("mode", ["paper", "sealed"])
-def test_every_slot_but_the_outputs_decrypts_to_zero(client, provider, bbc, mode, answer):
+def test_every_slot_holds_an_output_or_zero(client, provider, bbc, mode, answer):
     z = bbc.test_source[0] if mode == "sealed" else bbc.test_source[0] @ bbc.W + bbc.b
-    flat, outputs = _all_slots(client, provider, bbc.model_id, z, mode, answer)
-    rest = np.delete(flat, outputs)
-    assert len(outputs) == (5 if answer == "logits" else 10) and len(rest) == len(flat) - len(outputs)
-    # CKKS noise only: the unmasked window sum put partial sums of size ~1e-2..1 in these slots
-    assert np.max(np.abs(rest)) < 1e-6
-    assert np.min(np.abs(np.real(flat[outputs]))) > 1e-4  # the outputs themselves are there
+    slots, layout = _all_slots(client, provider, bbc.model_id, z, mode, answer)
+    outputs = layout.unpack_result(slots)
+    assert len(outputs) == (5 if answer == "logits" else 10)
+    # CKKS noise only: every slot of a class's coset is a copy of its output, unused cosets and imaginary parts
+    # zero (a window sum put partial sums of size ~1e-2..1 in such slots)
+    for vector, placed in zip(slots, layout.place_outputs(outputs), strict=True):
+        assert np.max(np.abs(vector - placed)) < 1e-5
+    assert np.min(np.abs(outputs)) > 1e-4  # the outputs themselves are there
 
 
-def test_masked_twin_has_exact_zeros_outside_the_outputs():
+def test_twin_has_exact_copies_and_zeros():
     rng = np.random.default_rng(3)
     layout = Layout.plan(300, 7)
     matrix, bias, x = rng.normal(size=(7, 300)), rng.normal(size=7), rng.normal(size=300)
-    flat = np.concatenate(simulate_slots(layout, matrix, bias, x))
-    outputs = [
-        t * ckks.SLOTS + r * layout.block for t in range(layout.n_ciphertexts) for r in range(layout.blocks_per_ct)
-    ][:7]
-    assert np.allclose(flat[outputs], matrix @ x + bias)
-    assert np.count_nonzero(np.delete(flat, outputs)) == 0
+    slots = simulate_slots(layout, matrix, bias, x)
+    flat = np.concatenate(slots)
+    assert np.allclose(flat[layout.output_indices()], matrix @ x + bias)
+    assert np.allclose(flat, np.concatenate(layout.place_outputs(matrix @ x + bias)), atol=1e-12)
+    assert np.count_nonzero(slots[0].reshape(layout.span, layout.stride)[:, 7:]) == 0
 
 
 @pytest.mark.parametrize("mode", ["paper", "sealed"])
@@ -90,9 +87,9 @@ def test_label_only_answers_give_the_plaintext_label_on_real_queries(client, pro
 def test_blinded_margins_keep_only_their_signs(client, provider, bbc):
     """Two answers to the same query: same signs, unrelated sizes (fresh factors per pair and per query)."""
     z = bbc.test_source[1]
-    first, outputs = _all_slots(client, provider, bbc.model_id, z, "sealed", "label")
+    first, layout = _all_slots(client, provider, bbc.model_id, z, "sealed", "label")
     second, _ = _all_slots(client, provider, bbc.model_id, z, "sealed", "label")
-    a, b = np.real(first[outputs]), np.real(second[outputs])
+    a, b = layout.unpack_result(first), layout.unpack_result(second)
     logits = plaintext_logits(z, bbc.V, bbc.c, bbc.W, bbc.b)
     margins = np.array([logits[i] - logits[j] for i, j in pairs(len(logits))])
     assert np.array_equal(np.sign(a), np.sign(margins)) and np.array_equal(np.sign(b), np.sign(margins))
@@ -132,33 +129,28 @@ def test_wins_and_pair_bookkeeping():
 
 
 @pytest.mark.parametrize("answer", ["logits", "label"])
-def test_a_second_query_hidden_in_the_imaginary_parts_comes_back_as_noise(client, provider, bbc, answer):
-    """A client may encrypt x + i x' (CKKS slots are complex). The provider returns twice the real part of its
-    result, so the answer is the one for x alone, and nothing of x' (nor a blinding factor that Re / Im would
-    cancel) survives in the imaginary parts."""
+def test_whatever_the_client_writes_in_its_slots_it_gets_one_number_per_output(client, provider, bbc, answer):
+    """A client may write anything in its complex slots, e.g. a different query in each class coset, or values
+    that a plain query never has. The provider returns twice the real part of its all-reduced products, so each
+    output's coset comes back as copies of ONE number, the real dot product of that coset's slots with the row
+    (what ``simulate_slots`` computes for the client's slots), and every imaginary part is noise: no second query,
+    and (label-only) no blinding factor that Re / Im would cancel."""
     info = provider.describe(bbc.model_id)
     layout = Layout.from_dict(info["modes" if answer == "logits" else "label_modes"]["sealed"])
-    x, x2 = bbc.test_source[3], bbc.test_source[4]
-    run_encrypted_query(client, provider, bbc.model_id, x, "sealed", answer=answer)  # opens the session
-    genuine = wire.decode(client.encrypt_query(x, layout, "sealed", answer), wire.MessageType.QUERY)
-    plain = seal.Plaintext()
-    ckks.encoder().encode(
-        (layout.pack_query(x) + 1j * layout.pack_query(x2)).tolist(), ckks.fresh_parms_id(2), ckks.SCALE, plain
+    run_encrypted_query(client, provider, bbc.model_id, bbc.test_source[3], "sealed", answer=answer)
+    genuine = wire.decode(client.encrypt_query(bbc.test_source[3], layout, "sealed", answer), wire.MessageType.QUERY)
+    rng = np.random.default_rng(7)
+    chosen = (rng.normal(size=ckks.SLOTS) + 1j * rng.normal(size=ckks.SLOTS)) / 20
+    blob = client._keys.encrypt(chosen, 1)
+    result = provider.evaluate(
+        client.sessions[provider.endpoint], bbc.model_id, wire.encode(wire.MessageType.QUERY, genuine.meta, [blob])
     )
-    blob = ckks.save_bytes(client._keys.encryptor.encrypt_symmetric(plain))
-    query = wire.encode(wire.MessageType.QUERY, genuine.meta, [blob])
-    result = provider.evaluate(client.sessions[provider.endpoint], bbc.model_id, query)
-    slots = np.concatenate(
-        client._keys.decrypt_products(wire.decode(result, wire.MessageType.RESULT).blobs, ckks.SCALE)
-    )
-    assert np.max(np.abs(np.imag(slots))) < 1e-6
-    outputs = layout.output_indices()
-    logits = plaintext_logits(x, bbc.V, bbc.c, bbc.W, bbc.b)
+    slots = client._keys.decrypt_products(wire.decode(result, wire.MessageType.RESULT).blobs, ckks.SCALE)
+    assert layout.deviation(slots) < 1e-5  # copies of one real number per output, zeros elsewhere
+    matrix, bias = (bbc.W @ bbc.V).T, bbc.b @ bbc.V + bbc.c
     if answer == "logits":
-        assert np.max(np.abs(np.real(slots[outputs]) - logits)) < 1e-4
-    else:
-        margins = np.array([logits[i] - logits[j] for i, j in pairs(len(logits))])
-        assert np.array_equal(np.sign(np.real(slots[outputs])), np.sign(margins))
+        expected = simulate_packed(layout, matrix, bias, chosen)
+        assert np.max(np.abs(np.concatenate(slots) - np.concatenate(expected))) < 1e-4
 
 
 def test_a_model_is_described_once_per_client_until_the_provider_refuses(bbc):

@@ -21,7 +21,8 @@ integer polynomial vanishes at no slot), so a large query read the partial sums 
 no partial sum is left in any slot to mask. More classes than cosets use more products of the same query.
 
 No encryption here (numpy; tenseal loads only for ``ckks.SLOTS``): ``simulate_slots`` runs the same slot
-algorithm in plaintext, every slot of it, the twin the tests compare the encrypted path with.
+algorithm in plaintext, every slot of it, the twin the tests compare the encrypted path with (and
+``simulate_packed`` the same for any slot vector a client might encrypt).
 """
 
 from __future__ import annotations
@@ -164,14 +165,18 @@ class Layout:
         return vector
 
 
-def simulate_slots(layout: Layout, matrix: np.ndarray, bias: np.ndarray, x: np.ndarray) -> list[np.ndarray]:
-    """Every slot of every result vector the provider returns, computed without encryption: product, all-reduce,
-    real part, bias."""
-    query = layout.pack_query(x)
+def simulate_packed(layout: Layout, matrix: np.ndarray, bias: np.ndarray, query: np.ndarray) -> list[np.ndarray]:
+    """Every slot of every result vector the provider returns for any query slot vector (a packed query, or
+    whatever a client chose to encrypt), computed without encryption: product, all-reduce, real part, bias."""
     return [
         np.real(layout.all_reduce(query * weights, lambda v, k: np.roll(v, -k), np.add)) + offsets
         for weights, offsets in zip(layout.pack_matrix(matrix), layout.place_outputs(bias), strict=True)
     ]
+
+
+def simulate_slots(layout: Layout, matrix: np.ndarray, bias: np.ndarray, x: np.ndarray) -> list[np.ndarray]:
+    """Every slot of every result vector for the query ``x``, packed as the client packs it."""
+    return simulate_packed(layout, matrix, bias, layout.pack_query(x))
 
 
 def simulate(layout: Layout, matrix: np.ndarray, bias: np.ndarray, x: np.ndarray) -> np.ndarray:
