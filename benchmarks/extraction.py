@@ -7,7 +7,8 @@ The provider serves the committed head on MiniLM with the committed map from Wor
 (W V)^T on raw 256-d queries. Real WordLlama embeddings: the task's test split (where agreement is measured),
 the public corpus and the task's unlabelled non-test texts (the thief's query pools). Prints:
 
-(a) the one-query slot attack on the old unmasked result (numpy twin) and on the protocol's real result;
+(a) the one-query slot attack (every slot solved against the public algorithm) on the first design's window-sum
+    result (numpy twin) and on the protocol's real result, beside what the K outputs alone give;
 (b) the d + 1 chosen-query attack on real logits and on real label-only answers, and the averaging attack that
     buys back magnitudes from blinded answers (plaintext twin of the blinding, checked against the real protocol);
 (c) label-only thieves: copies trained on pool queries (random or active) and the boundary search, with the
@@ -36,6 +37,7 @@ from securealign.crypto import (  # noqa: E402
     attacks,  # noqa: E402
 )
 from securealign.crypto.answers import BLIND_BITS, pairwise_head  # noqa: E402
+from securealign.crypto.layout import simulate_slots  # noqa: E402
 from securealign.datasets import load_public_corpus, load_task, non_test_rows  # noqa: E402
 from securealign.experiments import artifacts  # noqa: E402
 from securealign.models.embeddings import embed  # noqa: E402
@@ -77,27 +79,35 @@ class Served:
 
 def slot_attack(served: Served) -> None:
     print(
-        f"\n(a) one-query slot attack, {served.task} ({len(served.classes)} classes); the attacker's query is all ones"
+        f"\n(a) one-query slot attack, {served.task} ({len(served.classes)} classes): every slot solved against the "
+        "public algorithm; the attacker's query is all ones, then all ones times 1e4"
     )
     print(
-        f"  {'mode':<7} {'result':<22} {'entries recovered':>18} {'relative error':>15} "
-        f"{'zero guess':>11} {'random guess':>13}"
+        f"  {'mode':<7} {'result':<30} {'entries recovered':>18} {'relative error':>15} "
+        f"{'outputs only':>13} {'random guess':>13}"
     )
     for mode in MODES:
         matrix, bias = served.truth[mode]
         layout = served.layout(mode)
-        x = np.ones(layout.d_in)
-        views = {
-            "unmasked (numpy twin)": attacks.unmasked_slots(layout, matrix, bias, x),
-            "protocol (real CKKS)": attacks.decrypted_slots(ClientSession(), served.provider, served.model_id, x, mode),
-        }
-        for name, slots in views.items():
-            stolen = attacks.slot_attack(slots, layout, x)
-            print(
-                f"  {mode:<7} {name:<22} {attacks.recovered_fraction(stolen.matrix, matrix):>17.1%} "
-                f"{attacks.relative_error(stolen.matrix, matrix):>15.3g} {1.0:>11.3g} "
-                f"{attacks.random_guess_error(matrix):>13.3g}"
-            )
+        for scale in (1.0, 1e4):
+            x = scale * np.ones(layout.d_in)
+            slots = attacks.decrypted_slots(ClientSession(), served.provider, served.model_id, x, mode)
+            views = {
+                "window sum, every slot (twin)": (
+                    lambda m, b, x=x: attacks.window_sum_slots(m, b, x),
+                    attacks.window_sum_slots(matrix, bias, x),
+                ),
+                "protocol (real CKKS)": (lambda m, b, x=x: simulate_slots(layout, m, b, x), slots),
+            }
+            bar = attacks.outputs_only(x, np.real(np.concatenate(slots))[layout.output_indices()])
+            for name, (view, seen) in views.items():
+                stolen = attacks.slot_attack(view, matrix.shape, seen)
+                label = f"{name} x{scale:g}"
+                print(
+                    f"  {mode:<7} {label:<30} {attacks.recovered_fraction(stolen.matrix, matrix):>17.1%} "
+                    f"{attacks.relative_error(stolen.matrix, matrix):>15.3g} "
+                    f"{attacks.relative_error(bar.matrix, matrix):>13.3g} {attacks.random_guess_error(matrix):>13.3g}"
+                )
 
 
 def logit_attack(served: Served) -> None:

@@ -5,7 +5,7 @@ protocol's per-pair blinding, with logits as the baseline, all in one run on the
 
 The encrypted sign runs on SEAL directly (``tenseal.sealapi``, as the protocol does): CKKS at N = 16384, moduli
 [60, 40 x 7, 60] (400 of the 438 bits SEAL allows at 128-bit security), scale 2^40. The client encrypts its raw
-source embedding (sealed mode) with the protocol's packed layout; the provider multiplies by the pairwise-margin
+source embedding (sealed mode) with a window-sum block layout; the provider multiplies by the pairwise-margin
 head (``answers.pairwise_head``, pre-scaled by 1/B so honest margins fall in [-1, 1]), window-sums, adds the bias,
 then evaluates Cheon-Kim-Kim's g_3 followed by f_3 (degree 7 each, depth 3 each): 1 + 3 + 3 = 7 levels.
 
@@ -131,27 +131,38 @@ class SignCKKS:
 
 @dataclass(frozen=True)
 class PairLayout:
-    """The protocol's block layout (``Layout``: block length and window sum) at 8192 slots, with
+    """A window-sum block layout at 8192 slots (the protocol's first design: blocks of d rounded up to a power of
+    two, each summed into its first slot; here the sign polynomial masks the partial sums at no cost), with
     ``per_ct`` queries side by side: query q's margin for pair p sums into the first slot of block q * P + p."""
 
-    base: Layout
+    d_in: int
+    n_pairs: int
 
     @property
-    def n_pairs(self) -> int:
-        return self.base.n_classes
+    def block(self) -> int:
+        return 1 << (self.d_in - 1).bit_length()
+
+    @property
+    def steps(self) -> list[int]:
+        return [1 << k for k in range(self.block.bit_length() - 1)]
+
+    def window_sum(self, vector, rotate, add):
+        for step in self.steps:
+            vector = add(vector, rotate(vector, step))
+        return vector
 
     @property
     def per_ct(self) -> int:
-        return SLOTS // (self.base.block * self.n_pairs)
+        return SLOTS // (self.block * self.n_pairs)
 
     def starts(self, n_queries: int) -> np.ndarray:
-        return np.arange(n_queries * self.n_pairs) * self.base.block
+        return np.arange(n_queries * self.n_pairs) * self.block
 
     def spread(self, rows: np.ndarray) -> np.ndarray:
         """Rows (one per block, in block order) written at the head of their blocks, zero elsewhere."""
         slots = np.zeros(SLOTS)
         for k, row in enumerate(rows):
-            slots[k * self.base.block : k * self.base.block + len(row)] = row
+            slots[k * self.block : k * self.block + len(row)] = row
         return slots
 
     def pack_queries(self, X: np.ndarray) -> np.ndarray:
@@ -203,7 +214,7 @@ class SignProvider:
         self.he, self.layout, self.rows, self.offsets = he, layout, rows, offsets
         self.galois = he.load(seal.GaloisKeys, galois_bytes)
         self.relin = he.load(seal.RelinKeys, relin_bytes)
-        if not all(self.galois.has_key(pow(3, s, 2 * POLY_DEGREE)) for s in layout.base.steps):
+        if not all(self.galois.has_key(pow(3, s, 2 * POLY_DEGREE)) for s in layout.steps):
             raise ValueError("Galois keys do not cover the layout's rotation steps")
         self._encoded: dict[int, dict] = {}
 
@@ -259,7 +270,7 @@ class SignProvider:
             ev.add(a, b, out)
             return out
 
-        margins = lay.base.window_sum(product, rotate, add)
+        margins = lay.window_sum(product, rotate, add)
         ev.add_plain_inplace(margins, plain["bias"])
         return save_bytes(self.odd_polynomial(self.odd_polynomial(margins, plain["g"]), plain["f"]))
 
@@ -315,9 +326,9 @@ def run_sign(m, n_timing: int) -> dict:
     X_train = training_queries(m.task, m.source)
     bound = RANGE_SAFETY * float(np.max(np.abs(X_train @ rows.T + offsets)))
     he = SignCKKS()
-    layout = PairLayout(Layout.plan(rows.shape[1], rows.shape[0]))
+    layout = PairLayout(rows.shape[1], rows.shape[0])
     start = time.perf_counter()
-    client = SignClient(he, layout.base.steps)
+    client = SignClient(he, layout.steps)
     keygen_s = time.perf_counter() - start
     provider = SignProvider(he, layout, rows / bound, offsets / bound, client.galois_bytes, client.relin_bytes)
     provider.plaintexts(1)  # encoded once, like the protocol's head at registration: not part of a query
@@ -354,7 +365,7 @@ def run_sign(m, n_timing: int) -> dict:
         "down": max(down),
         "galois": len(client.galois_bytes),
         "relin": len(client.relin_bytes),
-        "steps": len(layout.base.steps),
+        "steps": len(layout.steps),
         "keygen_s": keygen_s,
         "levels": he.levels(he.context.first_parms_id()) - he.levels(he.context.last_parms_id()),
         "per_ct": layout.per_ct,

@@ -38,7 +38,7 @@ SCALE = 2.0**40
 # CKKS rotation by k slots is the Galois automorphism x -> x^(3^k mod 2N)
 _GALOIS_GENERATOR = 3
 
-# A context may carry a key per power-of-two rotation step: every layout's window sum uses only those, and any
+# A context may carry a key per power-of-two rotation step: every layout's all-reduce uses only those, and any
 # rotation is a sum of them. More keys would only cost the provider memory.
 MAX_ROTATION_KEYS = SLOTS.bit_length() - 1
 # Complex conjugation of every slot (the Galois element 2N - 1). The provider adds a result to its conjugate

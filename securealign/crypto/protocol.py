@@ -170,8 +170,8 @@ def run_encrypted_query(
     trace.add(
         "provider",
         "provider",
-        f"{what} to the ciphertext, mask all but the {layout.n_classes} output slots "
-        f"({layout.n_ciphertexts} result ciphertext(s))",
+        f"{what} to the ciphertext, sum each output into every slot of its own, return real parts only "
+        f"({layout.n_classes} outputs, {layout.n_ciphertexts} result ciphertext(s))",
         _ms(start),
         result,
     )

@@ -53,7 +53,7 @@ class Limits:
 
 
 LIMITS: dict[MessageType, Limits] = {
-    # 12 seeded Galois keys (every power-of-two step) take 8.0 MB at [60, 40, 30, 60]
+    # 12 seeded Galois keys and the conjugation (every power-of-two step) take ~5 MB at [60, 40, 60]
     MessageType.CONTEXT: Limits(2, 10 * _MB, {"key": str, "steps": list, "blobs": list}),
     MessageType.QUERY: Limits(1, 512 * 1024, {"key": str, "mode": str, "answer": str, "layout": dict, "nonce": str}),
     MessageType.RESULT: Limits(
