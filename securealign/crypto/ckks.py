@@ -315,13 +315,18 @@ def load_fresh(data: bytes, depth: int) -> seal.Ciphertext:
     choice is taken away.
     """
     size = fresh_size(depth)
-    inflated_size = len(inflated(data, 2 * size))
-    if inflated_size != size:
+    members = inflated(data, 2 * size)
+    if len(members) != size:
         raise ParameterError(
-            f"ciphertext inflates to {inflated_size:,} bytes, not the {size:,} of a fresh seeded one: the protocol "
+            f"ciphertext inflates to {len(members):,} bytes, not the {size:,} of a fresh seeded one: the protocol "
             "takes only seeded ciphertexts (their random half derived from a seed) from clients"
         )
-    return load_ciphertext(data, parms_id=fresh_parms_id(depth), scale=SCALE)
+    # handed to SEAL uncompressed, so the bytes are inflated once (here, bounded), not twice
+    magic, header_size, major, minor, _, reserved, _ = _SEAL_HEADER.unpack_from(data)
+    header = _SEAL_HEADER.pack(
+        magic, header_size, major, minor, int(seal.COMPR_MODE_TYPE.NONE), reserved, header_size + len(members)
+    )
+    return load_ciphertext(header + members, parms_id=fresh_parms_id(depth), scale=SCALE)
 
 
 def add(a: seal.Ciphertext, b: seal.Ciphertext) -> seal.Ciphertext:
