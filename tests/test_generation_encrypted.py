@@ -68,8 +68,11 @@ def test_malformed_input_is_refused(head: EncryptedHead) -> None:
     fresh = VocabularyProvider(MATRIX[:100], BIAS[:100])
     with pytest.raises(ParameterError, match="no Galois keys"):
         fresh.evaluate(query)
-    with pytest.raises(ParameterError, match="lack rotation"):
+    with pytest.raises(ParameterError, match="declares|exactly"):  # keys for another layout's steps
         fresh.load_keys(VocabularyClient(DiagonalLayout.plan(5, 3)).galois_keys())
+    genuine = head.client.galois_keys()
+    with pytest.raises(WireFormatError, match="trailing"):  # exact blobs only: nothing rides along
+        fresh.load_keys(genuine + b"\0" * 64)
     with pytest.raises(DimensionError):
         VocabularyProvider(np.full((10, 4), np.inf), np.zeros(10))
 

@@ -260,8 +260,9 @@ def keys_memory(keys: seal.GaloisKeys) -> int:
     )
 
 
-def load_galois_keys(data: bytes, steps: list[int]) -> tuple[seal.GaloisKeys, int]:
-    """Galois keys for exactly ``steps`` plus conjugation, and the memory they occupy, or a refusal.
+def load_galois_keys(data: bytes, steps: list[int], *, conjugate: bool = True) -> tuple[seal.GaloisKeys, int]:
+    """Galois keys for exactly ``steps`` plus (if ``conjugate``) the conjugation, and the memory they occupy, or a
+    refusal.
 
     Before SEAL parses anything, the inflated blob must be exactly as long as genuine keys for that many steps
     (no extra keys, no hidden bytes, no decompression bomb); after loading, the keys' Galois elements must be
@@ -272,16 +273,16 @@ def load_galois_keys(data: bytes, steps: list[int]) -> tuple[seal.GaloisKeys, in
     count, rest = divmod(size - layout.base, layout.per_key)
     if rest or count < 1:
         raise WireFormatError(f"a blob inflating to {size:,} bytes holds no whole number of Galois keys")
-    if count != len(steps) + 1:
-        raise ParameterError(
-            f"the context holds {count} Galois keys but declares {len(steps)} rotation steps and the conjugation"
-        )
+    if count != len(steps) + conjugate:
+        declared = f"{len(steps)} rotation steps" + (" and the conjugation" if conjugate else "")
+        raise ParameterError(f"the context holds {count} Galois keys but declares {declared}")
     keys = load_bytes(seal.GaloisKeys, data)
     elements = {2 * index + 1 for index, key in enumerate(keys.data()) if key}  # SEAL stores element e at (e-1)/2
-    expected = {galois_element(s) for s in steps} | {CONJUGATION}
+    expected = {galois_element(s) for s in steps} | ({CONJUGATION} if conjugate else set())
     if elements != expected or keys.size() != len(expected):
         raise ParameterError(
-            "the context's Galois keys are not exactly those of its declared rotation steps and the conjugation"
+            "the context's Galois keys are not exactly those of its declared rotation steps"
+            + (" and the conjugation" if conjugate else "")
         )
     return keys, keys_memory(keys)
 
