@@ -9,7 +9,7 @@ import functools
 from securealign.app_support.service.checks import ServiceError, check_choice
 from securealign.datasets import load_task
 from securealign.experiments import artifacts
-from securealign.models.zoo import get_spec, list_models
+from securealign.models.zoo import ModelSpec, get_spec, list_models
 
 EXAMPLES_PER_TASK = 5
 # the pair the demo tells its story with (app, warm-up, benchmark): the provider's head keeps 96.5% of its 97.2%
@@ -50,8 +50,9 @@ def check_task(task: str) -> str:
     return check_choice("task", task, [t for _, t in catalogue()["tasks"]])
 
 
-def check_pair(source: str, target: str) -> None:
-    """Two different encoders of the catalogue."""
+def check_pair(source: str, target: str) -> tuple[ModelSpec, ModelSpec]:
+    """Two different encoders of the catalogue, resolved to their specs: the one look-up of each key on a call's
+    path (the layers below take the spec)."""
     encoders = [k for _, k in catalogue()["encoders"]]
     check_choice("client model", source, encoders)
     check_choice("provider model", target, encoders)
@@ -59,6 +60,7 @@ def check_pair(source: str, target: str) -> None:
         raise ServiceError(
             "Client and provider use the same model here; pick two different models to see a map at work."
         )
+    return get_spec(source), get_spec(target)
 
 
 # short names the page uses everywhere (figures, headlines, tables, export): the zoo's full names do not fit a
@@ -75,7 +77,7 @@ SHORT_NAMES = {
 
 
 def model_name(key: str) -> str:
-    return SHORT_NAMES.get(key, get_spec(key).name)
+    return SHORT_NAMES[key] if key in SHORT_NAMES else get_spec(key).name
 
 
 @functools.cache

@@ -18,7 +18,7 @@ from securealign.crypto.fit_jobs import min_rows
 from securealign.datasets import load_public_corpus, load_task
 from securealign.experiments import artifacts
 from securealign.models.embeddings import embed
-from securealign.models.zoo import get_spec
+from securealign.models.zoo import ModelSpec
 
 # sizes a live secure fit offers above a pair's minimum (the row rule, see secure_fit_choices); ~15 ms of work per text
 FIT_TEXTS = (64, 128, 256, 512, 1024, 2048)
@@ -30,15 +30,15 @@ FIT_MATCH_TOLERANCE = 1e-4  # CKKS noise on the map is ~1e-8; anything near this
 
 
 def _task_accuracy(
-    task: str, source: str, target: str, affine: alignment.AffineMap, progress: ProgressFn | None
+    task: str, source: ModelSpec, target: ModelSpec, affine: alignment.AffineMap, progress: ProgressFn | None
 ) -> dict:
     """What the fitted map is for: the provider's head on its own test embeddings vs on the client's through the
     map, on the task's full test split, beside the precomputed public-only map (fitted on the whole corpus)."""
-    data, head = load_task(task), artifacts.load_head(task, target)
+    data, head = load_task(task), artifacts.load_head(task, target.key)
     report(progress, 0.9, f"classifying {len(data.test_texts)} held-out {task} texts through the map")
     z_b = embed(source, data.test_texts, progress=False)
     # the provider's native accuracy on this same split is already in the assets: no need to embed it again
-    public = next(r for r in ridge_rows(task, "public") if (r["source"], r["target"]) == (source, target))
+    public = next(r for r in ridge_rows(task, "public") if (r["source"], r["target"]) == (source.key, target.key))
     return {
         "task": task,
         "title": data.title,
@@ -57,9 +57,13 @@ def secure_fit_choices(source: str, target: str, mode: str) -> list[int]:
     """The numbers of public texts a fit of this pair may use: first the fewest the protocol accepts (more than
     twice the columns the decrypting party knows, :func:`securealign.crypto.fit_jobs.min_rows`: below that it could
     solve for the other party's embeddings), then the usual sizes above it."""
-    check_pair(source, target)
+    source_spec, target_spec = check_pair(source, target)
     check_choice("mode", mode, list(MODES))
-    low = min_rows(mode, get_spec(source).dim + 1, get_spec(target).dim)
+    return _fit_sizes(mode, source_spec, target_spec)
+
+
+def _fit_sizes(mode: str, source: ModelSpec, target: ModelSpec) -> list[int]:
+    low = min_rows(mode, source.dim + 1, target.dim)
     return [low, *(n for n in FIT_TEXTS if n > low)]
 
 
@@ -85,11 +89,11 @@ def secure_fit(
     """Fit the client's map on ``n_texts`` public texts under encryption (both parties in this process), and check
     it against the plaintext ridge fit of the same texts; with ``task``, also measure what the map is for: the
     provider's head on the client's mapped test embeddings. Returns the JSON-able comparison."""
-    check_pair(source, target)
+    source_spec, target_spec = check_pair(source, target)
     if task is not None:  # the task is optional here: without one, the map's quality is measured on public text only
         check_task(task)
     check_choice("mode", mode, list(MODES))
-    fewest = secure_fit_choices(source, target, mode)[0]
+    fewest = _fit_sizes(mode, source_spec, target_spec)[0]
     n_texts = check_whole_number(
         f"The number of public texts for a {mode} fit of this pair", n_texts, fewest, max(FIT_TEXTS)
     )
@@ -97,10 +101,10 @@ def secure_fit(
     texts = load_public_corpus(n_texts + FIT_HELD_OUT)
     fit_texts = texts[:n_texts]
     embeddings = {}
-    for fraction, (role, key) in ((0.05, ("client", source)), (0.15, ("provider", target))):
-        report(progress, fraction, f"the {role} embeds {len(texts)} public texts with {model_name(key)}")
-        with loading(f"The model {model_name(key)}"):
-            embeddings[role] = embed(key, texts, progress=False).astype(np.float64)
+    for fraction, (role, spec) in ((0.05, ("client", source_spec)), (0.15, ("provider", target_spec))):
+        report(progress, fraction, f"the {role} embeds {len(texts)} public texts with {model_name(spec.key)}")
+        with loading(f"The model {model_name(spec.key)}"):
+            embeddings[role] = embed(spec, texts, progress=False).astype(np.float64)
     z_b, z_a = embeddings["client"], embeddings["provider"]
     alpha = alignment.absolute_alpha(z_b[:n_texts], FIT_LAMBDA)
     provider = Provider()  # a fit of its own: nothing from the demo's served models is involved
@@ -143,7 +147,7 @@ def secure_fit(
         "bytes_down": cost.bytes_down,
         "quality_secure": alignment.fit_quality(secure_map, held_b, held_a),
         "quality_plaintext": alignment.fit_quality(reference, held_b, held_a),
-        "task_accuracy": None if task is None else _task_accuracy(task, source, target, secure_map, progress),
+        "task_accuracy": None if task is None else _task_accuracy(task, source_spec, target_spec, secure_map, progress),
     }
     result["wall_ms"] = (time.perf_counter() - wall) * 1e3  # the whole wait: embedding, fit, measuring the map
     return result

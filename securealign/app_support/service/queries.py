@@ -31,6 +31,7 @@ from securealign.crypto import (
 )
 from securealign.experiments import artifacts
 from securealign.models.embeddings import embed
+from securealign.models.zoo import ModelSpec, get_spec
 
 # encrypted logits stay within ~1e-5 of plaintext; a larger gap means the provider's model is not this pair's
 ENCRYPTED_TOLERANCE = 1e-3
@@ -50,30 +51,30 @@ _model_locks_lock = threading.Lock()
 _loaded: set[str] = set()
 
 
-def _load(key: str, progress: ProgressFn | None, fraction: float, role: str) -> None:
+def _load(spec: ModelSpec, progress: ProgressFn | None, fraction: float, role: str) -> None:
     """Load an encoder once per process; a query arriving while the warm-up loads it waits instead of loading a
     second copy."""
     from securealign.models.encoders import load_encoder
 
     with _model_locks_lock:
-        lock = _model_locks.setdefault(key, threading.Lock())
+        lock = _model_locks.setdefault(spec.key, threading.Lock())
     with lock:
-        if key in _loaded:
+        if spec.key in _loaded:
             return
-        report(progress, fraction, f"loading the {role} model {model_name(key)} (first use only)")
-        with loading(f"The model {model_name(key)}"):
-            load_encoder(key)
-        _loaded.add(key)
+        report(progress, fraction, f"loading the {role} model {model_name(spec.key)} (first use only)")
+        with loading(f"The model {model_name(spec.key)}"):
+            load_encoder(spec)
+        _loaded.add(spec.key)
 
 
 def _embed_one(
-    key: str, text: str, progress: ProgressFn | None, fraction: float, role: str
+    spec: ModelSpec, text: str, progress: ProgressFn | None, fraction: float, role: str
 ) -> tuple[np.ndarray, float]:
-    _load(key, progress, fraction, role)
-    report(progress, fraction + 0.1, f"embedding the query with {model_name(key)}")
+    _load(spec, progress, fraction, role)
+    report(progress, fraction + 0.1, f"embedding the query with {model_name(spec.key)}")
     start = time.perf_counter()
     # user queries are never written to the embedding cache
-    z = embed(key, [text], use_cache=False, progress=False)[0]
+    z = embed(spec, [text], use_cache=False, progress=False)[0]
     return z.astype(np.float64), (time.perf_counter() - start) * 1e3
 
 
@@ -81,13 +82,13 @@ def warm_up(task: str, source: str, target: str) -> None:
     """Load the default pair's encoders, head, map and served model, so that the first query after the page is
     served is as quick as later ones (the app runs this in the background right after it starts)."""
     check_task(task)
-    check_pair(source, target)
+    source_spec, target_spec = check_pair(source, target)
     # in the order a first query needs them; the provider's own model only serves the reference, after the answer
-    _embed_one(source, "warm-up", None, 0.0, "client")  # the first call of an encoder also builds its lazy parts
+    _embed_one(source_spec, "warm-up", None, 0.0, "client")  # the first call of an encoder also builds its lazy parts
     served_model(task, source, target)
     make_spare_keys()
     true_labels(task)
-    _embed_one(target, "warm-up", None, 0.0, "provider")
+    _embed_one(target_spec, "warm-up", None, 0.0, "provider")
 
 
 # the latency chart's bar for each protocol step kind (keys are sent once per session, so they get their own bar)
@@ -129,13 +130,13 @@ def classify(
     """
     text = check_query(text)
     check_task(task)
-    check_pair(source, target)
+    source_spec, _ = check_pair(source, target)
     check_choice("mode", mode, list(MODES))
     encrypted = check_flag("encrypt", encrypted)
     check_choice("answer", answer, list(ANSWER_REVEALS))
     wall = time.perf_counter()
     head, affine = artifacts.load_head(task, target), artifacts.load_map(task, source, target)
-    z_src, embed_ms = _embed_one(source, text, progress, 0.05, "client")
+    z_src, embed_ms = _embed_one(source_spec, text, progress, 0.05, "client")
     mapped_logits = plaintext_logits(z_src, head.V, head.c, affine.W, affine.b)
     truth = true_label(task, text)
     result = {
@@ -222,7 +223,7 @@ def add_reference(result: dict, progress: ProgressFn | None = None) -> dict:
     """``result`` with the provider's own model applied to the raw text: the reference a real provider never
     computes (it never sees the text), so it runs after the client's answer is shown and is timed apart."""
     head = artifacts.load_head(result["task"], result["target"])
-    z_tgt, embed_ms = _embed_one(result["target"], result["query"], progress, 0.5, "provider")
+    z_tgt, embed_ms = _embed_one(get_spec(result["target"]), result["query"], progress, 0.5, "provider")
     native = _prediction(plaintext_logits(z_tgt, head.V, head.c), head.classes)
     out = {
         **result,
