@@ -23,9 +23,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import secrets
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -40,6 +38,7 @@ from securealign.crypto.errors import (
     TooFewRowsError,
     UnknownFitError,
 )
+from securealign.crypto.expiring import ExpiringStore, new_id
 from securealign.crypto.secure_fit import BATCH_ROWS, CrossLayout, CrossProductEvaluator, KeyHolder, finite_matrix
 
 
@@ -69,7 +68,6 @@ class FitJob:
     owner: str  # the key id of the session that opened it
     evaluator: CrossProductEvaluator | None  # paper mode
     holder: KeyHolder | None  # sealed mode
-    expires_at: float
     lock: threading.Lock = field(default_factory=threading.Lock)  # one step of a job at a time
 
     def paper_evaluator(self) -> CrossProductEvaluator:
@@ -110,10 +108,12 @@ class FitJobs:
     """Public sets by name and open fit jobs by id, with an idle expiry and caps on jobs in total and per key."""
 
     def __init__(self, idle_seconds: float = 60.0, max_jobs: int = 4, max_per_key: int = 1) -> None:
-        self.ttl, self.max_jobs, self.max_per_key = idle_seconds, max_jobs, max_per_key
+        self.max_jobs, self.max_per_key = max_jobs, max_per_key
         self._sets: dict[str, PublicSet] = {}
-        self._jobs: dict[str, FitJob] = {}
-        self._lock = threading.Lock()
+        # a busy job (mid-step) does not expire; a full store refuses new jobs (see open) rather than evict one
+        self._jobs: ExpiringStore[FitJob] = ExpiringStore(
+            idle_seconds, max_jobs, _unknown_fit, in_use=lambda job: job.lock.locked()
+        )
 
     def add_set(self, name: str, texts: list[str], Z: np.ndarray) -> PublicSet:
         Z = finite_matrix("Z_A", Z)
@@ -153,7 +153,7 @@ class FitJobs:
                 f"other's data); public set {public_set!r} holds {len(public.Z)}"
             )
         job = FitJob(
-            secrets.token_urlsafe(18),
+            new_id(),
             mode,
             public,
             width,
@@ -161,31 +161,25 @@ class FitJobs:
             owner,
             CrossProductEvaluator(public.Z) if mode == "paper" else None,
             KeyHolder() if mode == "sealed" else None,
-            time.monotonic() + self.ttl,
         )
-        with self._lock:
-            self._drop_expired()
-            if sum(j.owner == owner for j in self._jobs.values()) >= self.max_per_key:
+
+        def admit(running: list[FitJob]) -> None:
+            if sum(j.owner == owner for j in running) >= self.max_per_key:
                 raise LimitExceededError(f"this key already runs {self.max_per_key} secure fit(s); finish or close it")
-            if len(self._jobs) >= self.max_jobs:
+            if len(running) >= self.max_jobs:
                 raise LimitExceededError(f"{self.max_jobs} secure fits are already running; try again later")
-            self._jobs[job.fit_id] = job
+
+        self._jobs.add(job.fit_id, job, admit=admit)
         return job
 
     def get(self, fit_id: str, mode: str) -> FitJob:
-        with self._lock:
-            self._drop_expired()
-            job = self._jobs.get(fit_id)
-            if job is None:
-                raise UnknownFitError(f"no secure fit {fit_id!r} (never opened, finished or expired)")
-            if job.mode != mode:
-                raise ParameterError(f"fit {fit_id!r} runs in {job.mode} mode; this step belongs to {mode} mode")
-            job.expires_at = time.monotonic() + self.ttl
-            return job
+        job = self._jobs.get(fit_id)
+        if job.mode != mode:
+            raise ParameterError(f"fit {fit_id!r} runs in {job.mode} mode; this step belongs to {mode} mode")
+        return job
 
     def close(self, fit_id: str) -> None:
-        with self._lock:
-            self._jobs.pop(fit_id, None)
+        self._jobs.close(fit_id)
 
     @contextlib.contextmanager
     def _step(self, fit_id: str, mode: str) -> Iterator[FitJob]:
@@ -193,12 +187,12 @@ class FitJobs:
         (a second product would rescale the accumulators past the last level)."""
         job = self.get(fit_id, mode)
         with job.lock:
-            if self._jobs.get(fit_id) is not job:
+            if not self._jobs.holds(fit_id, job):
                 raise UnknownFitError(f"secure fit {fit_id!r} has just finished or expired")
             try:
                 yield job
             finally:
-                job.expires_at = time.monotonic() + self.ttl  # idle time counts from the end of a (long) step
+                self._jobs.touch(fit_id)  # idle time counts from the end of a (long) step
 
     # paper mode: the provider evaluates ---------------------------------------------------------------------
     def add_rows(self, fit_id: str, batch: bytes) -> int:
@@ -238,7 +232,6 @@ class FitJobs:
     def __len__(self) -> int:
         return len(self._jobs)
 
-    def _drop_expired(self) -> None:
-        now = time.monotonic()
-        for fit_id in [f for f, job in self._jobs.items() if job.expires_at < now and not job.lock.locked()]:
-            del self._jobs[fit_id]
+
+def _unknown_fit(fit_id: str) -> UnknownFitError:
+    return UnknownFitError(f"no secure fit {fit_id!r} (never opened, finished or expired)")

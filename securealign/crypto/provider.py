@@ -9,11 +9,10 @@ about log2(d) rotations per result ciphertext.
 
 from __future__ import annotations
 
-import secrets
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import tenseal.sealapi as seal
@@ -30,6 +29,7 @@ from securealign.crypto.errors import (
     UnknownModelError,
     UnknownSessionError,
 )
+from securealign.crypto.expiring import ExpiringStore, new_id
 from securealign.crypto.fit_jobs import FitJobs
 from securealign.crypto.layout import DEPTH, Layout
 
@@ -131,8 +131,6 @@ class Session:
     steps: frozenset[int]
     galois_keys: seal.GaloisKeys
     memory_bytes: int  # what its loaded Galois keys occupy
-    expires_at: float
-    last_used: float = field(default_factory=time.monotonic)
     queries: int = 0
 
 
@@ -149,53 +147,38 @@ class SessionStore:
     """Sessions by id with an expiry and a memory bound: expired sessions go first, then the least recently used."""
 
     def __init__(self, ttl_seconds: float, max_sessions: int, max_bytes: int) -> None:
-        self.ttl, self.max_sessions, self.max_bytes = ttl_seconds, max_sessions, max_bytes
-        self._sessions: OrderedDict[str, Session] = OrderedDict()
-        self._lock = threading.Lock()
+        self.max_bytes = max_bytes
+        self._sessions: ExpiringStore[Session] = ExpiringStore(
+            ttl_seconds, max_sessions, _unknown_session, max_cost=max_bytes
+        )
+
+    @property
+    def ttl(self) -> float:
+        return self._sessions.ttl
 
     def add(self, key_id: str, steps: frozenset[int], galois_keys: seal.GaloisKeys, memory_bytes: int) -> Session:
         if memory_bytes > self.max_bytes:
             raise LimitExceededError(f"a context of {memory_bytes:,} bytes exceeds the session memory bound")
-        session = Session(
-            secrets.token_urlsafe(18), key_id, steps, galois_keys, memory_bytes, time.monotonic() + self.ttl
-        )
-        with self._lock:
-            self._drop_expired()
-            while self._sessions and (
-                len(self._sessions) >= self.max_sessions or self.memory_bytes + memory_bytes > self.max_bytes
-            ):
-                self._sessions.popitem(last=False)
-            self._sessions[session.session_id] = session
+        session = Session(new_id(), key_id, steps, galois_keys, memory_bytes)
+        self._sessions.add(session.session_id, session, cost=memory_bytes)
         return session
 
     def get(self, session_id: str) -> Session:
-        with self._lock:
-            self._drop_expired()
-            session = self._sessions.get(session_id)
-            if session is None:
-                raise UnknownSessionError(
-                    f"no session {session_id!r} (never opened, expired or evicted); open a new one"
-                )
-            session.last_used = time.monotonic()
-            session.expires_at = session.last_used + self.ttl
-            self._sessions.move_to_end(session_id)
-            return session
+        return self._sessions.get(session_id)
 
     def close(self, session_id: str) -> None:
-        with self._lock:
-            self._sessions.pop(session_id, None)
+        self._sessions.close(session_id)
 
     @property
     def memory_bytes(self) -> int:
-        return sum(s.memory_bytes for s in self._sessions.values())
+        return self._sessions.cost
 
     def __len__(self) -> int:
         return len(self._sessions)
 
-    def _drop_expired(self) -> None:
-        now = time.monotonic()
-        for sid in [sid for sid, s in self._sessions.items() if s.expires_at < now]:
-            del self._sessions[sid]
+
+def _unknown_session(session_id: str) -> UnknownSessionError:
+    return UnknownSessionError(f"no session {session_id!r} (never opened, expired or evicted); open a new one")
 
 
 class QueryBudget:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from securealign.models.zoo import get_spec, list_models
+from securealign.models.zoo import ModelSpec, as_spec, list_models
 from securealign.paths import cache_dir, module_dir
 
 log = logging.getLogger(__name__)
@@ -50,9 +50,8 @@ def _converted_dir(key: str) -> Path:
     return cache_dir() / "models" / f"{key}-fp16"
 
 
-def _gguf_path(key: str) -> Path:
+def _gguf_path(spec: ModelSpec) -> Path:
     """The GGUF file of a zoo model: shipped as is, or assembled once from split wheels into the cache."""
-    spec = get_spec(key)
     options = spec.options
     if options.get("assemble"):
         target = cache_dir() / "gguf" / options["gguf_file"]
@@ -65,15 +64,16 @@ def _gguf_path(key: str) -> Path:
     return module_dir(options["module"]) / options["gguf_file"]
 
 
-def prepare(key: str) -> Path:
-    """Convert a zoo causal LM from its GGUF file to a cached fp16 safetensors folder (once); returns the folder."""
-    spec = get_spec(key)
+def prepare(causal: ModelSpec | str) -> Path:
+    """Convert a zoo causal LM (a spec, or a key) from its GGUF file to a cached fp16 safetensors folder (once);
+    returns the folder."""
+    spec = as_spec(causal)
     if spec.kind != "causal":
-        raise ValueError(f"model {key!r} is a {spec.kind}, not a causal LM")
-    out = _converted_dir(key)
+        raise ValueError(f"model {spec.key!r} is a {spec.kind}, not a causal LM")
+    out = _converted_dir(spec.key)
     if (out / "config.json").exists():
         return out
-    gguf = _gguf_path(key)
+    gguf = _gguf_path(spec)
     log.info("converting %s from GGUF to a cached fp16 copy in %s (one time, about a minute)...", spec.name, out)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
@@ -96,10 +96,10 @@ def prepare(key: str) -> Path:
 class CausalLM:
     """A loaded causal LM (fp32 on CPU, eval mode) with the few operations the project needs."""
 
-    def __init__(self, key: str) -> None:
-        self.key = key
-        self.spec = get_spec(key)
-        folder = prepare(key)
+    def __init__(self, spec: ModelSpec) -> None:
+        self.key = spec.key
+        self.spec = spec
+        folder = prepare(spec)
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -227,11 +227,15 @@ class CausalLM:
         return {"last": np.concatenate(last).astype(np.float32), "mean": np.concatenate(mean).astype(np.float32)}
 
 
+def load_causal_lm(model: ModelSpec | str) -> CausalLM:
+    """The zoo's causal LM ``model`` (a spec, or a key), loaded once per process (converted on first use if set-up
+    has not run)."""
+    return _load_causal_lm(as_spec(model))
+
+
 @functools.cache
-def load_causal_lm(key: str) -> CausalLM:
-    """The zoo's causal LM ``key``, loaded once per process (converted on first use if set-up has not run)."""
-    spec = get_spec(key)
+def _load_causal_lm(spec: ModelSpec) -> CausalLM:
     if spec.kind != "causal":
         causal = ", ".join(s.key for s in list_models("causal"))
-        raise ValueError(f"model {key!r} is a {spec.kind}; the causal LMs are: {causal}")
-    return CausalLM(key)
+        raise ValueError(f"model {spec.key!r} is a {spec.kind}; the causal LMs are: {causal}")
+    return CausalLM(spec)

@@ -1,4 +1,4 @@
-"""``embed(model_key, texts)``: pooled final hidden states of any zoo model, cached on disk.
+"""``embed(model, texts)``: pooled final hidden states of any zoo model, cached on disk.
 
 Embedding is the slowest step on a 2-core machine (minutes for a few thousand texts), and every experiment
 re-embeds the same datasets, so each vector is stored once in a SQLite file per model and pooling, keyed by
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from securealign.models.zoo import get_spec
+from securealign.models.zoo import ModelSpec, as_spec
 from securealign.paths import cache_dir
 
 CACHE_VERSION = 1
@@ -64,19 +64,18 @@ def validate_texts(texts: Sequence[str]) -> list[str]:
     return texts
 
 
-def _compute(model_key: str, pooling: str, texts: list[str], batch_size: int) -> np.ndarray:
-    spec = get_spec(model_key)
+def _compute(spec: ModelSpec, pooling: str, texts: list[str], batch_size: int) -> np.ndarray:
     if spec.kind == "encoder":
         from securealign.models.encoders import load_encoder
 
-        return load_encoder(model_key).encode(texts, batch_size=batch_size)
+        return load_encoder(spec).encode(texts, batch_size=batch_size)
     from securealign.models.causal_lm import load_causal_lm
 
-    return load_causal_lm(model_key).pooled(texts, batch_size=batch_size)[pooling]
+    return load_causal_lm(spec).pooled(texts, batch_size=batch_size)[pooling]
 
 
 def embed(
-    model_key: str,
+    model: ModelSpec | str,
     texts: Sequence[str],
     *,
     pooling: str | None = None,
@@ -84,19 +83,20 @@ def embed(
     progress: bool | ProgressFn | None = None,
     use_cache: bool = True,
 ) -> np.ndarray:
-    """Pooled final hidden states, shape ``(len(texts), dim)``, float32, in the order of ``texts``.
+    """Pooled final hidden states of ``model`` (a zoo spec, or its key), shape ``(len(texts), dim)``, float32, in
+    the order of ``texts``.
 
     ``pooling`` defaults to the model's own (mean for encoders, last token for causal LMs). ``progress`` is
     ``None`` (a tqdm bar for long jobs), ``False``, ``True`` or a callable ``(done, total)`` (e.g. a UI bar).
     """
-    spec = get_spec(model_key)
+    spec = as_spec(model)
     pooling = pooling or spec.pooling
     if pooling not in POOLINGS[spec.kind]:
-        raise ValueError(f"pooling {pooling!r} is not available for {model_key!r}; choose from {POOLINGS[spec.kind]}")
+        raise ValueError(f"pooling {pooling!r} is not available for {spec.key!r}; choose from {POOLINGS[spec.kind]}")
     texts = validate_texts(texts)
     keys = [_text_key(t) for t in texts]
     found: dict[str, np.ndarray] = {}
-    path = cache_path(model_key, pooling)
+    path = cache_path(spec.key, pooling)
     if use_cache:
         with closing(_connect(path)) as conn:
             unique = list(dict.fromkeys(keys))
@@ -108,15 +108,15 @@ def embed(
                 found.update((k, np.frombuffer(v, dtype=np.float32)) for k, v in rows)
     missing = list(dict.fromkeys(t for t, k in zip(texts, keys, strict=False) if k not in found))
     if missing:
-        _fill(model_key, pooling, missing, batch_size, progress, found, path if use_cache else None)
+        _fill(spec, pooling, missing, batch_size, progress, found, path if use_cache else None)
     out = np.stack([found[k] for k in keys]).astype(np.float32, copy=False)
     if out.shape[1] != spec.dim:
-        raise RuntimeError(f"{model_key} returned {out.shape[1]}-dim vectors, the zoo says {spec.dim}")
+        raise RuntimeError(f"{spec.key} returned {out.shape[1]}-dim vectors, the zoo says {spec.dim}")
     return out
 
 
 def _fill(
-    model_key: str,
+    spec: ModelSpec,
     pooling: str,
     missing: list[str],
     batch_size: int,
@@ -127,13 +127,13 @@ def _fill(
     """Embed the uncached texts in chunks, storing each chunk as soon as it is done (so an interrupted job resumes)."""
     show_bar = progress is True or (progress is None and len(missing) >= PROGRESS_THRESHOLD)
     bar = tqdm(
-        total=len(missing), desc=f"embedding with {model_key}", unit="text", file=sys.stderr, disable=not show_bar
+        total=len(missing), desc=f"embedding with {spec.key}", unit="text", file=sys.stderr, disable=not show_bar
     )
     chunk_size = max(batch_size, 8) * 4
     with bar:
         for start in range(0, len(missing), chunk_size):
             chunk = missing[start : start + chunk_size]
-            vectors = _compute(model_key, pooling, chunk, batch_size)
+            vectors = _compute(spec, pooling, chunk, batch_size)
             rows = [
                 (_text_key(t), np.ascontiguousarray(v, dtype=np.float32).tobytes())
                 for t, v in zip(chunk, vectors, strict=False)

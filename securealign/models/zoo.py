@@ -32,7 +32,8 @@ class ModelSpec:
     size_mb: int
     loader: str  # "sentence-transformers" | "split-zip" | "onnx" | "wordllama" | "model2vec-yantrikdb" | "gguf"
     pooling: str  # default pooling of embed(): "mean" for encoders, "last" or "mean" for causal LMs
-    options: dict[str, Any] = field(default_factory=dict)
+    # loader-specific; left out of the hash, so a spec can key a per-process cache of loaded models
+    options: dict[str, Any] = field(default_factory=dict, hash=False)
 
 
 _SPECS = (
@@ -165,6 +166,12 @@ def get_spec(key: str) -> ModelSpec:
         raise UnknownModelError(f"unknown model {key!r}; valid models: {', '.join(MODELS)}") from None
 
 
+def as_spec(model: ModelSpec | str) -> ModelSpec:
+    """A spec as given, or a key resolved here: the one look-up where a model's name enters the library (the
+    layers below take the spec, so one call resolves a key once)."""
+    return model if isinstance(model, ModelSpec) else get_spec(model)
+
+
 def list_models(kind: str | None = None) -> list[ModelSpec]:
     """All specs, or those of one kind ("encoder" or "causal")."""
     if kind is not None and kind not in KINDS:
@@ -172,9 +179,9 @@ def list_models(kind: str | None = None) -> list[ModelSpec]:
     return [spec for spec in MODELS.values() if kind is None or spec.kind == kind]
 
 
-def is_installed(key: str) -> bool:
+def is_installed(model: ModelSpec | str) -> bool:
     """Whether every package that ships this model's weights is installed."""
-    return all(is_distribution_installed(package) for package in get_spec(key).packages)
+    return all(is_distribution_installed(package) for package in as_spec(model).packages)
 
 
 def main(argv: list[str]) -> int:
@@ -192,7 +199,7 @@ def main(argv: list[str]) -> int:
             str(s.dim),
             f"{s.size_mb} MB",
             s.licence,
-            "yes" if is_installed(s.key) else "no",
+            "yes" if is_installed(s) else "no",
         )
         for s in list_models(args.kind)
     ]
