@@ -24,6 +24,7 @@ import pandas as pd
 from scipy.special import softmax
 
 from securealign import alignment
+from securealign.app_support import encoder_process
 from securealign.crypto import (
     ANSWER_REVEALS,
     MODES,
@@ -400,6 +401,7 @@ def _served_model(task: str, source: str, target: str) -> str:
 
 
 _spare_keys: queue.Queue[ClientSession] = queue.Queue(maxsize=1)
+SPARE_KEYS_AFTER_S = 2.0  # a first query's client path takes ~0.5 s on two cores (docs/app.md)
 
 
 def _make_spare_keys() -> None:
@@ -411,12 +413,16 @@ def new_client() -> ClientSession:
     """Fresh CKKS keys for one browser or API session; the secret key never leaves the returned object.
 
     Key generation takes a few hundred ms, so one set is made ahead, in the background, and handed to the next
-    new session (each set goes to exactly one session); the next spare is then made in the background."""
+    new session (each set goes to exactly one session); the next spare is then made in the background, once the
+    query that took this set has had time to finish (key generation holds the GIL for up to a few hundred ms at a
+    time, so made at once it would stall that very query)."""
     try:
         client = _spare_keys.get_nowait()
     except queue.Empty:
         return ClientSession()
-    threading.Thread(target=_make_spare_keys, daemon=True, name="spare-keys").start()
+    refill = threading.Timer(SPARE_KEYS_AFTER_S, _make_spare_keys)
+    refill.daemon = True
+    refill.start()
     return client
 
 
@@ -467,8 +473,6 @@ _loaded: set[str] = set()
 def _load(key: str, progress: ProgressFn | None, fraction: float, role: str) -> None:
     """Load an encoder once per process; a query arriving while the warm-up loads it waits instead of loading a
     second copy."""
-    from securealign.models.encoders import load_encoder
-
     with _register_lock:
         lock = _model_locks.setdefault(key, threading.Lock())
     with lock:
@@ -476,7 +480,7 @@ def _load(key: str, progress: ProgressFn | None, fraction: float, role: str) -> 
             return
         _report(progress, fraction, f"loading the {role} model {model_name(key)} (first use only)")
         with _loading(f"The model {model_name(key)}"):
-            load_encoder(key)
+            encoder_process.current().load(key)
         _loaded.add(key)
 
 
@@ -486,8 +490,7 @@ def _embed_one(
     _load(key, progress, fraction, role)
     _report(progress, fraction + 0.1, f"embedding the query with {model_name(key)}")
     start = time.perf_counter()
-    # user queries are never written to the embedding cache
-    z = embed(key, [text], use_cache=False, progress=False)[0]
+    z = encoder_process.current().embed(key, text)  # user queries are never written to the embedding cache
     return z.astype(np.float64), (time.perf_counter() - start) * 1e3
 
 
@@ -496,12 +499,14 @@ def warm_up(task: str, source: str, target: str) -> None:
     served is as quick as later ones (the app runs this in the background right after it starts)."""
     _check_task(task)
     _check_pair(source, target)
-    # in the order a first query needs them; the provider's own model only serves the reference, after the answer
-    _embed_one(source, "warm-up", None, 0.0, "client")  # the first call of an encoder also builds its lazy parts
+    # the encoders load in the order a first query needs them (the provider's own model only serves the reference,
+    # after the answer), on a core of their own when the app runs them in a child process (encoder_process); this
+    # thread meanwhile makes the rest of a first query: the served model, a spare set of keys, the true labels
+    encoder_process.current().warm([source, target])
     _served_model(task, source, target)
     _make_spare_keys()
     _true_labels(task)
-    _embed_one(target, "warm-up", None, 0.0, "provider")
+    _load(source, None, 0.0, "client")
 
 
 # the latency chart's bar for each protocol step kind (keys are sent once per session, so they get their own bar)
