@@ -74,7 +74,7 @@ class EncoderProcess:
 
     def __init__(self) -> None:
         ours, theirs = socket.socketpair()
-        self._proc = subprocess.Popen(
+        self._proc = subprocess.Popen(  # kept, so that the process object lives as long as the process
             [sys.executable, "-m", __name__, str(theirs.fileno())],
             cwd=REPO_ROOT,  # this checkout's securealign, whichever copy is installed
             pass_fds=[theirs.fileno()],

@@ -401,7 +401,6 @@ def _served_model(task: str, source: str, target: str) -> str:
 
 
 _spare_keys: queue.Queue[ClientSession] = queue.Queue(maxsize=1)
-SPARE_KEYS_AFTER_S = 2.0  # a first query's client path takes ~0.5 s on two cores (docs/app.md)
 
 
 def _make_spare_keys() -> None:
@@ -413,16 +412,12 @@ def new_client() -> ClientSession:
     """Fresh CKKS keys for one browser or API session; the secret key never leaves the returned object.
 
     Key generation takes a few hundred ms, so one set is made ahead, in the background, and handed to the next
-    new session (each set goes to exactly one session); the next spare is then made in the background, once the
-    query that took this set has had time to finish (key generation holds the GIL for up to a few hundred ms at a
-    time, so made at once it would stall that very query)."""
+    new session (each set goes to exactly one session); the next spare is then made in the background."""
     try:
         client = _spare_keys.get_nowait()
     except queue.Empty:
         return ClientSession()
-    refill = threading.Timer(SPARE_KEYS_AFTER_S, _make_spare_keys)
-    refill.daemon = True
-    refill.start()
+    threading.Thread(target=_make_spare_keys, daemon=True, name="spare-keys").start()
     return client
 
 
@@ -500,13 +495,14 @@ def warm_up(task: str, source: str, target: str) -> None:
     _check_task(task)
     _check_pair(source, target)
     # the encoders load in the order a first query needs them (the provider's own model only serves the reference,
-    # after the answer), on a core of their own when the app runs them in a child process (encoder_process); this
-    # thread meanwhile makes the rest of a first query: the served model, a spare set of keys, the true labels
+    # after the answer), on a core of their own when the app runs them in a child process (encoder_process); the
+    # rest of a first query (served model, a spare set of keys, labels) waits for the client's encoder, so that it
+    # is made while the page is in the browser's hands rather than while it is being built
     encoder_process.current().warm([source, target])
+    _load(source, None, 0.0, "client")
     _served_model(task, source, target)
     _make_spare_keys()
     _true_labels(task)
-    _load(source, None, 0.0, "client")
 
 
 # the latency chart's bar for each protocol step kind (keys are sent once per session, so they get their own bar)
