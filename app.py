@@ -18,11 +18,18 @@ import functools
 import inspect
 import threading
 
-import gradio as gr
+from securealign.app_support import encoder_process
 
-import app_text as words
-from securealign.app_support import figures, service
-from securealign.crypto import THREAT_MODELS
+if __name__ == "__main__":
+    # before anything heavy: the query encoders import torch and load in a process of their own, on the second
+    # core, while this one imports Gradio and draws the first page (encoder_process says why a thread would not do)
+    encoder_process.start()
+
+import gradio as gr  # noqa: E402 - after the encoders' process has started
+
+import app_text as words  # noqa: E402
+from securealign.app_support import figures, service  # noqa: E402
+from securealign.crypto import THREAT_MODELS  # noqa: E402
 
 # The three API events take their arguments unconverted (preprocess=False): the service checks every one of them
 # before any work starts, so "abc" or 2.5 from an API client gets the service's sentence, not a slider's error.

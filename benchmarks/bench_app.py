@@ -12,6 +12,7 @@ Queries go through the public API (``gradio_client``), which streams the same ou
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -45,6 +46,8 @@ def _timed_stream(job_factory) -> tuple[float, float, list]:
 
 
 def main() -> None:
+    # the targets assume a quiet 2-core machine: start-up is CPU-bound, so other work shows up in every figure
+    print(f"load average (1 min) at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     start = time.perf_counter()
     subprocess.run([sys.executable, "-c", "import gradio"], check=True)
     _line("baseline: python -c 'import gradio'", time.perf_counter() - start)

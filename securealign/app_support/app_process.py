@@ -31,6 +31,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 START_TIMEOUT_S = 180  # generous: CI shares 2 cores with model conversion and other suites
+POLL_S = 0.1  # how often a starting process is asked whether it answers: the start-up benchmark's resolution
 
 
 def free_port() -> int:
@@ -87,7 +88,7 @@ def _answering(
                         break
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{' '.join(command)} did not answer on {url} within {START_TIMEOUT_S} s")
-                time.sleep(0.5)
+                time.sleep(POLL_S)
             yield url, proc
         finally:
             if proc.poll() is None:

@@ -10,6 +10,7 @@ import time
 import numpy as np
 from scipy.special import softmax
 
+from securealign.app_support import encoder_process
 from securealign.app_support.service.checks import (
     ProgressFn,
     ServiceError,
@@ -30,7 +31,6 @@ from securealign.crypto import (
     run_encrypted_query,
 )
 from securealign.experiments import artifacts
-from securealign.models.embeddings import embed
 from securealign.models.zoo import ModelSpec, get_spec
 
 # encrypted logits stay within ~1e-5 of plaintext; a larger gap means the provider's model is not this pair's
@@ -54,8 +54,6 @@ _loaded: set[str] = set()
 def _load(spec: ModelSpec, progress: ProgressFn | None, fraction: float, role: str) -> None:
     """Load an encoder once per process; a query arriving while the warm-up loads it waits instead of loading a
     second copy."""
-    from securealign.models.encoders import load_encoder
-
     with _model_locks_lock:
         lock = _model_locks.setdefault(spec.key, threading.Lock())
     with lock:
@@ -63,7 +61,7 @@ def _load(spec: ModelSpec, progress: ProgressFn | None, fraction: float, role: s
             return
         report(progress, fraction, f"loading the {role} model {model_name(spec.key)} (first use only)")
         with loading(f"The model {model_name(spec.key)}"):
-            load_encoder(spec)
+            encoder_process.current().load(spec.key)
         _loaded.add(spec.key)
 
 
@@ -73,8 +71,7 @@ def _embed_one(
     _load(spec, progress, fraction, role)
     report(progress, fraction + 0.1, f"embedding the query with {model_name(spec.key)}")
     start = time.perf_counter()
-    # user queries are never written to the embedding cache
-    z = embed(spec, [text], use_cache=False, progress=False)[0]
+    z = encoder_process.current().embed(spec.key, text)  # user queries are never written to the embedding cache
     return z.astype(np.float64), (time.perf_counter() - start) * 1e3
 
 
@@ -83,12 +80,15 @@ def warm_up(task: str, source: str, target: str) -> None:
     served is as quick as later ones (the app runs this in the background right after it starts)."""
     check_task(task)
     source_spec, target_spec = check_pair(source, target)
-    # in the order a first query needs them; the provider's own model only serves the reference, after the answer
-    _embed_one(source_spec, "warm-up", None, 0.0, "client")  # the first call of an encoder also builds its lazy parts
+    # the encoders load in the order a first query needs them (the provider's own model only serves the reference,
+    # after the answer), on a core of their own when the app runs them in a child process (encoder_process); the
+    # rest of a first query (served model, a spare set of keys, labels) waits for the client's encoder, so that it
+    # is made while the page is in the browser's hands rather than while it is being built
+    encoder_process.current().warm([source_spec.key, target_spec.key])
+    _load(source_spec, None, 0.0, "client")
     served_model(task, source, target)
     make_spare_keys()
     true_labels(task)
-    _embed_one(target_spec, "warm-up", None, 0.0, "provider")
 
 
 # the latency chart's bar for each protocol step kind (keys are sent once per session, so they get their own bar)
