@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from securealign.paths import module_dir
 
@@ -129,6 +128,21 @@ def _rows(name: str) -> tuple[list[str], list[str]]:
     return list(first), list(first.values())
 
 
+EXAMPLES_PER_TASK = 5
+
+
+def example_queries(task: Task, n: int = EXAMPLES_PER_TASK) -> list[tuple[str, str]]:
+    """``n`` held-out test texts of ``task`` with their labels, one per class in turn (40-600 characters), so a
+    presenter can pick a realistic query."""
+    picked: list[tuple[str, str]] = []
+    for text, label in zip(task.test_texts, task.test_labels, strict=True):
+        if int(label) == len(picked) % len(task.classes) and 40 <= len(text) <= 600:
+            picked.append((text, task.classes[int(label)]))
+        if len(picked) == n:
+            break
+    return picked
+
+
 @functools.cache
 def load_task(name: str) -> Task:
     """The task ``name`` with its fixed, stratified, seeded split; unknown names list the valid ones."""
@@ -139,6 +153,8 @@ def load_task(name: str) -> Task:
     classes = sorted(set(labels))
     y = np.array([classes.index(label) for label in labels], dtype=np.int64)
     sizes = {"train_size": spec.n_train, "test_size": spec.n_test} if spec.n_train else {"test_size": 0.3}
+    from sklearn.model_selection import train_test_split  # ~1 s of imports: only where a split is made
+
     x_train, x_test, y_train, y_test = train_test_split(texts, y, stratify=y, random_state=SEED, **sizes)
     return Task(
         name,

@@ -7,9 +7,10 @@ from itertools import permutations
 import numpy as np
 import pytest
 
-from securealign.datasets import load_ood_texts, load_public_corpus, load_task
+from securealign.datasets import EXAMPLES_PER_TASK, example_queries, load_ood_texts, load_public_corpus, load_task
 from securealign.experiments.artifacts import (
     MissingArtifactError,
+    load_examples,
     load_head,
     load_manifest,
     load_map,
@@ -120,6 +121,20 @@ def test_reseeded_draws_new_splits_of_the_same_texts() -> None:
 def test_probe_accuracy_with_a_single_seen_class_predicts_it() -> None:
     y_test = np.array([0, 1, 1, 2])
     assert probe_accuracy(np.ones((3, 2)), np.array([1, 1, 1]), np.zeros((4, 2)), y_test) == 0.5
+
+
+def test_committed_examples_are_the_held_out_texts_with_their_labels() -> None:
+    """The app's example queries come from assets/examples.json so its first page needs no dataset split; they
+    must be exactly what the task's test split gives, one per class in turn, each with its true label."""
+    committed = load_examples()
+    assert set(committed) == set(load_manifest()["tasks"])
+    for task, rows in committed.items():
+        data = load_task(task)
+        assert rows == example_queries(data) and len(rows) == EXAMPLES_PER_TASK
+        assert load_manifest()["task_sizes"][task]["test"] == len(data.test_texts)  # the fit estimate reads it
+        test_labels = {text: data.classes[int(y)] for text, y in zip(data.test_texts, data.test_labels, strict=True)}
+        assert all(test_labels[text] == label for text, label in rows)
+        assert [label for _, label in rows][: len(data.classes)] == data.classes
 
 
 def test_committed_assets_are_complete_and_consistent() -> None:

@@ -8,6 +8,7 @@ Layout (all small enough to commit; the manifest says which encoders, tasks and 
     assets/manifest.json                             what was run, subset sizes, the demo regime, total bytes
     assets/results.json                              one row per (task, source, target, regime, map kind)
     assets/seeds.json                                compact ridge rows per seed (split, public subset, few-shot draw)
+    assets/examples.json                             per task, held-out example queries with their labels
     assets/similarity/<dataset>.json                 N x N matrices per metric on one shared text set
     assets/heads/<task>/<target>.npz                 LinearHead (V, c, classes), float32
     assets/maps/<regime>/<task>/<source>__<target>.npz   ridge AffineMap, float16 (only ``map_regimes``)
@@ -46,6 +47,14 @@ def load_manifest() -> dict:
 
 
 @functools.cache
+@functools.cache
+def load_examples() -> dict[str, list[tuple[str, str]]]:
+    """Per task, the example queries and their labels (``datasets.example_queries``): the first page shows them
+    without loading and splitting a dataset."""
+    rows = json.loads(_path("examples.json").read_text())
+    return {task: [(text, label) for text, label in pairs] for task, pairs in rows.items()}
+
+
 def load_similarity(dataset: str) -> dict:
     """``{"keys": [...], "n_texts": int, "matrices": {metric: N x N list}}`` for one text set."""
     if dataset not in load_manifest()["similarity_datasets"]:

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from securealign.datasets import TASKS, load_ood_texts, load_public_corpus, load_task
+from securealign.datasets import TASKS, example_queries, load_ood_texts, load_public_corpus, load_task
 from securealign.experiments.evaluation import BASELINES, REGIMES, ModelEmbeddings, evaluate_pair, fit_heads, reseeded
 from securealign.heads import LinearHead, energy_score
 from securealign.models.embeddings import embed
@@ -198,6 +198,12 @@ def _run_task(
     return rows, seed_rows, sizes
 
 
+def write_examples(root: Path, tasks: list[str]) -> None:
+    """Each task's example queries with their labels, so the app's first page needs no dataset split."""
+    examples = {task: example_queries(load_task(task)) for task in tasks}
+    (root / "examples.json").write_text(json.dumps(examples, indent=1, ensure_ascii=False))
+
+
 def run(
     encoders: list[str],
     tasks: list[str],
@@ -230,6 +236,7 @@ def run(
         rows += task_rows
         seed_rows += task_seed_rows
     (stage / "results.json").write_text(json.dumps(rows, indent=1))
+    write_examples(stage, tasks)
     (stage / "seeds.json").write_text(json.dumps(seed_rows, separators=(",", ":")))
     manifest = {
         "encoders": encoders,

@@ -21,7 +21,6 @@ from securealign.app_support.service.checks import (
     check_query,
 )
 from securealign.app_support.service.choices import (
-    EXAMPLES_PER_TASK,
     METRIC_LABELS,
     PUBLIC_LABEL,
     SHORT_NAMES,
@@ -77,7 +76,6 @@ __all__ = [
     "BASELINE_COLUMNS",
     "ENCRYPTED_SECONDS_PER_TOKEN",
     "ENCRYPTED_TOLERANCE",
-    "EXAMPLES_PER_TASK",
     "FIT_HELD_OUT",
     "FIT_LAMBDA",
     "FIT_MATCH_TOLERANCE",

@@ -11,7 +11,6 @@ from securealign.datasets import load_task
 from securealign.experiments import artifacts
 from securealign.models.zoo import ModelSpec, get_spec, list_models
 
-EXAMPLES_PER_TASK = 5
 # the pair the demo tells its story with (app, warm-up, benchmark): the provider's head keeps 96.5% of its 97.2%
 # through the map, and the first held-out examples are right on every path
 STORY_TASK, STORY_CLIENT, STORY_PROVIDER = "bbc_news", "minilm", "mpnet"
@@ -80,18 +79,10 @@ def model_name(key: str) -> str:
     return SHORT_NAMES[key] if key in SHORT_NAMES else get_spec(key).name
 
 
-@functools.cache
-def examples(task: str, n: int = EXAMPLES_PER_TASK) -> list[str]:
-    """Held-out test texts of ``task``, one per class in turn, so a presenter can pick a realistic query."""
-    data = load_task(check_task(task))
-    picked: list[str] = []
-    for k in range(len(data.test_texts)):
-        label = int(data.test_labels[k])
-        if label == len(picked) % len(data.classes) and 40 <= len(data.test_texts[k]) <= 600:
-            picked.append(data.test_texts[k])
-        if len(picked) == n:
-            break
-    return picked
+def examples(task: str) -> list[str]:
+    """Held-out test texts of ``task``, one per class in turn, so a presenter can pick a realistic query (read
+    from the assets with their labels, so the first page needs no dataset split)."""
+    return [text for text, _ in artifacts.load_examples()[check_task(task)]]
 
 
 @functools.cache
@@ -102,5 +93,10 @@ def true_labels(task: str) -> dict[str, str]:
 
 
 def true_label(task: str, text: str) -> str | None:
-    """The class a held-out test text of ``task`` is labelled with, or None for any other text (a typed query)."""
-    return true_labels(check_task(task)).get(text.strip()) if isinstance(text, str) else None
+    """The class a held-out test text of ``task`` is labelled with, or None for any other text (a typed query).
+    The examples' labels come with them; any other text is looked up in the task's test split."""
+    if not isinstance(text, str):
+        return None
+    task = check_task(task)
+    shown = {example.strip(): label for example, label in artifacts.load_examples()[task]}
+    return shown.get(text.strip()) or true_labels(task).get(text.strip())

@@ -74,7 +74,8 @@ def secure_fit_estimate(n_texts: int, task: str) -> dict:
     return {
         "encrypted_s": 2.0 + FIT_SECONDS_PER_TEXT * n_texts,
         "public_texts": n_texts + FIT_HELD_OUT,
-        "test_texts": len(load_task(check_task(task)).test_texts),
+        # from the manifest, so the estimate drawn with the first page needs no dataset split
+        "test_texts": artifacts.load_manifest()["task_sizes"][check_task(task)]["test"],
     }
 
 
