@@ -39,6 +39,7 @@ import tenseal.sealapi as seal  # noqa: E402
 
 from securealign.crypto import ClientSession, Provider, run_encrypted_query  # noqa: E402
 from securealign.crypto.answers import pairs, pairwise_head, wins  # noqa: E402
+from securealign.crypto.attacks import WindowSum  # noqa: E402
 from securealign.crypto.ckks import save_bytes  # noqa: E402
 from securealign.crypto.layout import Layout  # noqa: E402
 from securealign.datasets import load_task  # noqa: E402
@@ -130,26 +131,12 @@ class SignCKKS:
 
 
 @dataclass(frozen=True)
-class PairLayout:
-    """A window-sum block layout at 8192 slots (the protocol's first design: blocks of d rounded up to a power of
-    two, each summed into its first slot; here the sign polynomial masks the partial sums at no cost), with
-    ``per_ct`` queries side by side: query q's margin for pair p sums into the first slot of block q * P + p."""
+class PairLayout(WindowSum):
+    """The protocol's first, window-sum layout (``attacks.WindowSum``; here the sign polynomial masks the partial
+    sums at no cost) at 8192 slots, with ``per_ct`` queries side by side: query q's margin for pair p sums into the
+    first slot of block q * P + p."""
 
-    d_in: int
     n_pairs: int
-
-    @property
-    def block(self) -> int:
-        return 1 << (self.d_in - 1).bit_length()
-
-    @property
-    def steps(self) -> list[int]:
-        return [1 << k for k in range(self.block.bit_length() - 1)]
-
-    def window_sum(self, vector, rotate, add):
-        for step in self.steps:
-            vector = add(vector, rotate(vector, step))
-        return vector
 
     @property
     def per_ct(self) -> int:

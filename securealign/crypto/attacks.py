@@ -85,20 +85,42 @@ def recovered_fraction(estimate: np.ndarray, truth: np.ndarray, tol: float = 1e-
 View = Callable[[np.ndarray, np.ndarray], Sequence[np.ndarray]]
 
 
+@dataclass(frozen=True)
+class WindowSum:
+    """The first design's summation: blocks of ``d_in`` rounded up to a power of two, each summed into its first
+    slot by rotations of 1, 2, ..., block / 2 (every other slot keeps a partial sum); rotate/add are functional, for
+    slot arrays or ciphertexts."""
+
+    d_in: int
+
+    @property
+    def block(self) -> int:
+        return 1 << (self.d_in - 1).bit_length()
+
+    @property
+    def steps(self) -> list[int]:
+        return [1 << k for k in range(self.block.bit_length() - 1)]
+
+    def window_sum(self, vector, rotate, add):
+        for step in self.steps:
+            vector = add(vector, rotate(vector, step))
+        return vector
+
+
 def window_sum_slots(matrix: np.ndarray, bias: np.ndarray, x: np.ndarray) -> list[np.ndarray]:
     """The leaky design's RESULT, every slot of it (before issue 10): row k of the matrix times the query in block
-    k of a power-of-two length L, each block summed into its first slot by rotations of 1, 2, ..., L / 2, bias
-    added, nothing masked, so the other slots hold partial sums."""
+    k (``WindowSum``), each block summed into its first slot, bias added, nothing masked, so the other slots hold
+    partial sums."""
     n_classes, d = matrix.shape
-    block = 1 << (d - 1).bit_length()
+    layout = WindowSum(d)
+    block = layout.block
     per_ct = SLOTS // block
     results = []
     for first in range(0, n_classes, per_ct):
         slots = np.zeros(SLOTS)
         for r, k in enumerate(range(first, min(n_classes, first + per_ct))):
             slots[r * block : r * block + d] = x * matrix[k]
-        for step in (1 << j for j in range(block.bit_length() - 1)):
-            slots = slots + np.roll(slots, -step)
+        slots = layout.window_sum(slots, lambda v, k: np.roll(v, -k), np.add)
         offsets = np.zeros(SLOTS)
         offsets[: min(per_ct, n_classes - first) * block : block] = bias[first : first + per_ct]
         results.append(slots + offsets)
