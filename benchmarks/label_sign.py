@@ -37,7 +37,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import tenseal.sealapi as seal  # noqa: E402
 
-from securealign.crypto import ClientSession, Provider, run_encrypted_query  # noqa: E402
+from securealign.crypto import (  # noqa: E402
+    ClientSession,
+    Provider,
+    ckks,  # noqa: E402
+    run_encrypted_query,
+)
 from securealign.crypto.answers import pairs, pairwise_head, wins  # noqa: E402
 from securealign.crypto.attacks import WindowSum  # noqa: E402
 from securealign.crypto.ckks import save_bytes  # noqa: E402
@@ -510,7 +515,7 @@ def main() -> int:
         for answer in ("label", "logits"):
             p = run_protocol(m, answer)
             print(
-                f"protocol answer={answer!r} (N = 8192, 2 levels): provider median {p['prov']:.1f} ms wall, "
+                f"protocol answer={answer!r} (N = {ckks.POLY_DEGREE}, {ckks.MAX_DEPTH} level(s)): provider median {p['prov']:.1f} ms wall, "
                 f"{p['cpu']:.1f} ms CPU; encrypt "
                 f"{p['enc']:.1f} ms, decrypt {p['dec']:.1f} ms; up {p['up'] / 1e3:.0f} KB, down "
                 f"{p['down'] / 1e3:.0f} KB; context {p['context'] / 1e6:.2f} MB ({p['steps']} steps, both "
