@@ -515,7 +515,8 @@ def main() -> int:
         for answer in ("label", "logits"):
             p = run_protocol(m, answer)
             print(
-                f"protocol answer={answer!r} (N = {ckks.POLY_DEGREE}, {ckks.MAX_DEPTH} level(s)): provider median {p['prov']:.1f} ms wall, "
+                f"protocol answer={answer!r} (N = {ckks.POLY_DEGREE}, {ckks.MAX_DEPTH} level(s)): "
+                f"provider median {p['prov']:.1f} ms wall, "
                 f"{p['cpu']:.1f} ms CPU; encrypt "
                 f"{p['enc']:.1f} ms, decrypt {p['dec']:.1f} ms; up {p['up'] / 1e3:.0f} KB, down "
                 f"{p['down'] / 1e3:.0f} KB; context {p['context'] / 1e6:.2f} MB ({p['steps']} steps, both "
