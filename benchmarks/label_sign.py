@@ -40,7 +40,7 @@ import tenseal.sealapi as seal  # noqa: E402
 from securealign.crypto import (  # noqa: E402
     ClientSession,
     Provider,
-    ckks,  # noqa: E402
+    ckks,
     run_encrypted_query,
 )
 from securealign.crypto.answers import pairs, pairwise_head, wins  # noqa: E402
