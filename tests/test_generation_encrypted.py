@@ -1,4 +1,5 @@
-"""The encrypted vocabulary head on real CKKS (SEAL): agreement with plaintext, and every bad input refused."""
+"""The encrypted vocabulary head on real CKKS (SEAL): agreement with plaintext (random heads, and the Qwen pair's
+real composed heads over the full 151,936-token vocabulary), and every bad input refused."""
 
 from __future__ import annotations
 
@@ -13,8 +14,12 @@ from securealign.crypto.errors import (
     ParameterError,
     WireFormatError,
 )
+from securealign.datasets import load_public_corpus
+from securealign.generation.decoding import mapped_greedy
 from securealign.generation.diagonal import DiagonalLayout
 from securealign.generation.encrypted import EncryptedHead, VocabularyClient, VocabularyProvider
+from securealign.generation.mapping import DEFAULT_CORPUS_SIZE, fitted_map_path
+from securealign.generation.pair import load_pair
 
 RNG = np.random.default_rng(7)
 D = 96  # two parts, 64 + 32: two query ciphertexts
@@ -115,3 +120,25 @@ def test_every_slot_past_the_vocabulary_decrypts_to_zero(head: EncryptedHead) ->
     flat = np.concatenate([np.concatenate([v.real[: layout.rows], v.imag[: layout.rows]]) for v in vectors])
     assert np.abs(flat[layout.vocab :]).max() < 1e-6  # padding rows of the last block
     assert np.abs(layout.unused(vectors)).max() < 1e-6  # the check slots past the rows, real and imaginary
+
+
+@pytest.mark.slow  # both Qwen models, a 152k-row head encoded once per direction (~20 s), seconds per token
+@pytest.mark.parametrize("source, target", [("qwen05", "qwen15"), ("qwen15", "qwen05")])
+def test_encrypted_decoding_equals_plaintext_decoding_on_held_out_prompts(source: str, target: str) -> None:
+    """The compatible pair both ways, with its committed map: token for token, the encrypted head over the whole
+    vocabulary decodes what the plaintext composed head decodes, on prompts the map never saw."""
+    assert fitted_map_path(source, target) is not None, f"the committed {source} -> {target} map is missing"
+    pair = load_pair(source, target)
+    head = EncryptedHead(pair.plain_head.matrix, pair.plain_head.bias)  # not the pair's cached one: freed after
+    layout = head.provider.layout
+    assert layout.vocab == pair.plain_head.matrix.shape[0] == 151936 and layout.d == pair.source.lm_head().shape[1]
+    held_out = load_public_corpus(DEFAULT_CORPUS_SIZE + 2)[DEFAULT_CORPUS_SIZE:]  # after the map's 4,000 texts
+    for text in held_out:
+        prompt = " ".join(text.split()[:8])
+        plain = [t.id for t in mapped_greedy(pair.source, pair.target, pair.plain_head, prompt, 4)]
+        encrypted = list(mapped_greedy(pair.source, pair.target, head, prompt, 4))
+        assert [t.id for t in encrypted] == plain
+        assert all(t.cost.bytes_up > 0 and t.cost.bytes_down > 0 for t in encrypted)
+    hidden = pair.source.final_hidden(prompt).hidden[-1]
+    assert np.abs(head(hidden) - pair.plain_head(hidden)).max() < 1e-3
+    load_pair.cache_clear()  # the composed 152k-row heads and both models: not kept for the rest of the session
