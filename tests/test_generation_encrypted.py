@@ -44,6 +44,19 @@ def test_encrypted_logits_equal_plaintext(head: EncryptedHead) -> None:
     assert cost.bytes_up > 0 and cost.bytes_down > 0 and cost.provider_ms > 0
 
 
+@pytest.mark.parametrize("d", [896, 1536])  # the Qwen pair's input widths: three and two parts, large baby steps
+def test_encrypted_logits_equal_plaintext_for_wide_inputs(d: int) -> None:
+    rng = np.random.default_rng(d)
+    matrix, bias = rng.normal(scale=0.2, size=(9000, d)), rng.normal(scale=10, size=9000)
+    wide = EncryptedHead(matrix, bias)
+    assert sum(wide.provider.layout.parts) == d and len(wide.provider.layout.parts) > 1
+    x = rng.normal(scale=4.0, size=d)
+    x[:8] = 60.0  # outliers like a real final hidden state's
+    logits = wide(x)
+    assert np.abs(logits - (matrix @ x + bias)).max() < 1e-3
+    assert logits.argmax() == (matrix @ x + bias).argmax()
+
+
 def test_provider_sees_only_public_keys(head: EncryptedHead) -> None:
     assert len(head.key_bytes) < 2 << 20  # two seeded Galois keys, no secret key
     assert not hasattr(head.provider, "_keys")
