@@ -18,6 +18,7 @@ import datetime
 import itertools
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +41,7 @@ from securealign.generation.mapping import (
     map_cache_path,
 )
 from securealign.generation.quality import perplexity, token_agreement
-from securealign.generation.state_cache import CachedStates, load_states
+from securealign.generation.state_cache import CachedStates, extraction_seconds, load_states
 from securealign.generation.token_pairing import (
     exact_match_counts,
     pair_by_end_offset,
@@ -152,8 +153,9 @@ def _quality(affine: AffineMap, held: TokenPairs, own: np.ndarray, lm_head: torc
     }
 
 
-def next_token_rows(source: CachedStates, target: CachedStates, lm_head: torch.Tensor) -> list[dict]:
-    """Held-out next-token quality for the default map and each variant (layer, training size, penalty)."""
+def next_token_rows(source: CachedStates, target: CachedStates, lm_head: torch.Tensor) -> tuple[list[dict], AffineMap]:
+    """Held-out next-token quality for the default map and each variant (layer, training size, penalty); and the
+    default map itself (last layer, every training text, the paper's penalty)."""
     held_index = pair_index(source, target, range(HELD_TEXTS))
     own = _own_greedy(target, held_index.target, lm_head)
     first_train = held_out_count(source.n_texts)
@@ -174,6 +176,8 @@ def next_token_rows(source: CachedStates, target: CachedStates, lm_head: torch.T
             for convention, value in variants:
                 if convention == "alpha":
                     affine = stats.solve(absolute_alpha=value)
+                    if layer == "last" and size == TRAIN_SIZES[-1]:
+                        default = affine
                 else:
                     affine = stats.solve(value)
                 row = {
@@ -186,7 +190,7 @@ def next_token_rows(source: CachedStates, target: CachedStates, lm_head: torch.T
                 rows.append(row)
     for row in rows:
         row["held_tokens"] = int(len(own))
-    return rows
+    return rows, default
 
 
 def continuation_prompts() -> list[str]:
@@ -247,8 +251,9 @@ def _correlations(pairs: list[dict]) -> dict:
     return out
 
 
-def run() -> dict:
-    """The whole study; returns the JSON-ready result (every figure measured here)."""
+def run(save: Callable[[dict], None] = lambda result: None) -> dict:
+    """The whole study; returns the JSON-ready result (every figure measured here), handing it to ``save`` after
+    each pair too (marked incomplete), so a long run interrupted keeps what it measured."""
     keys = [spec.key for spec in list_models("causal")]
     texts = default_corpus(DEFAULT_CORPUS_SIZE)
     caches = {key: load_states(key, texts) for key in keys}
@@ -269,17 +274,13 @@ def run() -> dict:
         start = time.perf_counter()
         source, target = caches[source_key], caches[target_key]
         index = pair_index(source, target, range(source.n_texts))
-        rows = next_token_rows(source, target, heads[target_key])
+        rows, affine = next_token_rows(source, target, heads[target_key])
         default = next(
             r
             for r in rows
             if (r["layer"], r["train_texts"], r["penalty"])
             == ("last", TRAIN_SIZES[-1], f"alpha {RIDGE_ABSOLUTE_ALPHA:g}")
         )
-        first_train = held_out_count(source.n_texts)
-        full = cached_pairs(source, target, range(first_train, source.n_texts))
-        stats = RidgeStats(full.source.shape[1], full.target.shape[1]).update(full.source, full.target)
-        affine = stats.solve(absolute_alpha=RIDGE_ABSOLUTE_ALPHA)
         hmap = HiddenMap(source_key, target_key, affine.W.astype(np.float32), affine.b.astype(np.float32))
         pair = {
             "source": source_key,
@@ -292,6 +293,7 @@ def run() -> dict:
             "native_target_ppl_median": native_ppl[target_key],
         }
         pairs.append(pair)
+        save(_result(pairs, models, texts, complete=len(pairs) == len(keys) * (len(keys) - 1)))
         print(
             f"{source_key:8s} -> {target_key:8s} exact {pair['exact_match_rate']:.3f} jaccard "
             f"{pair['vocabulary_jaccard']:.3f} top1 {default['top1']:.3f} top5 {default['top5']:.3f} "
@@ -299,23 +301,29 @@ def run() -> dict:
             f"{native_ppl[target_key]:.1f} ({time.perf_counter() - start:.0f} s)",
             flush=True,
         )
+    return _result(pairs, models, texts, complete=True)
+
+
+def _result(pairs: list[dict], models: dict[str, CausalLM], texts: list[str], complete: bool) -> dict:
     return {
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "complete": complete,
         "command": "flock /tmp/heavy.lock .venv/bin/python benchmarks/predictor_study.py study",
+        "loadavg": open("/proc/loadavg").read().split()[:3],
         "texts": DEFAULT_CORPUS_SIZE,
         "held_texts": HELD_TEXTS,
         "train_sizes": list(TRAIN_SIZES),
         "continuation_prompts": CONTINUATION_PROMPTS,
         "new_tokens": NEW_TOKENS,
-        "dtypes": {key: str(models[key].model.dtype).removeprefix("torch.") for key in keys},
+        "dtypes": {key: str(lm.model.dtype).removeprefix("torch.") for key, lm in models.items()},
+        "extraction_seconds": {key: extraction_seconds(key, texts) for key in models},
         "pairs": pairs,
-        "correlations": _correlations(pairs),
+        "correlations": _correlations(pairs) if len(pairs) > 2 else {},
     }
 
 
 def main(argv: list[str]) -> int:
-    result = run()
     path = assets_dir().joinpath(*PREDICTOR_STUDY)
-    path.write_text(json.dumps(result, indent=1) + "\n")
+    run(lambda result: path.write_text(json.dumps(result, indent=1) + "\n"))
     print(f"wrote {path}")
     return 0
