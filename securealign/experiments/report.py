@@ -290,7 +290,8 @@ def predictor_tables(study: dict) -> str:
                 f"{ppl:.1f} / {p['native_target_ppl_median']:.1f}" if ppl is not None else "-",
             ]
         )
-    header = ["pair (source -> target)", "exact match", "Jaccard", "top-1", "top-5", "32-tok agree", "ppl map / own"]
+    agree = f"{study['new_tokens']}-tok agree"
+    header = ["pair (source -> target)", "exact match", "Jaccard", "top-1", "top-5", agree, "ppl map / own"]
     corr = study["correlations"]
     lines = [
         f"\nTable 4 - the predictor study ({study['created']}): next-token agreement with the target's own greedy "
