@@ -169,9 +169,14 @@ def next_token_rows(source: CachedStates, target: CachedStates, lm_head: torch.T
             chunk = cached_pairs(source, target, range(seen, first_train + size), layer)
             stats.update(chunk.source, chunk.target)
             seen = first_train + size
-            # the penalty grid only at the full size and the last layer; the layer and the size with the paper's
+            # one factor at a time around the default (last layer, every training text, the paper's penalty): the
+            # size curve on the last layer, the penalty grid at the full size, the penultimate layer at the full
+            # size (each held-out evaluation is a top-k over the whole target vocabulary)
+            full = size == TRAIN_SIZES[-1]
+            if layer == "penultimate" and not full:
+                continue
             variants = [("alpha", RIDGE_ABSOLUTE_ALPHA)]
-            if layer == "last" and size == TRAIN_SIZES[-1]:
+            if layer == "last" and full:
                 variants += [("relative", lam) for lam in RELATIVE_LAMBDAS]
             for convention, value in variants:
                 if convention == "alpha":
