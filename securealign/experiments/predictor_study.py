@@ -169,9 +169,14 @@ def next_token_rows(source: CachedStates, target: CachedStates, lm_head: torch.T
             chunk = cached_pairs(source, target, range(seen, first_train + size), layer)
             stats.update(chunk.source, chunk.target)
             seen = first_train + size
-            # the penalty grid only at the full size and the last layer; the layer and the size with the paper's
+            # one factor at a time around the default (last layer, every training text, the paper's penalty): the
+            # size curve on the last layer, the penalty grid at the full size, the penultimate layer at the full
+            # size (each held-out evaluation is a top-k over the whole target vocabulary)
+            full = size == TRAIN_SIZES[-1]
+            if layer == "penultimate" and not full:
+                continue
             variants = [("alpha", RIDGE_ABSOLUTE_ALPHA)]
-            if layer == "last" and size == TRAIN_SIZES[-1]:
+            if layer == "last" and full:
                 variants += [("relative", lam) for lam in RELATIVE_LAMBDAS]
             for convention, value in variants:
                 if convention == "alpha":
@@ -224,7 +229,11 @@ def continuation_row(source: CausalLM, target: CausalLM, hmap: HiddenMap, native
         "ppl_mapped_median": float(np.median(scored)) if scored else None,
         "ppl_scored": len(scored),
         "seconds": round(time.perf_counter() - start, 1),
-        "example": examples[0],
+        # per prompt, the mapped text with its agreement and perplexity (the native texts are the study's)
+        "mapped": [
+            {"text": text, "agreement": a, "ppl": p}
+            for text, a, p in zip(examples, agreements, ppl_mapped, strict=True)
+        ],
     }
 
 
@@ -293,7 +302,7 @@ def run(save: Callable[[dict], None] = lambda result: None) -> dict:
             "native_target_ppl_median": native_ppl[target_key],
         }
         pairs.append(pair)
-        save(_result(pairs, models, texts, complete=len(pairs) == len(keys) * (len(keys) - 1)))
+        save(_result(pairs, models, native, texts, complete=len(pairs) == len(keys) * (len(keys) - 1)))
         print(
             f"{source_key:8s} -> {target_key:8s} exact {pair['exact_match_rate']:.3f} jaccard "
             f"{pair['vocabulary_jaccard']:.3f} top1 {default['top1']:.3f} top5 {default['top5']:.3f} "
@@ -301,10 +310,12 @@ def run(save: Callable[[dict], None] = lambda result: None) -> dict:
             f"{native_ppl[target_key]:.1f} ({time.perf_counter() - start:.0f} s)",
             flush=True,
         )
-    return _result(pairs, models, texts, complete=True)
+    return _result(pairs, models, native, texts, complete=True)
 
 
-def _result(pairs: list[dict], models: dict[str, CausalLM], texts: list[str], complete: bool) -> dict:
+def _result(
+    pairs: list[dict], models: dict[str, CausalLM], native: dict[str, list[list[int]]], texts: list[str], complete: bool
+) -> dict:
     return {
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "complete": complete,
@@ -317,6 +328,11 @@ def _result(pairs: list[dict], models: dict[str, CausalLM], texts: list[str], co
         "new_tokens": NEW_TOKENS,
         "dtypes": {key: str(lm.model.dtype).removeprefix("torch.") for key, lm in models.items()},
         "extraction_seconds": {key: extraction_seconds(key, texts) for key in models},
+        "prompts": continuation_prompts(),
+        "native": {
+            key: [lm.tokenizer.decode(ids, skip_special_tokens=True) for ids in native[key]]
+            for key, lm in models.items()
+        },
         "pairs": pairs,
         "correlations": _correlations(pairs) if len(pairs) > 2 else {},
     }
