@@ -35,7 +35,7 @@ from securealign.generation.decoding import mapped_greedy
 from securealign.generation.encrypted import EncryptedHead
 from securealign.generation.pair import load_pair
 
-DEFAULT_PAIRS = ("gemma3:smollm2", "qwen05:qwen15", "qwen15:qwen05")
+DEFAULT_PAIRS = ("gemma3:smollm2", "smollm2:gemma3", "qwen05:qwen15", "qwen15:qwen05")
 TARGET_S, TARGET_VOCAB, APP_MEMORY_GB = 1.5, 60_000, 16.0
 PROMPTS = [
     "The history of the city begins in",
