@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import tempfile
 import time
 from itertools import permutations
 from pathlib import Path
@@ -87,6 +88,7 @@ def _write_similarity(root: Path, name: str, embs: dict[str, np.ndarray]) -> Non
     start = time.perf_counter()
     matrices = {metric: similarity_matrix(embs, metric)[1].round(4).tolist() for metric in METRICS}
     payload = {"keys": list(embs), "n_texts": len(next(iter(embs.values()))), "matrices": matrices}
+    (root / "similarity").mkdir(parents=True, exist_ok=True)
     (root / "similarity" / f"{name}.json").write_text(json.dumps(payload, indent=1))
     print(f"  similarity on {name}: {len(embs)} models, {time.perf_counter() - start:.1f} s", flush=True)
 
@@ -364,16 +366,18 @@ def run_added(
     public_texts: int = PUBLIC_TEXTS,
     ood_texts: int = OOD_TEXTS,
     seeds: int = SEEDS,
+    root: Path | None = None,
 ) -> Path:
-    """Add models to the committed assets without recomputing them: the rows, seeds, maps and OOD scores of every
-    ordered pair of a new model with a partner or another new model, the new models' heads, and the similarity
-    matrices with the new models added (every model they held before is embedded again on their texts, cached).
+    """Add models to the committed assets (or to a copy of them in ``root``) without recomputing them: the rows,
+    seeds, maps and OOD scores of every ordered pair of a new model with a partner or another new model, the new
+    models' heads, and the similarity matrices with the new models added (every model they held before is embedded
+    again on their texts, cached).
 
     Every committed row, seed row, head and map stays as it is: a pair's rows depend only on its two models'
     embeddings (heads, maps, the seeds' splits and public draws are per model or per seed), so adding a model
     cannot change them. The subsets, seeds and sizes are the committed run's (read from its manifest)."""
     started = time.perf_counter()
-    root = assets_dir()
+    root = root or assets_dir()
     manifest = json.loads((root / "manifest.json").read_text())
     sizes = (manifest["public_texts"], manifest["ood_texts"], manifest["seeds"])
     if sizes != (public_texts, ood_texts, seeds) or tasks != manifest["tasks"]:
@@ -382,10 +386,7 @@ def run_added(
     committed = manifest["encoders"]
     pairs = [(s, t) for s, t in permutations([*partners, *new], 2) if s in new or t in new]
     models = [*partners, *new]
-    stage = cache_dir() / "assets-staging"
-    shutil.rmtree(stage, ignore_errors=True)
-    for sub in ("maps", "heads", "ood", "similarity"):
-        (stage / sub).mkdir(parents=True)
+    stage = Path(tempfile.mkdtemp(prefix="assets-added-", dir=cache_dir()))  # its own: a test may add meanwhile
     public = load_public_corpus()
     public_pool = _embed_all(models, public, "public corpus")
     n_sim = manifest["similarity_texts"]
@@ -439,6 +440,7 @@ def run_added(
             target = root / item.relative_to(stage)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(str(item), str(target))
+    shutil.rmtree(stage)
     manifest["bytes"] = sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and p.name != "manifest.json")
     (root / "manifest.json").write_text(json.dumps(manifest, indent=1))
     seconds = manifest["added"][-1]["seconds"]
