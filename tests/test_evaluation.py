@@ -34,7 +34,7 @@ from securealign.experiments.evaluation import (
 from securealign.experiments.precompute import main as precompute_main
 from securealign.experiments.report import render, sampling_note
 from securealign.models.embeddings import embed
-from securealign.models.zoo import get_spec
+from securealign.models.zoo import get_spec, list_models
 from securealign.paths import assets_dir
 
 
@@ -145,16 +145,14 @@ def test_committed_assets_are_complete_and_consistent() -> None:
     assert manifest["bytes"] < 50e6
     rows = load_results()
     covered = {(r["task"], r["source"], r["target"], r["regime"]) for r in rows if r["map"] == "ridge"}
-    # every pair of the sentence encoders, and the causal LMs as encoders: with each other (the paper's LLM-to-LLM
-    # setting) and with sentence encoders, each pair in both directions
+    # the assets hold exactly the classification zoo (a causal LM marked for it must have its pairs committed):
+    # every pair of its sentence encoders, and each added model's pairs with its partners, in both directions
+    assert set(encoders) == {spec.key for spec in list_models() if spec.classification}
     pairs = artifacts.pairs()
     sentence = [k for k in encoders if get_spec(k).kind == "encoder"]
-    causal = [k for k in encoders if get_spec(k).kind == "causal"]
     assert set(permutations(sentence, 2)) <= set(pairs) and len(pairs) == len(set(pairs))
-    assert len(causal) >= 2 and set(permutations(causal, 2)) <= set(pairs)
     assert all((target, source) in pairs for source, target in pairs)
-    assert all(any((k, e) in pairs for e in sentence) for k in causal)
-    assert all(get_spec(k).classification for k in encoders)
+    assert all(any(key in pair for pair in pairs) for key in encoders)
     assert {(r["task"], r["source"], r["target"]) for r in rows} == {(t, s, g) for t in tasks for s, g in pairs}
     for task in tasks:
         for source, target in pairs:
@@ -258,27 +256,28 @@ def test_precompute_refuses_bad_options_before_touching_assets(
     assert manifest_file.read_bytes() == before
 
 
-def test_the_apps_tabs_and_the_report_show_the_causal_encoders() -> None:
-    """The Convergence and Results tabs read the zoo from the assets: the causal LMs appear beside the sentence
-    encoders in the similarity heatmaps, the map-quality matrix and the results table, the report gives the
-    LLM-to-LLM pairs means of their own, and a pair the assets do not hold is refused with a readable message."""
+def test_the_apps_tabs_and_the_report_follow_the_assets_zoo() -> None:
+    """The Convergence and Results tabs read the zoo from the assets, so a model added with ``precompute --add``
+    (a causal LM as an encoder) appears beside the others in the similarity heatmaps, the map-quality matrix and
+    the results table; the report summarises each kind of pair apart (sentence encoders, mixed, LLM-to-LLM), and a
+    pair the assets do not hold is refused with a readable message."""
     from securealign.app_support import service
     from securealign.app_support.service.choices import check_pair
-    from securealign.experiments.report import PAIR_GROUPS
+    from securealign.experiments.report import pair_group
 
     manifest = load_manifest()
-    causal = [k for k in manifest["encoders"] if get_spec(k).kind == "causal"]
     task = manifest["tasks"][0]
     for dataset in manifest["similarity_datasets"]:
-        assert set(causal) <= set(service.similarity(dataset, "cka")["keys"])
+        assert set(manifest["encoders"]) <= set(service.similarity(dataset, "cka")["keys"])
     quality = service.map_quality_matrix(task, manifest["demo_regime"], "mapped_acc")
+    assert quality["keys"] == manifest["encoders"]
     for source, target in artifacts.pairs():
         value = quality["matrix"][quality["keys"].index(source), quality["keys"].index(target)]
         assert 0 < value <= 1
-    shown = set(service.results_table(task)["client model"])
-    assert {service.model_name(k) for k in causal} <= shown
+    assert set(service.results_table(task)["client model"]) == {service.model_name(k) for k in manifest["encoders"]}
     text = render([task], show_map_kinds=False)
-    assert all(f"{group} (" in text for group in PAIR_GROUPS.values())
+    for group in {pair_group(s, t) for s, t in artifacts.pairs()}:
+        assert f"{group} (" in text
     missing = [(s, t) for s, t in permutations(manifest["encoders"], 2) if (s, t) not in artifacts.pairs()]
     for source, target in missing[:1]:
         with pytest.raises(service.ServiceError, match="No precomputed map"):

