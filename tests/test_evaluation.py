@@ -240,6 +240,7 @@ def test_committed_head_and_map_reproduce_on_fresh_embeddings() -> None:
         (["--encoders", "minilm"], "at least two distinct"),
         (["--encoders", "minilm", "minilm"], "at least two distinct"),
         (["--add", "minilm"], "already in the assets"),
+        (["--add", "qwen05"], "classification=True"),
         (["--add", "smollm2", "--partners", "no-such-model"], "no-such-model"),
         (["--encoders", "minilm", "no-such-model"], "no-such-model"),
         (["--similarity-texts", "5000"], "at most --public-texts"),

@@ -497,8 +497,13 @@ def main(argv: list[str]) -> int:
             get_spec(key)
     except ValueError as err:  # UnknownModelError names the valid keys
         parser.error(str(err))
-    if any(key not in zoo for key in [*args.encoders, *(args.add or [])]) or len(set(args.encoders)) < 2:
+    if any(key not in zoo for key in args.encoders) or len(set(args.encoders)) < 2:
         parser.error(f"need at least two distinct models of the classification zoo: {', '.join(zoo)}")
+    if outside := [key for key in args.add or [] if key not in zoo]:
+        parser.error(
+            f"--add takes models of the classification zoo ({', '.join(zoo)}); mark {', '.join(outside)} with "
+            "classification=True in securealign/models/zoo.py first"
+        )
     if args.add:
         args.partners = args.partners or json.loads((assets_dir() / "manifest.json").read_text())["encoders"]
         try:
