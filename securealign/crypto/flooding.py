@@ -41,13 +41,14 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import tenseal.sealapi as seal
 
 from securealign.crypto import ckks
-from securealign.crypto.errors import ParameterError
+from securealign.crypto.errors import ParameterError, QueryBudgetError
 
 # Measured evaluation noise is multiplied by this before it sizes a flood: the bound is a maximum over a few
 # calibration runs, and the L2 norms over thousands of slots vary by a few percent between runs.
@@ -151,3 +152,39 @@ def private_weight_scale(output_bits: int) -> float:
     """The weights' scale so that query scale * weight scale / dropped prime is the private result scale."""
     top = ckks.fresh_parms_id(1)
     return private_result_scale(output_bits) * ckks.last_prime(top) / PRIVATE_QUERY_SCALE
+
+
+class IidFlood:
+    """The flood of a result without a coset structure (vocabulary logits, cross-products): iid Gaussian real and
+    imaginary parts in every slot, sized from the L2 norm of the evaluation noise measured once with the computing
+    party's own keys, and a count of the answers one key has had (at most ``policy.tau``)."""
+
+    def __init__(self, policy: FloodPolicy, bound: float) -> None:
+        self.policy, self.bound, self.answers = policy, bound, 0
+
+    @classmethod
+    def measure(cls, policy: FloodPolicy, noise: Callable[[ckks.KeyPair], list[np.ndarray]], trials: int = 2):
+        """``noise(keys)`` runs the computation once under ``keys`` and returns its slot errors (decrypted minus
+        exact); the bound is the largest L2 norm over ``trials`` runs, times ``SAFETY``."""
+        keys = ckks.KeyPair.generate()
+        return cls(policy, SAFETY * max(iid_bound(noise(keys)) for _ in range(trials)))
+
+    @property
+    def sigma(self) -> float:
+        return self.policy.factor * self.bound
+
+    def max_deviation(self) -> float:
+        return max_flood_deviation(self.sigma)
+
+    def apply(self, ct: seal.Ciphertext, encryptor: seal.Encryptor) -> None:
+        """Re-randomise and flood one result ciphertext."""
+        rerandomise_and_flood(ct, encryptor, complex_gaussian(ckks.SLOTS, self.sigma))
+
+    def charge(self) -> None:
+        """Count one answer against this key, refusing beyond tau (the flood is sized for tau answers per key)."""
+        if self.answers >= self.policy.tau:
+            raise QueryBudgetError(
+                f"these keys have decrypted {self.policy.tau} flooded answers (the flood is sized for that many): "
+                "send fresh keys"
+            )
+        self.answers += 1
