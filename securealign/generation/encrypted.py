@@ -17,6 +17,7 @@ import numpy as np
 import tenseal.sealapi as seal
 
 from securealign.crypto import ckks, flooding
+from securealign.crypto.answers import private_output_bits
 from securealign.crypto.errors import KeyMismatchError, LimitExceededError, ParameterError
 from securealign.generation.diagonal import DiagonalLayout, simulate
 
@@ -38,12 +39,14 @@ class VocabularyProvider:
         self.layout = DiagonalLayout.plan(matrix.shape[1], matrix.shape[0])
         self.layout.check_matrix(matrix, bias)
         top, bottom = ckks.fresh_parms_id(DEPTH), ckks.bottom_parms_id()
+        self.scales = head_scales(flood is not None)
+        query_scale, weight_scale, result_scale = self.scales
         self._blocks: list[list[seal.Plaintext]] = []
         self._biases: list[seal.Plaintext] = []
         for t in range(self.layout.n_ciphertexts):
             diag = self.layout.diagonals(matrix, t)  # one block at a time keeps the numpy side to ~40 MB
-            self._blocks.append([_encode_complex(diag[j], top, ckks.SCALE) for j in range(self.layout.d)])
-            self._biases.append(_encode_complex(self.layout.bias_slots(bias, t), bottom, ckks.rescaled_scale()))
+            self._blocks.append([_encode_complex(diag[j], top, weight_scale) for j in range(self.layout.d)])
+            self._biases.append(_encode_complex(self.layout.bias_slots(bias, t), bottom, result_scale))
         self._galois_keys: seal.GaloisKeys | None = None
         # circuit privacy (crypto/flooding.py): the logits are re-randomised and flooded before they leave
         self._encryptor: seal.Encryptor | None = None
@@ -57,7 +60,7 @@ class VocabularyProvider:
         x = np.random.default_rng().normal(size=self.layout.d)
         self.load_keys(keys.galois_keys_bytes(self.layout.steps, conjugate=False))
         got = keys.decrypt_products(
-            self.evaluate(keys.encrypt(self.layout.pack_query(x), DEPTH)), ckks.rescaled_scale()
+            self.evaluate(keys.encrypt(self.layout.pack_query(x), DEPTH, self.scales[0])), self.scales[2]
         )
         self._galois_keys = None
         exact = np.zeros(self.layout.n_ciphertexts * 2 * self.layout.rows)
@@ -97,7 +100,7 @@ class VocabularyProvider:
             raise ParameterError("no Galois keys loaded; call load_keys first")
         if len(query) > MAX_QUERY_BYTES:
             raise LimitExceededError(f"a query of {len(query):,} bytes exceeds {MAX_QUERY_BYTES:,}")
-        x = ckks.load_fresh(query, DEPTH)
+        x = ckks.load_fresh(query, DEPTH, self.scales[0])
         if self.flood is not None and self._encryptor is not None:
             self.flood.charge()  # tau answers per key
         ev, keys, g = ckks.evaluator(), self._galois_keys, self.layout.baby
@@ -120,6 +123,15 @@ class VocabularyProvider:
         return tuple(results)
 
 
+def head_scales(flooded: bool) -> tuple[float, float, float]:
+    """(query, weight, result) scales: the protocol's own, or for a flooded head the larger ones of circuit-private
+    classification (logits below 2^6), which keep the flood ~2^12 times smaller relative to the logits."""
+    if not flooded:
+        return ckks.SCALE, ckks.SCALE, ckks.rescaled_scale()
+    bits = private_output_bits("logits")
+    return flooding.PRIVATE_QUERY_SCALE, flooding.private_weight_scale(bits), flooding.private_result_scale(bits)
+
+
 def _encode_complex(values: np.ndarray, parms_id, scale: float) -> seal.Plaintext:
     plain = seal.Plaintext()
     ckks.encoder().encode(np.asarray(values, dtype=np.complex128).tolist(), parms_id, scale, plain)
@@ -139,9 +151,10 @@ def _dot(ev: seal.Evaluator, cts: list[seal.Ciphertext], plains: list[seal.Plain
 class VocabularyClient:
     """The client: holds the secret key, encrypts its source hidden state and decrypts the logits."""
 
-    def __init__(self, layout: DiagonalLayout) -> None:
+    def __init__(self, layout: DiagonalLayout, flooded: bool = False) -> None:
         self.layout = layout
         self._keys = ckks.KeyPair.generate()
+        self._scales = head_scales(flooded)
 
     def galois_keys(self) -> bytes:
         """The public rotation keys the provider needs (two steps, seeded)."""
@@ -152,14 +165,14 @@ class VocabularyClient:
         return self._keys.public_key_bytes()
 
     def encrypt(self, hidden: np.ndarray) -> bytes:
-        return self._keys.encrypt(self.layout.pack_query(hidden), DEPTH)
+        return self._keys.encrypt(self.layout.pack_query(hidden), DEPTH, self._scales[0])
 
     def decrypt(self, results: tuple[bytes, ...], max_unused: float = MAX_UNUSED_SLOT) -> np.ndarray:
         """The V logits; refuses results whose padding slots are not ~0 (made under other keys, or tampered).
         ``max_unused``: a flooded head's padding carries its flood (``IidFlood.max_deviation``)."""
         if len(results) != self.layout.n_ciphertexts:
             raise ParameterError(f"{len(results)} result ciphertexts; expected {self.layout.n_ciphertexts}")
-        vectors = self._keys.decrypt_products(tuple(results), ckks.rescaled_scale())
+        vectors = self._keys.decrypt_products(tuple(results), self._scales[2])
         noise = float(np.max(np.abs(self.layout.unused(vectors))))
         if not noise < max(MAX_UNUSED_SLOT, max_unused):
             raise KeyMismatchError(f"result padding decrypts to {noise:.3g}, not ~0: wrong keys or a corrupt result")
@@ -186,7 +199,7 @@ class EncryptedHead:
         self.last: StepCost | None = None
 
     def _new_keys(self) -> None:
-        self.client = VocabularyClient(self.provider.layout)
+        self.client = VocabularyClient(self.provider.layout, self.provider.flood is not None)
         self.key_bytes = self.client.galois_keys()
         self.provider.load_keys(self.key_bytes, self.client.public_key() if self.provider.flood else None)
 
