@@ -605,4 +605,5 @@ class Provider:
             self.register_sealed(
                 served, W, b, head.matrix.T, head.bias, model.classes, label_only=model.answers == ("label",)
             )
+            self._model(served).privacy = model.privacy  # a head that gives only flooded answers stays so
         return {"fit_id": fit_id, "model": served, "map_shape": [int(W.shape[0]), int(W.shape[1])]}
