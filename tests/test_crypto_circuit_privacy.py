@@ -23,6 +23,7 @@ from securealign.crypto import (
     wire,
 )
 from securealign.crypto.errors import AnswerRefusedError, KeyMismatchError, ParameterError, QueryBudgetError
+from securealign.crypto.provider import public_row_norm
 from securealign.experiments.task_models import fit_task_models
 
 # The stated precision of circuit-private logits under the default policy (s = 30, tau = 16): the flood's std per
@@ -256,3 +257,20 @@ def test_flooded_answers_over_http_and_the_serve_flag(models, tmp_path, launch_p
         logits, trace = run_encrypted_query(client, remote, "bbc", z, "paper", affine_map=AffineMap(m.W, m.b))
         assert trace.privacy == "flooded"
         assert np.max(np.abs(logits - plaintext_logits(z, m.V, m.c, m.W, m.b))) < PRIVATE_LOGITS_TOLERANCE
+
+
+def test_the_flood_size_depends_on_the_layout_and_a_power_of_two_only(models):
+    """A client estimates the flood's std from thousands of slots, so it must not depend on the weights: two heads
+    whose rows differ (by a tenth of their norm) but share the power of two above their largest row norm get the
+    same flood, sized from a public stand-in."""
+    m = models["bbc_news"]
+    rng = np.random.default_rng(0)
+    D = rng.normal(size=m.V.shape)
+    D *= 0.1 * np.linalg.norm(m.V, axis=0) / np.linalg.norm(D, axis=0)
+    provider = Provider()
+    provider.register_head("one", m.V, m.c, m.classes)
+    provider.register_head("two", m.V + D, m.c, m.classes)
+    assert public_row_norm(m.V.T) == public_row_norm((m.V + D).T) == 8.0
+    for answer in ("logits", "label"):
+        one, two = (provider._model(k).head("paper", answer, "flooded", provider.flood_policy) for k in ("one", "two"))
+        assert one.private.sigmas == two.private.sigmas
