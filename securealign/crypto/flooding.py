@@ -33,8 +33,9 @@ OpenFHE's NOISE_FLOODING_DECRYPT (the reference design) floods at decryption, wi
 a noise estimate taken from the imaginary slots of a run on fresh keys. Here the party that computed the result
 floods before it leaves (the key holder cannot be trusted to flood against itself); the bound is measured with
 the computing party's own fresh keys on exact reference values (every slot, real and imaginary part, against the
-plaintext twin of the algorithm), as L2 norms rather than a std, times a safety factor; and the flood follows the
-result's coset structure so that blinded label answers keep their blinding.
+plaintext twin of the algorithm), as L2 norms rather than a std, times a safety factor, and for classification on
+a public stand-in of the head (the flood's std is visible, so it must not depend on the weights); and the flood
+follows the result's coset structure so that blinded label answers keep their blinding.
 """
 
 from __future__ import annotations
