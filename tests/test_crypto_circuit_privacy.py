@@ -23,7 +23,6 @@ from securealign.crypto import (
     wire,
 )
 from securealign.crypto.errors import AnswerRefusedError, KeyMismatchError, ParameterError, QueryBudgetError
-from securealign.crypto.provider import public_row_norm
 from securealign.experiments.task_models import fit_task_models
 
 # The stated precision of circuit-private logits under the default policy (s = 30, tau = 16): the flood's std per
@@ -270,7 +269,7 @@ def test_the_flood_size_depends_on_the_layout_and_a_power_of_two_only(models):
     provider = Provider()
     provider.register_head("one", m.V, m.c, m.classes)
     provider.register_head("two", m.V + D, m.c, m.classes)
-    assert public_row_norm(m.V.T) == public_row_norm((m.V + D).T) == 8.0
+    assert flooding.public_row_norm(m.V.T) == flooding.public_row_norm((m.V + D).T) == 8.0
     for answer in ("logits", "label"):
         one, two = (provider._model(k).head("paper", answer, "flooded", provider.flood_policy) for k in ("one", "two"))
         assert one.private.sigmas == two.private.sigmas

@@ -125,6 +125,21 @@ def rerandomise_and_flood(ct: seal.Ciphertext, encryptor: seal.Encryptor, noise:
     ev.add_plain_inplace(ct, ckks.encode(np.asarray(noise, dtype=np.complex128), ct.parms_id(), ct.scale))
 
 
+def public_row_norm(matrix: np.ndarray) -> float:
+    """The smallest power of two at or above a matrix's largest row norm: all a flood's size may depend on, beyond
+    the layout (floods are sized from a stand-in with rows of this norm, because their std is visible)."""
+    return 2.0 ** math.ceil(math.log2(max(float(np.max(np.linalg.norm(matrix, axis=1))), 2.0**-20)))
+
+
+def stand_in(shape: tuple[int, int], row_norm: float) -> tuple[np.ndarray, np.ndarray]:
+    """A random (matrix, bias) of ``shape`` whose rows all have norm ``row_norm`` and whose bias is of that size:
+    the public stand-in a flood is sized from."""
+    rng = np.random.default_rng()
+    matrix = rng.normal(size=shape)
+    matrix *= row_norm / np.linalg.norm(matrix, axis=1, keepdims=True)
+    return matrix, rng.uniform(-row_norm, row_norm, size=shape[0])
+
+
 def iid_bound(errors: list[np.ndarray]) -> float:
     """The L2 norm of slot errors (real and imaginary parts): the bound of a computation floods without a coset
     structure (vocabulary head, cross-products)."""

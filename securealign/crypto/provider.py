@@ -10,7 +10,6 @@ about log2(d) rotations per result ciphertext.
 from __future__ import annotations
 
 import functools
-import math
 import threading
 import time
 from collections import OrderedDict
@@ -111,7 +110,7 @@ class CompiledHead:
             output_bits = private_output_bits("label" if blind else "logits")
             scales = flooding.private_weight_scale(output_bits), flooding.private_result_scale(output_bits)
             if bound is None:
-                bound = _stand_in_bound(layout.d_in, layout.n_classes, blind, public_row_norm(matrix), policy)
+                bound = _stand_in_bound(layout.d_in, layout.n_classes, blind, flooding.public_row_norm(matrix), policy)
             head.private = PrivateEncoding(*scales, bits, bound, policy)
         if not blind:
             head.weights, head.offsets = head._encode(np.ones(layout.n_classes))
@@ -224,11 +223,6 @@ class CompiledHead:
         return flooding.NoiseBound(flooding.SAFETY * coset, flooding.SAFETY * residual)
 
 
-def public_row_norm(matrix: np.ndarray) -> float:
-    """The smallest power of two at or above the head's largest row norm: all a flood's size may depend on."""
-    return 2.0 ** math.ceil(math.log2(max(float(np.max(np.linalg.norm(matrix, axis=1))), 2.0**-20)))
-
-
 @functools.lru_cache(maxsize=64)
 def _stand_in_bound(
     d_in: int, n_classes: int, blind: bool, row_norm: float, policy: flooding.FloodPolicy
@@ -238,10 +232,7 @@ def _stand_in_bound(
     weights), so it bounds every head whose rows are no longer, and the flood sized from it reveals only the layout
     and ``row_norm``: sized from the head's own noise, its std (which a client estimates from thousands of slots)
     would tell two heads apart. The tests check real heads' noise on real queries against it."""
-    rng = np.random.default_rng()
-    matrix = rng.normal(size=(n_classes, d_in))
-    matrix *= row_norm / np.linalg.norm(matrix, axis=1, keepdims=True)
-    bias = rng.uniform(-row_norm, row_norm, size=n_classes)
+    matrix, bias = flooding.stand_in((n_classes, d_in), row_norm)
     stand_in = CompiledHead.compile(matrix, bias, blind=blind, policy=policy, bound=flooding.NoiseBound(0.0, 0.0))
     return stand_in.measure_bound()
 

@@ -52,11 +52,14 @@ class VocabularyProvider:
         self._encryptor: seal.Encryptor | None = None
         self._seen_keys: set[bytes] = set()
         self.flood: flooding.IidFlood | None = None  # measured below, on unflooded evaluations
-        if flood is not None:
-            self.flood = flooding.IidFlood.measure(flood, lambda keys: self._noise(keys, matrix, bias))
+        if flood is not None:  # sized from a public stand-in: the flood's std is visible (crypto/flooding.py)
+            twin, twin_bias = flooding.stand_in(matrix.shape, flooding.public_row_norm(matrix))
+            stand_in = VocabularyProvider(twin, twin_bias)
+            self.flood = flooding.IidFlood.measure(flood, lambda keys: stand_in._noise(keys, twin, twin_bias))
 
     def _noise(self, keys: ckks.KeyPair, matrix: np.ndarray, bias: np.ndarray) -> list[np.ndarray]:
-        """The slot errors of one evaluation under keys of the provider's own (the flood's noise measurement)."""
+        """The slot errors of one evaluation under keys of the provider's own (the flood's noise measurement, run on
+        a stand-in head: it encodes a second matrix of this head's shape once)."""
         x = np.random.default_rng().normal(size=self.layout.d)
         self.load_keys(keys.galois_keys_bytes(self.layout.steps, conjugate=False))
         got = keys.decrypt_products(
