@@ -32,7 +32,16 @@ DEPTH = 1
 class VocabularyProvider:
     """Holds the pre-composed (V, d) matrix as encoded diagonals; evaluates it on encrypted queries."""
 
-    def __init__(self, matrix: np.ndarray, bias: np.ndarray, flood: flooding.FloodPolicy | None = None) -> None:
+    def __init__(
+        self,
+        matrix: np.ndarray,
+        bias: np.ndarray,
+        flood: flooding.FloodPolicy | None = None,
+        *,
+        bound: float | None = None,
+    ) -> None:
+        """``flood``: re-randomise and flood every step's logits, sized from ``bound`` or, by default, from the
+        noise of a public stand-in measured here."""
         matrix, bias = np.asarray(matrix, dtype=np.float64), np.asarray(bias, dtype=np.float64)
         if matrix.ndim != 2 or bias.ndim != 1:
             raise ParameterError(f"expected a (V, d) matrix and a (V,) bias, got {matrix.shape} and {bias.shape}")
@@ -52,16 +61,20 @@ class VocabularyProvider:
         self._encryptor: seal.Encryptor | None = None
         self._seen_keys: set[bytes] = set()
         self.flood: flooding.IidFlood | None = None  # measured below, on unflooded evaluations
-        if flood is not None:  # sized from a public stand-in: the flood's std is visible (crypto/flooding.py)
+        if flood is not None and bound is not None:
+            self.flood = flooding.IidFlood(flood, bound)
+        elif flood is not None:  # sized from a public stand-in: the flood's std is visible (crypto/flooding.py)
             twin, twin_bias = flooding.stand_in(matrix.shape, flooding.public_row_norm(matrix))
-            stand_in = VocabularyProvider(twin, twin_bias)
+            stand_in = VocabularyProvider(twin, twin_bias, flood, bound=0.0)
             self.flood = flooding.IidFlood.measure(flood, lambda keys: stand_in._noise(keys, twin, twin_bias))
 
     def _noise(self, keys: ckks.KeyPair, matrix: np.ndarray, bias: np.ndarray) -> list[np.ndarray]:
         """The slot errors of one evaluation under keys of the provider's own (the flood's noise measurement, run on
         a stand-in head: it encodes a second matrix of this head's shape once)."""
         x = np.random.default_rng().normal(size=self.layout.d)
-        self.load_keys(keys.galois_keys_bytes(self.layout.steps, conjugate=False))
+        self._galois_keys, _ = ckks.load_galois_keys(
+            keys.galois_keys_bytes(self.layout.steps, conjugate=False), self.layout.steps, conjugate=False
+        )
         got = keys.decrypt_products(
             self.evaluate(keys.encrypt(self.layout.pack_query(x), DEPTH, self.scales[0])), self.scales[2]
         )
@@ -196,7 +209,16 @@ class StepCost:
 class EncryptedHead:
     """Source hidden state -> target logits through a client/provider round trip (in-process), timing each part."""
 
-    def __init__(self, matrix: np.ndarray, bias: np.ndarray, flood: flooding.FloodPolicy | None = None) -> None:
+    def __init__(
+        self,
+        matrix: np.ndarray,
+        bias: np.ndarray,
+        flood: flooding.FloodPolicy | None = None,
+        *,
+        bound: float | None = None,
+    ) -> None:
+        """``flood``: re-randomise and flood every step's logits, sized from ``bound`` or, by default, from the
+        noise of a public stand-in measured here."""
         self.provider = VocabularyProvider(matrix, bias, flood)
         self._new_keys()
         self.last: StepCost | None = None
