@@ -209,16 +209,8 @@ class StepCost:
 class EncryptedHead:
     """Source hidden state -> target logits through a client/provider round trip (in-process), timing each part."""
 
-    def __init__(
-        self,
-        matrix: np.ndarray,
-        bias: np.ndarray,
-        flood: flooding.FloodPolicy | None = None,
-        *,
-        bound: float | None = None,
-    ) -> None:
-        """``flood``: re-randomise and flood every step's logits, sized from ``bound`` or, by default, from the
-        noise of a public stand-in measured here."""
+    def __init__(self, matrix: np.ndarray, bias: np.ndarray, flood: flooding.FloodPolicy | None = None) -> None:
+        """``flood``: the provider floods every step's logits; this head then makes fresh keys every tau steps."""
         self.provider = VocabularyProvider(matrix, bias, flood)
         self._new_keys()
         self.last: StepCost | None = None
