@@ -271,13 +271,13 @@ def run(save: Callable[[dict], None] = lambda result: None) -> dict:
     vocab = {key: surface_forms(models[key].tokenizer) for key in keys}
     prompts = continuation_prompts()
     native = {key: [models[key].greedy_ids(p, NEW_TOKENS) for p in prompts] for key in keys}
-    native_ppl = {}
+    native_ppl, native_scored = {}, {}
     for key in keys:
         scored = [
             _perplexity_or_none(key, p, models[key].tokenizer.decode(ids, skip_special_tokens=True))
             for p, ids in zip(prompts, native[key], strict=True)
         ]
-        native_ppl[key] = float(np.median([s for s in scored if s is not None]))
+        native_ppl[key], native_scored[key] = float(np.median([s for s in scored if s is not None])), scored
     pairs = []
     for source_key, target_key in itertools.permutations(keys, 2):
         start = time.perf_counter()
@@ -302,7 +302,7 @@ def run(save: Callable[[dict], None] = lambda result: None) -> dict:
             "native_target_ppl_median": native_ppl[target_key],
         }
         pairs.append(pair)
-        save(_result(pairs, models, native, texts, complete=len(pairs) == len(keys) * (len(keys) - 1)))
+        save(_result(pairs, models, native, native_scored, texts, complete=len(pairs) == len(keys) * (len(keys) - 1)))
         print(
             f"{source_key:8s} -> {target_key:8s} exact {pair['exact_match_rate']:.3f} jaccard "
             f"{pair['vocabulary_jaccard']:.3f} top1 {default['top1']:.3f} top5 {default['top5']:.3f} "
@@ -310,11 +310,16 @@ def run(save: Callable[[dict], None] = lambda result: None) -> dict:
             f"{native_ppl[target_key]:.1f} ({time.perf_counter() - start:.0f} s)",
             flush=True,
         )
-    return _result(pairs, models, native, texts, complete=True)
+    return _result(pairs, models, native, native_scored, texts, complete=True)
 
 
 def _result(
-    pairs: list[dict], models: dict[str, CausalLM], native: dict[str, list[list[int]]], texts: list[str], complete: bool
+    pairs: list[dict],
+    models: dict[str, CausalLM],
+    native: dict[str, list[list[int]]],
+    native_ppl: dict[str, list[float | None]],
+    texts: list[str],
+    complete: bool,
 ) -> dict:
     return {
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -333,6 +338,7 @@ def _result(
             key: [lm.tokenizer.decode(ids, skip_special_tokens=True) for ids in native[key]]
             for key, lm in models.items()
         },
+        "native_ppl": native_ppl,
         "pairs": pairs,
         "correlations": _correlations(pairs) if len(pairs) > 2 else {},
     }
