@@ -1,0 +1,418 @@
+"""Distinguishers (issue 18): can a client tell which of two candidate heads answered, when both give it the same
+answer? If it can, one query confirms or refutes any guess of the provider's model (a public head it fine-tuned
+from, the version it serves, a stolen copy's fidelity), whatever the answer's values say.
+
+The game. The client knows everything it legitimately holds: its secret key, the seed of its query's random half,
+its Galois keys (it made them), the public algorithm (``CompiledHead``), and two candidate heads that agree on its
+query. For a query ``x`` the second candidate is the first composed with a reflection ``R = I - 2 u u^T`` whose
+mirror ``u`` is orthogonal to ``x`` (``candidate_pair``): ``A R x = A x``, so the logits are identical, and ``A R``
+keeps the norm of every row and every difference of rows, so the normalised pairwise margins of a label-only
+answer are identical too (their blinding factors then have the same distribution under both candidates). In the
+issue's terms ``V2 = V1 + D`` with ``D = -2 u u^T V1`` orthogonal to the query. Each candidate is served by a
+provider of its own under the same model id (so the RESULT metadata cannot tell them apart); per trial the
+provider's coin picks one, and the client guesses from the RESULT. Coins are balanced (half the trials each, in a
+random order), so a distinguisher that learns nothing and falls back to a fixed guess scores exactly 0.5.
+
+The distinguishers (``DISTINGUISHERS``), each from what the client holds:
+
+(a) ``recompute``: run the public algorithm on its own query ciphertext and Galois keys for each candidate and
+    compare the result's bytes. Label-only answers carry fresh secret factors, so the client first estimates them
+    from the decrypted margins and snaps them to the provider's grid of factors (``answers.blinding_factors``).
+(b) ``decrypted-distance``: the distance, over every slot's real and imaginary parts, between the decrypted answer
+    and each candidate's recomputed decryption (the exact expected decryption, evaluation being deterministic):
+    the Gaussian likelihood test once noise is added. ``noise-template``: the same against a plaintext prediction
+    from the client's own decrypted (noisy) query slots, which carries the query's encryption noise through the
+    candidate's weights (no HE recomputation; for label-only answers the factors are fitted per candidate).
+(c) ``c1-recompute`` and ``c1-distance``: the result's second half, c1, is a function of the query's c1 (from the
+    client's seed), the Galois keys' random halves and the weights, with no secret key in it: compare it with each
+    candidate's recomputed c1, exactly and by the centred distance of the coefficients mod q. ``c1_uniformity``
+    tests whether c1 looks uniform at all.
+
+``run`` plays the trials against a real ``Provider`` (in process) and returns per distinguisher the accuracy with
+its Wilson 95% interval. ``benchmarks/distinguish.py`` prints the table; ``tests/test_crypto_distinguish.py``
+requires success against deterministic results and chance against re-randomised, flooded ones.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import tenseal.sealapi as seal
+
+from securealign.crypto import ckks, wire
+from securealign.crypto.answers import BLIND_BITS, pairwise_head
+from securealign.crypto.client import ClientSession
+from securealign.crypto.errors import ParameterError
+from securealign.crypto.layout import DEPTH, Layout, simulate_packed
+from securealign.crypto.provider import CompiledHead, Provider
+
+# the provider's blinding factors are 2^(BLIND_BITS k / 2^52) for a 52-bit integer k (answers.blinding_factors)
+_FACTOR_GRID = 2.0**52
+
+
+def reflection(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``I - 2 u u^T`` for a random unit ``u`` orthogonal to ``x``: an orthogonal matrix that fixes ``x``."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 1 or len(x) < 2 or not np.any(x):
+        raise ParameterError("a reflection fixing x needs a nonzero vector of at least two dimensions")
+    u = rng.standard_normal(len(x))
+    u -= (u @ x) / (x @ x) * x
+    u /= np.linalg.norm(u)
+    return np.eye(len(x)) - 2.0 * np.outer(u, u)
+
+
+def candidate_pair(
+    mode: str, x: np.ndarray, W: np.ndarray, b: np.ndarray, V: np.ndarray, c: np.ndarray, rng: np.random.Generator
+) -> tuple[dict, dict]:
+    """Two registrations of a served model that agree on the query ``x`` (the client's input in ``mode``): the
+    model itself, and the model with its input reflected in a mirror orthogonal to ``x`` (paper mode: ``R V``, on
+    the mapped query; sealed mode: ``R W``, on the raw one). Each is a dict of ``Provider.register_sealed``'s
+    arguments; the logits and the normalised pair margins on ``x`` are equal (to float rounding)."""
+    R = reflection(x, rng)
+    first = {"W": W, "b": b, "V": V, "c": c}
+    second = {"W": W, "b": b, "V": R @ V, "c": c} if mode == "paper" else {"W": R @ W, "b": b, "V": V, "c": c}
+    return first, second
+
+
+def computation(registration: dict, mode: str) -> tuple[np.ndarray, np.ndarray]:
+    """The (K x d matrix, bias) a provider evaluates for a registration in ``mode``, computed as it computes them."""
+    W, b, V, c = (np.asarray(registration[k], dtype=np.float64) for k in ("W", "b", "V", "c"))
+    return (V.T, c) if mode == "paper" else ((W @ V).T, b @ V + c)
+
+
+def wilson(successes: int, trials: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """The Wilson score interval of a binomial proportion (95% by default)."""
+    if trials <= 0:
+        raise ParameterError("an interval needs at least one trial")
+    p = successes / trials
+    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+# what the client can read off a ciphertext ----------------------------------------------------------------------------
+def polynomials(blob: bytes) -> np.ndarray:
+    """The two halves (c0, c1) of a serialized ciphertext in coefficient form, one row per prime of its level
+    stacked: shape (2, primes, N), uint64 residues."""
+    ct = ckks.load_bytes(seal.Ciphertext, blob)
+    if ct.is_ntt_form():
+        ckks.evaluator().transform_from_ntt_inplace(ct)
+    primes = ct.coeff_modulus_size()
+    members = ckks.inflated(ckks.save_bytes(ct), 1 << 26)
+    size = 2 * primes * ckks.POLY_DEGREE
+    return np.frombuffer(members[-8 * size :], dtype=np.uint64).reshape(2, primes, ckks.POLY_DEGREE)
+
+
+def centred_distance(a: np.ndarray, b: np.ndarray, moduli: Sequence[int]) -> float:
+    """The L2 norm of ``a - b`` with each residue centred in (-q/2, q/2] (rows: primes); ~q / sqrt(12) per
+    coefficient for unrelated polynomials, 0 for equal ones."""
+    total = 0.0
+    for row_a, row_b, q in zip(a, b, moduli, strict=True):
+        diff = row_a.astype(np.int64) - row_b.astype(np.int64)  # residues < q < 2^62: no overflow
+        diff = np.where(diff < 0, diff + q, diff)
+        centred = np.where(diff > q // 2, diff - q, diff).astype(np.float64)
+        total += float(centred @ centred)
+    return math.sqrt(total)
+
+
+def c1_uniformity(c1_rows: np.ndarray, moduli: Sequence[int], bins: int = 64) -> float:
+    """The chi-square p-value of c1's coefficients against the uniform distribution on [0, q) (per prime, binned
+    by their top bits and pooled): tiny for a structured half, uniform on [0, 1] for a uniform one."""
+    from scipy.stats import chi2
+
+    counts = np.zeros(bins)
+    for row, q in zip(c1_rows, moduli, strict=True):
+        counts += np.bincount((row.astype(np.float64) / q * bins).astype(int).clip(0, bins - 1), minlength=bins)
+    expected = counts.sum() / bins
+    return float(chi2.sf(((counts - expected) ** 2 / expected).sum(), bins - 1))
+
+
+def _moduli(parms_id) -> list[int]:
+    return [q.value() for q in ckks.context().get_context_data(parms_id).parms().coeff_modulus()]
+
+
+# the client's precomputation per query --------------------------------------------------------------------------------
+@dataclass
+class Recomputation:
+    """A candidate's result by the public algorithm on the client's own query: its bytes, its decryption (every
+    slot) and its second halves c1 in coefficient form."""
+
+    blobs: tuple[bytes, ...]
+    slots: list[np.ndarray]
+    c1: np.ndarray
+
+
+@dataclass
+class Prediction:
+    """What the client computes for one candidate before any answer arrives: the public algorithm compiled, and
+    (logits) the result it gives. Label-only answers carry fresh factors, so there it is computed per answer."""
+
+    head: CompiledHead
+    result: Recomputation | None
+
+
+@dataclass
+class Instance:
+    """One query of the client: its QUERY message and ciphertext, its decrypted (noisy) slots, and per candidate
+    the public algorithm compiled and, for logits, the recomputed result."""
+
+    mode: str
+    answer: str
+    layout: Layout
+    query: bytes
+    ciphertext: seal.Ciphertext
+    query_slots: np.ndarray
+    predictions: tuple[Prediction, Prediction]
+
+
+class Client:
+    """The distinguishing client: a real ``ClientSession`` plus what it holds besides (its loaded Galois keys)."""
+
+    def __init__(self, session: ClientSession) -> None:
+        self.session = session
+        message = wire.decode(session.public_context(), wire.MessageType.CONTEXT)
+        galois = message.blobs[message.meta["blobs"].index("galois_keys")]
+        self.galois_keys, _ = ckks.load_galois_keys(galois, session.steps)
+
+    def decrypt(self, blobs: Sequence[bytes]) -> list[np.ndarray]:
+        return self.session._keys.decrypt_products(tuple(blobs), ckks.SCALE)
+
+    def evaluate(self, head: CompiledHead, ciphertext: seal.Ciphertext) -> tuple[bytes, ...]:
+        """The public algorithm, run by the client on its own ciphertext and keys, exactly as the provider runs it."""
+        return tuple(head.evaluate(ciphertext, self.galois_keys))
+
+    def recompute(self, head: CompiledHead, ciphertext: seal.Ciphertext) -> Recomputation:
+        blobs = self.evaluate(head, ciphertext)
+        return Recomputation(blobs, self.decrypt(blobs), np.stack([polynomials(blob)[1] for blob in blobs]))
+
+    def prepare(self, mode: str, answer: str, x: np.ndarray, computations: Sequence[tuple]) -> Instance:
+        """Encrypt the query once and precompute, per candidate, what the client can before any answer arrives."""
+        blind = answer == "label"
+        heads = [
+            CompiledHead.compile(*pairwise_head(m, c), blind=True) if blind else CompiledHead.compile(m, c)
+            for m, c in computations
+        ]
+        layout = heads[0].layout
+        query = self.session.encrypt_query(x, layout, mode, answer)
+        ciphertext = ckks.load_fresh(wire.decode(query, wire.MessageType.QUERY).blobs[0], DEPTH)
+        plain = seal.Plaintext()
+        self.session._keys.decryptor.decrypt(ciphertext, plain)
+        query_slots = np.asarray(ckks.encoder().decode_complex(plain))
+        predictions = [Prediction(head, None if blind else self.recompute(head, ciphertext)) for head in heads]
+        return Instance(mode, answer, layout, query, ciphertext, query_slots, (predictions[0], predictions[1]))
+
+
+def _snap(factors: np.ndarray) -> np.ndarray:
+    """The provider's grid point nearest to each estimated factor (``answers.blinding_factors``'s expression)."""
+    k = np.clip(np.round(np.log2(np.clip(factors, 1.0, None)) / BLIND_BITS * _FACTOR_GRID), 0, _FACTOR_GRID - 1)
+    return np.array([2.0 ** (BLIND_BITS * int(v) / _FACTOR_GRID) for v in k])
+
+
+@dataclass
+class Observation:
+    """One answer as the client sees it (the RESULT's ciphertexts), decrypted, with per-candidate work cached so
+    that every distinguisher judges the same trial."""
+
+    client: Client
+    instance: Instance
+    blobs: tuple[bytes, ...]
+    slots: list[np.ndarray]
+    _cache: dict = field(default_factory=dict)
+
+    def _once(self, key, compute: Callable):
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
+
+    def c1(self) -> np.ndarray:
+        return self._once("c1", lambda: np.stack([polynomials(blob)[1] for blob in self.blobs]))
+
+    def template(self, b: int) -> list[np.ndarray]:
+        """Candidate b's plaintext prediction of every slot from the client's noisy query slots; for label-only
+        answers with each pair's factor fitted to this answer's margins."""
+
+        def compute() -> list[np.ndarray]:
+            head, layout = self.instance.predictions[b].head, self.instance.layout
+            unit = simulate_packed(layout, head.matrix, head.bias, self.instance.query_slots)
+            if not head.blind:
+                return unit
+            factors = self.factors(b)
+            return simulate_packed(
+                layout, head.matrix * factors[:, None], head.bias * factors, self.instance.query_slots
+            )
+
+        return self._once(("template", b), compute)
+
+    def factors(self, b: int) -> np.ndarray:
+        """Candidate b's blinding factors as the client estimates them: answer margins over unit-factor ones."""
+
+        def compute() -> np.ndarray:
+            head, layout = self.instance.predictions[b].head, self.instance.layout
+            unit = layout.unpack_result(simulate_packed(layout, head.matrix, head.bias, self.instance.query_slots))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                estimate = layout.unpack_result(self.slots) / unit
+            return np.where(np.isfinite(estimate), np.clip(estimate, 1.0, 2.0**BLIND_BITS), 1.0)
+
+        return self._once(("factors", b), compute)
+
+    def recomputed(self, b: int) -> Recomputation:
+        """Candidate b's result by the public algorithm: precomputed for logits; for label-only answers computed
+        now with the estimated factors snapped to the provider's grid."""
+        prediction = self.instance.predictions[b]
+        if prediction.result is not None:
+            return prediction.result
+
+        def compute() -> Recomputation:
+            factors = _snap(self.factors(b))
+            head = CompiledHead.compile(prediction.head.matrix * factors[:, None], prediction.head.bias * factors)
+            return self.client.recompute(head, self.instance.ciphertext)
+
+        return self._once(("recomputed", b), compute)
+
+
+Distinguisher = Callable[[Observation], int]
+
+
+def _argmin(scores: Sequence[float]) -> int:
+    """The candidate with the smaller score; 0 on a tie (no information)."""
+    return int(scores[1] < scores[0])
+
+
+def _equal(observed, expected: Sequence) -> int:
+    """The candidate whose recomputation equals the observation, if exactly one does; else 0 (no information)."""
+    matches = [
+        bool(np.array_equal(observed, e)) if isinstance(observed, np.ndarray) else observed == e for e in expected
+    ]
+    return 1 if matches == [False, True] else 0
+
+
+def _slot_distance(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> float:
+    return float(sum(np.sum(np.abs(np.asarray(x) - np.asarray(y)) ** 2) for x, y in zip(a, b, strict=True)))
+
+
+def recompute(obs: Observation) -> int:
+    return _equal(obs.blobs, [obs.recomputed(b).blobs for b in (0, 1)])
+
+
+def decrypted_distance(obs: Observation) -> int:
+    return _argmin([_slot_distance(obs.slots, obs.recomputed(b).slots) for b in (0, 1)])
+
+
+def noise_template(obs: Observation) -> int:
+    return _argmin([_slot_distance(obs.slots, obs.template(b)) for b in (0, 1)])
+
+
+def c1_recompute(obs: Observation) -> int:
+    return _equal(obs.c1(), [obs.recomputed(b).c1 for b in (0, 1)])
+
+
+def c1_distance(obs: Observation) -> int:
+    moduli = _moduli(ckks.bottom_parms_id())
+    distances = [
+        sum(
+            (centred_distance(row, ref, moduli) for row, ref in zip(obs.c1(), obs.recomputed(b).c1, strict=True)),
+            0.0,
+        )
+        for b in (0, 1)
+    ]
+    return _argmin(distances)
+
+
+DISTINGUISHERS: dict[str, Distinguisher] = {
+    "recompute": recompute,
+    "decrypted-distance": decrypted_distance,
+    "noise-template": noise_template,
+    "c1-recompute": c1_recompute,
+    "c1-distance": c1_distance,
+}
+# the ones that need no HE work per trial for label-only answers (the others recompute with snapped factors)
+CHEAP = ("noise-template",)
+
+
+Game = tuple[Provider, Provider]
+
+
+@dataclass
+class Tally:
+    """One distinguisher's record over the trials."""
+
+    name: str
+    correct: int = 0
+    trials: int = 0
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.trials
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return wilson(self.correct, self.trials)
+
+
+@dataclass
+class Report:
+    """Accuracy per distinguisher over a run, plus how often c1 equalled a recomputation and c1's uniformity."""
+
+    mode: str
+    answer: str
+    tallies: dict[str, Tally]
+    c1_matches: int = 0
+    c1_pvalues: list[float] = field(default_factory=list)
+
+    @property
+    def trials(self) -> int:
+        return next(iter(self.tallies.values())).trials
+
+
+def serving(pairs: Sequence[Sequence[dict]], register: Callable[[Provider, str, dict], None] | None = None) -> Game:
+    """One provider per candidate: pair i's first registration is served by the first provider and its second by
+    the second, both under the model id ``model_id(i)``, so the RESULT metadata names the same model either way."""
+
+    def default(provider: Provider, model: str, reg: dict) -> None:
+        provider.register_sealed(model, reg["W"], reg["b"], reg["V"], reg["c"])
+
+    providers = (Provider(), Provider())
+    for i, pair in enumerate(pairs):
+        for provider, reg in zip(providers, pair, strict=True):
+            (register or default)(provider, model_id(i), reg)
+    return providers
+
+
+def model_id(index: int) -> str:
+    return f"candidate-{index}"
+
+
+def run(
+    client: Client,
+    instances: Sequence[Instance],
+    providers: Game,
+    trials: int,
+    rng: np.random.Generator,
+    names: Sequence[str] = tuple(DISTINGUISHERS),
+) -> Report:
+    """Play ``trials`` rounds over the client's queries (instance i against model ``model_id(i)``, in turn): a
+    balanced random coin picks the provider, the client sees the RESULT and every distinguisher guesses."""
+    if not instances:
+        raise ParameterError("no queries to play")
+    tallies = {name: Tally(name) for name in names}
+    report = Report(instances[0].mode, instances[0].answer, tallies)
+    sessions = [provider.open_session(client.session.public_context()) for provider in providers]
+    coins = rng.permutation(np.arange(trials) % 2)
+    for t, coin in enumerate(coins):
+        index = t % len(instances)
+        instance = instances[index]
+        reply = providers[coin].evaluate(sessions[coin], model_id(index), instance.query)
+        result = wire.decode(reply, wire.MessageType.RESULT)
+        obs = Observation(client, instance, result.blobs, client.decrypt(result.blobs))
+        for name in names:
+            tally = tallies[name]
+            tally.correct += DISTINGUISHERS[name](obs) == coin
+            tally.trials += 1
+        if "c1-recompute" in names:
+            report.c1_matches += any(np.array_equal(obs.c1(), obs.recomputed(b).c1) for b in (0, 1))
+        if t < 16:  # a few p-values: is c1 uniform?
+            report.c1_pvalues.append(c1_uniformity(obs.c1()[0], _moduli(ckks.bottom_parms_id())))
+    return report
