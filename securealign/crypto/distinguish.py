@@ -367,18 +367,46 @@ class Report:
         return next(iter(self.tallies.values())).trials
 
 
-def serving(pairs: Sequence[Sequence[dict]], register: Callable[[Provider, str, dict], None] | None = None) -> Game:
+Register = Callable[[Provider, str, dict], None]
+
+
+def register_sealed(provider: Provider, model: str, registration: dict) -> None:
+    """The default registration: a sealed model (served in both modes), logits and label-only answers."""
+    provider.register_sealed(model, registration["W"], registration["b"], registration["V"], registration["c"])
+
+
+def serving(
+    pairs: Sequence[Sequence[dict]],
+    register: Register = register_sealed,
+    make_provider: Callable[[], Provider] = Provider,
+) -> Game:
     """One provider per candidate: pair i's first registration is served by the first provider and its second by
     the second, both under the model id ``model_id(i)``, so the RESULT metadata names the same model either way."""
-
-    def default(provider: Provider, model: str, reg: dict) -> None:
-        provider.register_sealed(model, reg["W"], reg["b"], reg["V"], reg["c"])
-
-    providers = (Provider(), Provider())
+    providers = (make_provider(), make_provider())
     for i, pair in enumerate(pairs):
         for provider, reg in zip(providers, pair, strict=True):
-            (register or default)(provider, model_id(i), reg)
+            register(provider, model_id(i), reg)
     return providers
+
+
+def games(
+    client: Client,
+    mode: str,
+    answer: str,
+    queries: np.ndarray,
+    served: dict,
+    rng: np.random.Generator,
+    register: Register = register_sealed,
+    make_provider: Callable[[], Provider] = Provider,
+) -> tuple[list[Instance], Game]:
+    """Per query a candidate pair built from the served model (``served``: ``W``, ``b``, ``V``, ``c``), the client's
+    precomputation for it, and the two providers serving the pairs."""
+    pairs = [candidate_pair(mode, x, served["W"], served["b"], served["V"], served["c"], rng) for x in queries]
+    instances = [
+        client.prepare(mode, answer, x, [computation(r, mode) for r in pair])
+        for x, pair in zip(queries, pairs, strict=True)
+    ]
+    return instances, serving(pairs, register, make_provider)
 
 
 def model_id(index: int) -> str:
