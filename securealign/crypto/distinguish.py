@@ -38,6 +38,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import tenseal.sealapi as seal
@@ -154,11 +155,45 @@ class Prediction:
     result: Recomputation | None
 
 
+class Source(Protocol):
+    """What a game gives its distinguishers per candidate: the recomputed result and a plaintext prediction."""
+
+    def recomputed(self, obs: Observation, b: int) -> Recomputation: ...
+
+    def template(self, obs: Observation, b: int) -> list[np.ndarray]: ...
+
+
+@dataclass
+class Observation:
+    """One answer as the guessing party sees it (the ciphertexts), decrypted, with per-candidate work cached so
+    that every distinguisher judges the same trial."""
+
+    source: Source
+    blobs: tuple[bytes, ...]
+    slots: list[np.ndarray]
+    _cache: dict = field(default_factory=dict)
+
+    def _once(self, key, compute: Callable):
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
+
+    def c1(self) -> np.ndarray:
+        return self._once("c1", lambda: np.stack([polynomials(blob)[1] for blob in self.blobs]))
+
+    def recomputed(self, b: int) -> Recomputation:
+        return self._once(("recomputed", b), lambda: self.source.recomputed(self, b))
+
+    def template(self, b: int) -> list[np.ndarray]:
+        return self._once(("template", b), lambda: self.source.template(self, b))
+
+
 @dataclass
 class Instance:
     """One query of the client: its QUERY message and ciphertext, its decrypted (noisy) slots, and per candidate
     the public algorithm compiled and, for logits, the recomputed result."""
 
+    client: Client
     mode: str
     answer: str
     layout: Layout
@@ -166,6 +201,31 @@ class Instance:
     ciphertext: seal.Ciphertext
     query_slots: np.ndarray
     predictions: tuple[Prediction, Prediction]
+
+    def template(self, obs: Observation, b: int) -> list[np.ndarray]:
+        """Candidate b's plaintext prediction of every slot from the client's noisy query slots; for label-only
+        answers with each pair's factor fitted to this answer's margins."""
+        head = self.predictions[b].head
+        factors = self.factors(obs, b) if head.blind else np.ones(len(head.bias))
+        return simulate_packed(self.layout, head.matrix * factors[:, None], head.bias * factors, self.query_slots)
+
+    def factors(self, obs: Observation, b: int) -> np.ndarray:
+        """Candidate b's blinding factors as the client estimates them: answer margins over unit-factor ones."""
+        head = self.predictions[b].head
+        unit = self.layout.unpack_result(simulate_packed(self.layout, head.matrix, head.bias, self.query_slots))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            estimate = self.layout.unpack_result(obs.slots) / unit
+        return np.where(np.isfinite(estimate), np.clip(estimate, 1.0, 2.0**BLIND_BITS), 1.0)
+
+    def recomputed(self, obs: Observation, b: int) -> Recomputation:
+        """Candidate b's result by the public algorithm: precomputed for logits; for label-only answers computed
+        now with the estimated factors snapped to the provider's grid."""
+        prediction = self.predictions[b]
+        if prediction.result is not None:
+            return prediction.result
+        factors = _snap(self.factors(obs, b))
+        head = CompiledHead.compile(prediction.head.matrix * factors[:, None], prediction.head.bias * factors)
+        return self.client.recompute(head, self.ciphertext)
 
 
 class Client:
@@ -202,75 +262,13 @@ class Client:
         self.session._keys.decryptor.decrypt(ciphertext, plain)
         query_slots = np.asarray(ckks.encoder().decode_complex(plain))
         predictions = [Prediction(head, None if blind else self.recompute(head, ciphertext)) for head in heads]
-        return Instance(mode, answer, layout, query, ciphertext, query_slots, (predictions[0], predictions[1]))
+        return Instance(self, mode, answer, layout, query, ciphertext, query_slots, (predictions[0], predictions[1]))
 
 
 def _snap(factors: np.ndarray) -> np.ndarray:
     """The provider's grid point nearest to each estimated factor (``answers.blinding_factors``'s expression)."""
     k = np.clip(np.round(np.log2(np.clip(factors, 1.0, None)) / BLIND_BITS * _FACTOR_GRID), 0, _FACTOR_GRID - 1)
     return np.array([2.0 ** (BLIND_BITS * int(v) / _FACTOR_GRID) for v in k])
-
-
-@dataclass
-class Observation:
-    """One answer as the client sees it (the RESULT's ciphertexts), decrypted, with per-candidate work cached so
-    that every distinguisher judges the same trial."""
-
-    client: Client
-    instance: Instance
-    blobs: tuple[bytes, ...]
-    slots: list[np.ndarray]
-    _cache: dict = field(default_factory=dict)
-
-    def _once(self, key, compute: Callable):
-        if key not in self._cache:
-            self._cache[key] = compute()
-        return self._cache[key]
-
-    def c1(self) -> np.ndarray:
-        return self._once("c1", lambda: np.stack([polynomials(blob)[1] for blob in self.blobs]))
-
-    def template(self, b: int) -> list[np.ndarray]:
-        """Candidate b's plaintext prediction of every slot from the client's noisy query slots; for label-only
-        answers with each pair's factor fitted to this answer's margins."""
-
-        def compute() -> list[np.ndarray]:
-            head, layout = self.instance.predictions[b].head, self.instance.layout
-            unit = simulate_packed(layout, head.matrix, head.bias, self.instance.query_slots)
-            if not head.blind:
-                return unit
-            factors = self.factors(b)
-            return simulate_packed(
-                layout, head.matrix * factors[:, None], head.bias * factors, self.instance.query_slots
-            )
-
-        return self._once(("template", b), compute)
-
-    def factors(self, b: int) -> np.ndarray:
-        """Candidate b's blinding factors as the client estimates them: answer margins over unit-factor ones."""
-
-        def compute() -> np.ndarray:
-            head, layout = self.instance.predictions[b].head, self.instance.layout
-            unit = layout.unpack_result(simulate_packed(layout, head.matrix, head.bias, self.instance.query_slots))
-            with np.errstate(divide="ignore", invalid="ignore"):
-                estimate = layout.unpack_result(self.slots) / unit
-            return np.where(np.isfinite(estimate), np.clip(estimate, 1.0, 2.0**BLIND_BITS), 1.0)
-
-        return self._once(("factors", b), compute)
-
-    def recomputed(self, b: int) -> Recomputation:
-        """Candidate b's result by the public algorithm: precomputed for logits; for label-only answers computed
-        now with the estimated factors snapped to the provider's grid."""
-        prediction = self.instance.predictions[b]
-        if prediction.result is not None:
-            return prediction.result
-
-        def compute() -> Recomputation:
-            factors = _snap(self.factors(b))
-            head = CompiledHead.compile(prediction.head.matrix * factors[:, None], prediction.head.bias * factors)
-            return self.client.recompute(head, self.instance.ciphertext)
-
-        return self._once(("recomputed", b), compute)
 
 
 Distinguisher = Callable[[Observation], int]
@@ -434,7 +432,7 @@ def run(
         instance = instances[index]
         reply = providers[coin].evaluate(sessions[coin], model_id(index), instance.query)
         result = wire.decode(reply, wire.MessageType.RESULT)
-        obs = Observation(client, instance, result.blobs, client.decrypt(result.blobs))
+        obs = Observation(instance, result.blobs, client.decrypt(result.blobs))
         for name in names:
             tally = tallies[name]
             tally.correct += DISTINGUISHERS[name](obs) == coin
