@@ -35,6 +35,7 @@ requires success against deterministic results and chance against re-randomised,
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -171,6 +172,7 @@ class Observation:
     source: Source
     blobs: tuple[bytes, ...]
     slots: list[np.ndarray]
+    notes: dict[str, int] = field(default_factory=dict)  # what the expensive distinguishers spent
     _cache: dict = field(default_factory=dict)
 
     def _once(self, key, compute: Callable):
@@ -209,13 +211,32 @@ class Instance:
         factors = self.factors(obs, b) if head.blind else np.ones(len(head.bias))
         return simulate_packed(self.layout, head.matrix * factors[:, None], head.bias * factors, self.query_slots)
 
+    def template_unit(self, b: int) -> list[np.ndarray]:
+        """Candidate b's plaintext prediction from the noisy query slots with every factor 1."""
+        head = self.predictions[b].head
+        return simulate_packed(self.layout, head.matrix, head.bias, self.query_slots)
+
     def factors(self, obs: Observation, b: int) -> np.ndarray:
         """Candidate b's blinding factors as the client estimates them: answer margins over unit-factor ones."""
-        head = self.predictions[b].head
-        unit = self.layout.unpack_result(simulate_packed(self.layout, head.matrix, head.bias, self.query_slots))
+        return self.factor_estimate(obs, b)[0]
+
+    def factor_estimate(self, obs: Observation, b: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per pair, candidate b's factor estimated from this answer, and its relative error bound (six standard
+        errors): each output's copies but the first (slot 0 of a result carries a key-switching offset) averaged,
+        over the unit-factor prediction from the client's noisy query; the error from the copies' spread."""
+        unit = _copy_means(self.layout, self.template_unit(b))
+        means = _copy_means(self.layout, obs.slots)
+        spread = np.concatenate(
+            [
+                (np.real(v).reshape(self.layout.span, -1)[1:] - row).ravel()
+                for v, row in zip(obs.slots, _coset_rows(self.layout, obs.slots), strict=True)
+            ]
+        )
         with np.errstate(divide="ignore", invalid="ignore"):
-            estimate = self.layout.unpack_result(obs.slots) / unit
-        return np.where(np.isfinite(estimate), np.clip(estimate, 1.0, 2.0**BLIND_BITS), 1.0)
+            estimate = means / unit
+            error = 6 * float(np.std(spread)) / np.sqrt(self.layout.span - 1) / np.abs(means)
+        valid = np.isfinite(estimate) & np.isfinite(error)
+        return np.where(valid, np.clip(estimate, 1.0, 2.0**BLIND_BITS), 1.0), np.where(valid, error, np.inf)
 
     def recomputed(self, obs: Observation, b: int) -> Recomputation:
         """Candidate b's result by the public algorithm: precomputed for logits; for label-only answers computed
@@ -265,10 +286,29 @@ class Client:
         return Instance(self, mode, answer, layout, query, ciphertext, query_slots, (predictions[0], predictions[1]))
 
 
+def _coset_rows(layout: Layout, slot_vectors: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Per result ciphertext, the mean of every coset's copies but the first (one row of ``stride`` values)."""
+    return [np.real(v).reshape(layout.span, layout.stride)[1:].mean(axis=0) for v in slot_vectors]
+
+
+def _copy_means(layout: Layout, slot_vectors: Sequence[np.ndarray]) -> np.ndarray:
+    """The outputs as ``Layout.unpack_result`` reads them, but without each coset's first copy."""
+    rows = _coset_rows(layout, slot_vectors)
+    return np.concatenate([row[: layout.classes_in(t)] for t, row in enumerate(rows)])
+
+
+def _grid(factors: np.ndarray) -> np.ndarray:
+    """Each factor's position on the provider's grid, ``k`` with ``factor = 2^(BLIND_BITS k / 2^52)``."""
+    return np.log2(np.clip(factors, 1.0, None)) / BLIND_BITS * _FACTOR_GRID
+
+
+def _factor(k: int) -> float:
+    return 2.0 ** (BLIND_BITS * k / _FACTOR_GRID)
+
+
 def _snap(factors: np.ndarray) -> np.ndarray:
     """The provider's grid point nearest to each estimated factor (``answers.blinding_factors``'s expression)."""
-    k = np.clip(np.round(np.log2(np.clip(factors, 1.0, None)) / BLIND_BITS * _FACTOR_GRID), 0, _FACTOR_GRID - 1)
-    return np.array([2.0 ** (BLIND_BITS * int(v) / _FACTOR_GRID) for v in k])
+    return np.array([_factor(int(k)) for k in np.clip(np.round(_grid(factors)), 0, _FACTOR_GRID - 1)])
 
 
 Distinguisher = Callable[[Observation], int]
@@ -319,12 +359,58 @@ def c1_distance(obs: Observation) -> int:
     return _argmin(distances)
 
 
+# evaluations a factor search may spend per candidate before it gives up (about 8 ms each for a 64-d input)
+SEARCH_BUDGET = 4000
+
+
+def factor_search(obs: Observation, budget: int = SEARCH_BUDGET) -> int:
+    """Label-only answers: enumerate the provider's grid of factors around the estimate, nearest first, and
+    recompute each candidate until one equals the answer byte for byte; logits answers: the plain recomputation.
+
+    The estimate is refined once: the decryption of the recomputation at the first estimate shows the offset the
+    evaluation noise adds to each output (about 4e-7, nearly the same for nearby factors), which is then taken off
+    the answer's outputs. The window is six standard errors of the copies' mean. The K (K - 1) / 2 factors must
+    be guessed jointly, so beyond one pair the windows multiply, and the search gives up (0) when their product
+    exceeds the budget."""
+    instance = obs.source
+    if not isinstance(instance, Instance) or not instance.predictions[0].head.blind:
+        return recompute(obs)
+    for b in (0, 1):
+        head = instance.predictions[b].head
+        estimate, error = instance.factor_estimate(obs, b)
+        half = np.ceil(error * _FACTOR_GRID / (BLIND_BITS * math.log(2)))
+        if not np.all(np.isfinite(half)) or float(np.prod(2 * half + 1)) > budget:
+            continue
+        obs.notes["searched"] = 1
+        unit = _copy_means(instance.layout, instance.template_unit(b))
+        first = _snap(estimate)
+        calibration = instance.client.recompute(
+            CompiledHead.compile(head.matrix * first[:, None], head.bias * first), instance.ciphertext
+        )
+        obs.notes["evaluations"] = obs.notes.get("evaluations", 0) + 1
+        if calibration.blobs == obs.blobs:
+            obs.notes["found"] = 1
+            return b
+        offset = _copy_means(instance.layout, calibration.slots) - first * unit
+        centre = np.round(_grid((_copy_means(instance.layout, obs.slots) - offset) / unit))
+        window = itertools.product(*(range(-int(h), int(h) + 1) for h in half))
+        for step in sorted(window, key=lambda o: sum(map(abs, o))):
+            factors = np.array([_factor(int(c) + o) for c, o in zip(centre, step, strict=True)])
+            guess = CompiledHead.compile(head.matrix * factors[:, None], head.bias * factors)
+            obs.notes["evaluations"] += 1
+            if instance.client.evaluate(guess, instance.ciphertext) == obs.blobs:
+                obs.notes["found"] = 1
+                return b
+    return 0
+
+
 DISTINGUISHERS: dict[str, Distinguisher] = {
     "recompute": recompute,
     "decrypted-distance": decrypted_distance,
     "noise-template": noise_template,
     "c1-recompute": c1_recompute,
     "c1-distance": c1_distance,
+    "factor-search": factor_search,
 }
 # the ones that need no HE work per trial for label-only answers (the others recompute with snapped factors)
 CHEAP = ("noise-template",)
@@ -359,6 +445,7 @@ class Report:
     tallies: dict[str, Tally]
     c1_matches: int = 0
     c1_pvalues: list[float] = field(default_factory=list)
+    notes: dict[str, int] = field(default_factory=dict)  # summed over trials: factor searches and evaluations
 
     @property
     def trials(self) -> int:
@@ -437,6 +524,8 @@ def run(
             tally = tallies[name]
             tally.correct += DISTINGUISHERS[name](obs) == coin
             tally.trials += 1
+        for key, value in obs.notes.items():
+            report.notes[key] = report.notes.get(key, 0) + value
         if "c1-recompute" in names:
             report.c1_matches += any(np.array_equal(obs.c1(), obs.recomputed(b).c1) for b in (0, 1))
         if t < 16:  # a few p-values: is c1 uniform?
