@@ -57,14 +57,27 @@ def answer_layout(served: dict, mode: str, answer: str) -> Layout:
     return Layout.plan(d, len(pairs(k)) if answer == "label" else k)
 
 
-def measure(task: str, mode: str, answer: str, trials: int, queries: int, seed: int) -> distinguish.Report:
+def measure(
+    task: str, mode: str, answer: str, trials: int, queries: int, seed: int, names=tuple(distinguish.DISTINGUISHERS)
+) -> distinguish.Report:
     served = served_model(task, mode)
     client = distinguish.Client(ClientSession([answer_layout(served, mode, answer)]))
     rng = np.random.default_rng(seed)
-    instances, providers = distinguish.games(
-        client, mode, answer, client_queries(task, mode, served, queries), served, rng
+    X = client_queries(task, mode, served, queries)
+    instances, providers = distinguish.games(client, mode, answer, X, served, rng)
+    return distinguish.run(client, instances, providers, trials, rng, names)
+
+
+def measure_factor_search(task: str, mode: str, trials: int, seed: int) -> distinguish.Report:
+    """Label-only answers of a two-class head, queried at margin 25 with the test texts best aimed for it."""
+    served = served_model(task, mode)
+    client = distinguish.Client(ClientSession([answer_layout(served, mode, "label")]))
+    rng = np.random.default_rng(seed)
+    X = distinguish.aimed_queries(
+        client_queries(task, mode, served, 200), *distinguish.computation(served, mode), margin=25.0, count=4
     )
-    return distinguish.run(client, instances, providers, trials, rng)
+    instances, providers = distinguish.games(client, mode, "label", X, served, rng)
+    return distinguish.run(client, instances, providers, trials, rng, ("factor-search",))
 
 
 def print_report(report: distinguish.Report, seconds: float) -> None:
@@ -78,9 +91,12 @@ def print_report(report: distinguish.Report, seconds: float) -> None:
         print(
             f"{tally.name:<20} {tally.correct:>6} / {tally.trials:<5} {tally.accuracy:>9.4f}  [{low:.4f}, {high:.4f}]"
         )
-    pvalues = np.round(report.c1_pvalues, 3)
-    print(f"c1 equal to a candidate's recomputation in {report.c1_matches} / {report.trials} results")
-    print(f"c1 uniformity (chi-square p-values, first {len(pvalues)} results): {pvalues.tolist()}")
+    if "c1-recompute" in report.tallies:
+        pvalues = np.round(report.c1_pvalues, 3)
+        print(f"c1 equal to a candidate's recomputation in {report.c1_matches} / {report.trials} results")
+        print(f"c1 uniformity (chi-square p-values, first {len(pvalues)} results): {pvalues.tolist()}")
+    if report.notes:
+        print(f"factor search: {report.notes}")
 
 
 def main() -> None:
@@ -91,6 +107,14 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", default=list(PAIRS), choices=list(PAIRS))
     parser.add_argument("--answers", nargs="+", default=["logits", "label"], choices=["logits", "label"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--factor-search",
+        type=int,
+        default=0,
+        metavar="TRIALS",
+        help="also run the factor search on label-only answers of a two-class head (seconds per searched trial)",
+    )
+    parser.add_argument("--search-task", default="rotten_tomatoes", help="the two-class task for --factor-search")
     args = parser.parse_args()
     print(f"task {args.task}; load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     for answer in args.answers:
@@ -98,6 +122,12 @@ def main() -> None:
             start = time.perf_counter()
             report = measure(args.task, mode, answer, args.trials, args.queries, args.seed)
             print_report(report, time.perf_counter() - start)
+    for mode in args.modes if args.factor_search else ():
+        start = time.perf_counter()
+        print(f"\nfactor search, {args.search_task}:")
+        print_report(
+            measure_factor_search(args.search_task, mode, args.factor_search, args.seed), time.perf_counter() - start
+        )
 
 
 if __name__ == "__main__":

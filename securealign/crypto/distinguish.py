@@ -85,6 +85,16 @@ def computation(registration: dict, mode: str) -> tuple[np.ndarray, np.ndarray]:
     return (V.T, c) if mode == "paper" else ((W @ V).T, b @ V + c)
 
 
+def aimed_queries(queries: np.ndarray, matrix: np.ndarray, bias: np.ndarray, margin: float, count: int) -> np.ndarray:
+    """The client's queries for a factor search: the ``count`` of ``queries`` whose first normalised pair margin is
+    largest for their norm, each scaled so that margin is ``margin`` in size (a large margin pins the factor best;
+    the provider's headroom holds ``|margin| 2^BLIND_BITS`` below 2^19, so ``margin`` up to about 30)."""
+    rows, offsets = pairwise_head(np.asarray(matrix, dtype=np.float64), np.asarray(bias, dtype=np.float64))
+    along = queries @ rows[0]
+    best = np.argsort(-np.abs(along) / np.linalg.norm(queries, axis=1))[:count]
+    return np.array([queries[i] * (margin - np.sign(along[i]) * offsets[0]) / abs(along[i]) for i in best])
+
+
 def wilson(successes: int, trials: int, z: float = 1.959963984540054) -> tuple[float, float]:
     """The Wilson score interval of a binomial proportion (95% by default)."""
     if trials <= 0:
