@@ -14,7 +14,7 @@ import pytest
 from securealign.crypto import ClientSession, distinguish
 from securealign.crypto.answers import pairs, pairwise_head
 from securealign.crypto.layout import Layout
-from securealign.datasets import load_task
+from securealign.datasets import load_public_corpus, load_task
 from securealign.experiments import artifacts
 from securealign.models.embeddings import embed
 
@@ -90,3 +90,26 @@ def test_label_only_results_are_not_recomputed_from_estimated_factors(mode):
     report = _play(mode, "label", 40, names=("recompute", "c1-recompute"))
     assert report.c1_matches == 0
     assert report.tallies["recompute"].accuracy == report.tallies["c1-recompute"].accuracy == 0.5
+
+
+FIT_ROWS = 131  # just above the row rule for both fits here (paper: 2 (64 + 1); sealed: 2 * 64)
+FIT_MODELS = {"paper": ("potion", "wordllama"), "sealed": ("wordllama", "potion")}  # (client, provider)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_deterministic_secure_fit_product_names_the_other_partys_matrix(mode):
+    """Secure fits: the party that decrypts the cross-product recomputes the other party's public algorithm on its
+    own encrypted rows, once per candidate matrix (two that give the same product, hence the same fitted map), and
+    names the one used every time. Sealed mode: the provider names which of two client datasets was used."""
+    texts = load_public_corpus()[:FIT_ROWS]
+    client, provider = FIT_MODELS[mode]
+    Z_A, Z_B = (embed(model, texts).astype(np.float64) for model in (provider, client))
+    rng = np.random.default_rng(3)
+    game = distinguish.fit_game(mode, Z_A, Z_B, rng)
+    Y = game.candidates  # the products agree: the decrypting party learns the same map either way
+    encrypted = Z_A if mode == "sealed" else np.hstack([Z_B, np.ones((FIT_ROWS, 1))])
+    assert np.max(np.abs(Y[0].T @ encrypted - Y[1].T @ encrypted)) < 1e-9
+    report = distinguish.run_cross_product([game], 4, rng, mode)
+    for name in distinguish.CROSS_NAMES:
+        assert report.tallies[name].correct == 4, name
+    assert report.c1_matches == 4

@@ -48,8 +48,10 @@ from securealign.crypto import ckks, wire
 from securealign.crypto.answers import BLIND_BITS, pairwise_head
 from securealign.crypto.client import ClientSession
 from securealign.crypto.errors import ParameterError
+from securealign.crypto.fit_client import _regularised_gram, _with_ones
 from securealign.crypto.layout import DEPTH, Layout, simulate_packed
 from securealign.crypto.provider import CompiledHead, Provider
+from securealign.crypto.secure_fit import CrossProductEvaluator, KeyHolder
 
 # the provider's blinding factors are 2^(BLIND_BITS k / 2^52) for a 52-bit integer k (answers.blinding_factors)
 _FACTOR_GRID = 2.0**52
@@ -508,28 +510,16 @@ def model_id(index: int) -> str:
     return f"candidate-{index}"
 
 
-def run(
-    client: Client,
-    instances: Sequence[Instance],
-    providers: Game,
-    trials: int,
-    rng: np.random.Generator,
-    names: Sequence[str] = tuple(DISTINGUISHERS),
-) -> Report:
-    """Play ``trials`` rounds over the client's queries (instance i against model ``model_id(i)``, in turn): a
-    balanced random coin picks the provider, the client sees the RESULT and every distinguisher guesses."""
-    if not instances:
-        raise ParameterError("no queries to play")
+Ask = Callable[[int, int], Observation]
+
+
+def play(trials: int, rng: np.random.Generator, names: Sequence[str], ask: Ask, mode: str, answer: str) -> Report:
+    """``trials`` rounds: a balanced random coin picks the candidate, ``ask(trial, coin)`` returns the answer as the
+    guessing party observes it, and every named distinguisher guesses."""
     tallies = {name: Tally(name) for name in names}
-    report = Report(instances[0].mode, instances[0].answer, tallies)
-    sessions = [provider.open_session(client.session.public_context()) for provider in providers]
-    coins = rng.permutation(np.arange(trials) % 2)
-    for t, coin in enumerate(coins):
-        index = t % len(instances)
-        instance = instances[index]
-        reply = providers[coin].evaluate(sessions[coin], model_id(index), instance.query)
-        result = wire.decode(reply, wire.MessageType.RESULT)
-        obs = Observation(instance, result.blobs, client.decrypt(result.blobs))
+    report = Report(mode, answer, tallies)
+    for t, coin in enumerate(rng.permutation(np.arange(trials) % 2)):
+        obs = ask(t, int(coin))
         for name in names:
             tally = tallies[name]
             tally.correct += DISTINGUISHERS[name](obs) == coin
@@ -541,3 +531,116 @@ def run(
         if t < 16:  # a few p-values: is c1 uniform?
             report.c1_pvalues.append(c1_uniformity(obs.c1()[0], _moduli(ckks.bottom_parms_id())))
     return report
+
+
+def run(
+    client: Client,
+    instances: Sequence[Instance],
+    providers: Game,
+    trials: int,
+    rng: np.random.Generator,
+    names: Sequence[str] = tuple(DISTINGUISHERS),
+) -> Report:
+    """Play ``trials`` rounds over the client's queries (instance i against model ``model_id(i)``, in turn): the
+    coin picks the provider, the client sees the RESULT."""
+    if not instances:
+        raise ParameterError("no queries to play")
+    sessions = [provider.open_session(client.session.public_context()) for provider in providers]
+
+    def ask(t: int, coin: int) -> Observation:
+        index = t % len(instances)
+        reply = providers[coin].evaluate(sessions[coin], model_id(index), instances[index].query)
+        result = wire.decode(reply, wire.MessageType.RESULT)
+        return Observation(instances[index], result.blobs, client.decrypt(result.blobs))
+
+    return play(trials, rng, names, ask, instances[0].mode, instances[0].answer)
+
+
+# secure fitting: the party that decrypts a cross-product guesses which matrix the other party used --------------------
+CROSS_NAMES = ("recompute", "decrypted-distance", "c1-recompute", "c1-distance")
+
+
+def cross_product_pair(X: np.ndarray, Y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Two matrices with the same cross-product ``Y^T X``: ``Y`` and ``Y + E``, where ``E`` (Gaussian, of ``Y``'s
+    column scales) is projected off the columns of ``X`` (``X^T E = 0``; needs more rows than ``X`` has rank)."""
+    X, Y = np.asarray(X, dtype=np.float64), np.asarray(Y, dtype=np.float64)
+    noise = rng.standard_normal(Y.shape) * Y.std(axis=0)
+    E = noise - X @ np.linalg.lstsq(X, noise, rcond=None)[0]
+    return Y, Y + E
+
+
+@dataclass
+class CrossProductGame:
+    """A secure fit's decrypting party (``KeyHolder``) with its encrypted rows of ``X``, and the other party's two
+    candidate matrices; ``evaluator`` is the other party's public algorithm (``CrossProductEvaluator``)."""
+
+    holder: KeyHolder
+    batches: list[bytes]
+    candidates: tuple[np.ndarray, np.ndarray]
+    evaluator: Callable[[np.ndarray], CrossProductEvaluator] = CrossProductEvaluator
+    predictions: list[Recomputation] = field(default_factory=list)
+
+    @classmethod
+    def prepare(
+        cls,
+        X: np.ndarray,
+        candidates: tuple[np.ndarray, np.ndarray],
+        evaluator: Callable[[np.ndarray], CrossProductEvaluator] = CrossProductEvaluator,
+    ) -> CrossProductGame:
+        """Encrypt ``X``'s rows once, and recompute each candidate's product on them as the decrypting party can
+        (with the public algorithm, deterministic today)."""
+        holder = KeyHolder()
+        game = cls(holder, list(holder.encrypt_rows(X, candidates[0].shape[1])), candidates, evaluator)
+        game.predictions = [game.recompute(y) for y in candidates]
+        return game
+
+    def product(self, Y: np.ndarray, evaluator: Callable[[np.ndarray], CrossProductEvaluator]) -> tuple[bytes, ...]:
+        party = evaluator(Y)
+        for batch in self.batches:
+            party.add(batch)
+        return wire.decode(party.result(), wire.MessageType.MATRIX).blobs
+
+    def decrypt(self, blobs: Sequence[bytes]) -> list[np.ndarray]:
+        return self.holder._keys.decrypt_products(tuple(blobs), ckks.rescaled_scale())
+
+    def recompute(self, Y: np.ndarray) -> Recomputation:
+        blobs = self.product(Y, CrossProductEvaluator)
+        return Recomputation(blobs, self.decrypt(blobs), np.stack([polynomials(blob)[1] for blob in blobs]))
+
+    def recomputed(self, obs: Observation, b: int) -> Recomputation:
+        return self.predictions[b]
+
+    def template(self, obs: Observation, b: int) -> list[np.ndarray]:
+        raise ParameterError("a cross-product game has no plaintext template (no noise of the holder's to carry)")
+
+    def observe(self, coin: int) -> Observation:
+        """The other party's answer with candidate ``coin``, as the holder sees it."""
+        blobs = self.product(self.candidates[coin], self.evaluator)
+        return Observation(self, blobs, self.decrypt(blobs))
+
+
+def fit_game(
+    mode: str,
+    Z_A: np.ndarray,
+    Z_B: np.ndarray,
+    rng: np.random.Generator,
+    absolute_alpha: float = 1.0,
+    evaluator: Callable[[np.ndarray], CrossProductEvaluator] = CrossProductEvaluator,
+) -> CrossProductGame:
+    """The cross-product game of a secure fit on the public texts both parties embedded (``Z_A`` the provider's,
+    ``Z_B`` the client's). Paper mode: the client holds the key and encrypts ``[Z_B, 1]``; the provider's candidates
+    are ``Z_A`` and another matrix with the same ``Z_A^T [Z_B, 1]``. Sealed mode: the provider holds the key and
+    encrypts ``Z_A``; the client's candidates are its ``X G^-1`` (``fit_client``'s, so the provider decrypts
+    ``[W; b]``) and another with the same ``[W; b]``."""
+    X = _with_ones(np.asarray(Z_B, dtype=np.float64))
+    if mode == "paper":
+        return CrossProductGame.prepare(X, cross_product_pair(X, Z_A, rng), evaluator)
+    weights = np.linalg.solve(_regularised_gram(X, absolute_alpha), X.T).T
+    return CrossProductGame.prepare(Z_A, cross_product_pair(Z_A, weights, rng), evaluator)
+
+
+def run_cross_product(
+    games: Sequence[CrossProductGame], trials: int, rng: np.random.Generator, mode: str, names=CROSS_NAMES
+) -> Report:
+    """Play ``trials`` rounds over the games in turn: the coin picks the other party's matrix, the holder guesses."""
+    return play(trials, rng, names, lambda t, coin: games[t % len(games)].observe(coin), mode, "cross-product")
