@@ -16,7 +16,9 @@ from securealign.crypto.answers import pairs, pairwise_head
 from securealign.crypto.layout import Layout
 from securealign.datasets import load_public_corpus, load_task
 from securealign.experiments import artifacts
+from securealign.generation import head_distinguish
 from securealign.models.embeddings import embed
+from securealign.paths import assets_dir
 
 TASK = "bbc_news"
 MODES = ("paper", "sealed")
@@ -109,7 +111,24 @@ def test_a_deterministic_secure_fit_product_names_the_other_partys_matrix(mode):
     Y = game.candidates  # the products agree: the decrypting party learns the same map either way
     encrypted = Z_A if mode == "sealed" else np.hstack([Z_B, np.ones((FIT_ROWS, 1))])
     assert np.max(np.abs(Y[0].T @ encrypted - Y[1].T @ encrypted)) < 1e-9
-    report = distinguish.run_cross_product([game], 4, rng, mode)
-    for name in distinguish.CROSS_NAMES:
+    report = distinguish.run_blobs([game], 4, rng, mode, "cross-product")
+    for name in distinguish.BLOB_NAMES:
+        assert report.tallies[name].correct == 4, name
+    assert report.c1_matches == 4
+
+
+def test_a_deterministic_vocabulary_head_result_names_its_head():
+    """The encrypted vocabulary head of generation: the committed SmolLM2 -> Gemma 3 map (640 x 576, real) as the
+    composed head, two candidates equal on the client's hidden state; the client's recomputation names the one
+    that answered every time."""
+    mapping = np.load(assets_dir() / "generation" / "map-smollm2-gemma3-4000-0.0001-d392371eae2f.npz")
+    matrix, bias = mapping["W"].T.astype(np.float64), mapping["b"].astype(np.float64)
+    rng = np.random.default_rng(4)
+    hidden = rng.standard_normal(matrix.shape[1])
+    game = head_distinguish.vocabulary_game(matrix, bias, hidden, rng)
+    first, second = game.candidates
+    assert np.max(np.abs(first @ hidden - second @ hidden)) < 1e-9
+    report = distinguish.run_blobs([game], 4, rng, "generation", "logits")
+    for name in distinguish.BLOB_NAMES:
         assert report.tallies[name].correct == 4, name
     assert report.c1_matches == 4

@@ -556,10 +556,54 @@ def run(
     return play(trials, rng, names, ask, instances[0].mode, instances[0].answer)
 
 
+# the other paths where one party decrypts what the other computed ---------------------------------------------------
+BLOB_NAMES = ("recompute", "decrypted-distance", "c1-recompute", "c1-distance")
+
+
+@dataclass
+class BlobGame:
+    """One party decrypts what the other computed on its ciphertexts with one of two candidate plaintexts (a
+    secure fit's cross-product, the vocabulary head): ``answer(b)`` is the other party's answer with candidate
+    ``b`` (computed afresh per call), ``predictions`` the guessing party's recomputation of each candidate with the
+    public algorithm on its own ciphertexts, ``candidates`` the plaintexts themselves (for the record)."""
+
+    answer: Callable[[int], tuple[bytes, ...]]
+    decrypt: Callable[[Sequence[bytes]], list[np.ndarray]]
+    predictions: tuple[Recomputation, Recomputation]
+    candidates: tuple
+
+    @classmethod
+    def prepare(
+        cls,
+        answer: Callable[[int], tuple[bytes, ...]],
+        recompute: Callable[[int], tuple[bytes, ...]],
+        decrypt: Callable[[Sequence[bytes]], list[np.ndarray]],
+        candidates: tuple,
+    ) -> BlobGame:
+        predictions = []
+        for b in (0, 1):
+            blobs = recompute(b)
+            predictions.append(Recomputation(blobs, decrypt(blobs), np.stack([polynomials(x)[1] for x in blobs])))
+        return cls(answer, decrypt, (predictions[0], predictions[1]), candidates)
+
+    def recomputed(self, obs: Observation, b: int) -> Recomputation:
+        return self.predictions[b]
+
+    def template(self, obs: Observation, b: int) -> list[np.ndarray]:
+        raise ParameterError("this game has no plaintext template")
+
+    def observe(self, coin: int) -> Observation:
+        """The other party's answer with candidate ``coin``, as the guessing party sees it."""
+        blobs = self.answer(coin)
+        return Observation(self, blobs, self.decrypt(blobs))
+
+
+def run_blobs(games: Sequence[BlobGame], trials: int, rng: np.random.Generator, mode: str, answer: str) -> Report:
+    """Play ``trials`` rounds over the games in turn: the coin picks the candidate, the decrypting party guesses."""
+    return play(trials, rng, BLOB_NAMES, lambda t, coin: games[t % len(games)].observe(coin), mode, answer)
+
+
 # secure fitting: the party that decrypts a cross-product guesses which matrix the other party used --------------------
-CROSS_NAMES = ("recompute", "decrypted-distance", "c1-recompute", "c1-distance")
-
-
 def cross_product_pair(X: np.ndarray, Y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Two matrices with the same cross-product ``Y^T X``: ``Y`` and ``Y + E``, where ``E`` (Gaussian, of ``Y``'s
     column scales) is projected off the columns of ``X`` (``X^T E = 0``; needs more rows than ``X`` has rank)."""
@@ -569,54 +613,29 @@ def cross_product_pair(X: np.ndarray, Y: np.ndarray, rng: np.random.Generator) -
     return Y, Y + E
 
 
-@dataclass
-class CrossProductGame:
-    """A secure fit's decrypting party (``KeyHolder``) with its encrypted rows of ``X``, and the other party's two
-    candidate matrices; ``evaluator`` is the other party's public algorithm (``CrossProductEvaluator``)."""
+def cross_product_game(
+    X: np.ndarray,
+    candidates: tuple[np.ndarray, np.ndarray],
+    evaluator: Callable[[np.ndarray], CrossProductEvaluator] = CrossProductEvaluator,
+) -> BlobGame:
+    """A key holder encrypts ``X``'s rows once; the other party (``evaluator``, the protocol's
+    ``CrossProductEvaluator`` by default) multiplies them by one candidate; the holder recomputes both candidates
+    with the public algorithm on its own rows."""
+    holder = KeyHolder()
+    batches = list(holder.encrypt_rows(X, candidates[0].shape[1]))
 
-    holder: KeyHolder
-    batches: list[bytes]
-    candidates: tuple[np.ndarray, np.ndarray]
-    evaluator: Callable[[np.ndarray], CrossProductEvaluator] = CrossProductEvaluator
-    predictions: list[Recomputation] = field(default_factory=list)
+    def product(b: int, party: Callable[[np.ndarray], CrossProductEvaluator]) -> tuple[bytes, ...]:
+        running = party(candidates[b])
+        for batch in batches:
+            running.add(batch)
+        return wire.decode(running.result(), wire.MessageType.MATRIX).blobs
 
-    @classmethod
-    def prepare(
-        cls,
-        X: np.ndarray,
-        candidates: tuple[np.ndarray, np.ndarray],
-        evaluator: Callable[[np.ndarray], CrossProductEvaluator] = CrossProductEvaluator,
-    ) -> CrossProductGame:
-        """Encrypt ``X``'s rows once, and recompute each candidate's product on them as the decrypting party can
-        (with the public algorithm, deterministic today)."""
-        holder = KeyHolder()
-        game = cls(holder, list(holder.encrypt_rows(X, candidates[0].shape[1])), candidates, evaluator)
-        game.predictions = [game.recompute(y) for y in candidates]
-        return game
+    def decrypt(blobs: Sequence[bytes]) -> list[np.ndarray]:
+        return holder._keys.decrypt_products(tuple(blobs), ckks.rescaled_scale())
 
-    def product(self, Y: np.ndarray, evaluator: Callable[[np.ndarray], CrossProductEvaluator]) -> tuple[bytes, ...]:
-        party = evaluator(Y)
-        for batch in self.batches:
-            party.add(batch)
-        return wire.decode(party.result(), wire.MessageType.MATRIX).blobs
-
-    def decrypt(self, blobs: Sequence[bytes]) -> list[np.ndarray]:
-        return self.holder._keys.decrypt_products(tuple(blobs), ckks.rescaled_scale())
-
-    def recompute(self, Y: np.ndarray) -> Recomputation:
-        blobs = self.product(Y, CrossProductEvaluator)
-        return Recomputation(blobs, self.decrypt(blobs), np.stack([polynomials(blob)[1] for blob in blobs]))
-
-    def recomputed(self, obs: Observation, b: int) -> Recomputation:
-        return self.predictions[b]
-
-    def template(self, obs: Observation, b: int) -> list[np.ndarray]:
-        raise ParameterError("a cross-product game has no plaintext template (no noise of the holder's to carry)")
-
-    def observe(self, coin: int) -> Observation:
-        """The other party's answer with candidate ``coin``, as the holder sees it."""
-        blobs = self.product(self.candidates[coin], self.evaluator)
-        return Observation(self, blobs, self.decrypt(blobs))
+    return BlobGame.prepare(
+        lambda b: product(b, evaluator), lambda b: product(b, CrossProductEvaluator), decrypt, candidates
+    )
 
 
 def fit_game(
@@ -626,7 +645,7 @@ def fit_game(
     rng: np.random.Generator,
     absolute_alpha: float = 1.0,
     evaluator: Callable[[np.ndarray], CrossProductEvaluator] = CrossProductEvaluator,
-) -> CrossProductGame:
+) -> BlobGame:
     """The cross-product game of a secure fit on the public texts both parties embedded (``Z_A`` the provider's,
     ``Z_B`` the client's). Paper mode: the client holds the key and encrypts ``[Z_B, 1]``; the provider's candidates
     are ``Z_A`` and another matrix with the same ``Z_A^T [Z_B, 1]``. Sealed mode: the provider holds the key and
@@ -634,13 +653,6 @@ def fit_game(
     ``[W; b]``) and another with the same ``[W; b]``."""
     X = _with_ones(np.asarray(Z_B, dtype=np.float64))
     if mode == "paper":
-        return CrossProductGame.prepare(X, cross_product_pair(X, Z_A, rng), evaluator)
+        return cross_product_game(X, cross_product_pair(X, Z_A, rng), evaluator)
     weights = np.linalg.solve(_regularised_gram(X, absolute_alpha), X.T).T
-    return CrossProductGame.prepare(Z_A, cross_product_pair(Z_A, weights, rng), evaluator)
-
-
-def run_cross_product(
-    games: Sequence[CrossProductGame], trials: int, rng: np.random.Generator, mode: str, names=CROSS_NAMES
-) -> Report:
-    """Play ``trials`` rounds over the games in turn: the coin picks the other party's matrix, the holder guesses."""
-    return play(trials, rng, names, lambda t, coin: games[t % len(games)].observe(coin), mode, "cross-product")
+    return cross_product_game(Z_A, cross_product_pair(Z_A, weights, rng), evaluator)
