@@ -132,3 +132,26 @@ def test_a_deterministic_vocabulary_head_result_names_its_head():
     for name in distinguish.BLOB_NAMES:
         assert report.tallies[name].correct == 4, name
     assert report.c1_matches == 4
+
+
+@pytest.mark.slow  # 8-30 s: one search of a few hundred to a few thousand recomputations
+def test_a_two_class_label_answer_names_its_head_by_a_factor_search():
+    """One blinded margin (K = 2): the client aims its query at margin 25, estimates the factor from the answer,
+    and enumerates the provider's grid of factors around it (a few hundred recomputations when the factor is
+    large, about one answer in four): the recomputation that equals the answer names the head. Played until the
+    first search (each answer is a fresh factor; without a search the distinguisher has nothing)."""
+    task, mode = "rotten_tomatoes", "paper"
+    source, target = SERVED[mode]
+    head, amap = artifacts.load_head(task, target), artifacts.load_map(task, source, target)
+    served = {k: np.asarray(v, dtype=np.float64) for k, v in zip("WbVc", (amap.W, amap.b, head.V, head.c), strict=True)}
+    Z = embed(source, load_task(task).test_texts[:200]).astype(np.float64)
+    X = Z @ served["W"] + served["b"] if mode == "paper" else Z
+    queries = distinguish.aimed_queries(X, *distinguish.computation(served, mode), margin=25.0, count=2)
+    client = distinguish.Client(ClientSession([Layout.plan(queries.shape[1], 1)]))
+    rng = np.random.default_rng(5)
+    instances, providers = distinguish.games(client, mode, "label", queries, served, rng)
+    report = distinguish.run(
+        client, instances, providers, 60, rng, ("factor-search",), until=lambda r: r.notes.get("searched", 0) > 0
+    )
+    assert report.notes["searched"] == report.notes.get("found", 0) == 1
+    assert report.notes["evaluations"] < distinguish.SEARCH_BUDGET * 2

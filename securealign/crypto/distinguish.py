@@ -513,9 +513,18 @@ def model_id(index: int) -> str:
 Ask = Callable[[int, int], Observation]
 
 
-def play(trials: int, rng: np.random.Generator, names: Sequence[str], ask: Ask, mode: str, answer: str) -> Report:
-    """``trials`` rounds: a balanced random coin picks the candidate, ``ask(trial, coin)`` returns the answer as the
-    guessing party observes it, and every named distinguisher guesses."""
+def play(
+    trials: int,
+    rng: np.random.Generator,
+    names: Sequence[str],
+    ask: Ask,
+    mode: str,
+    answer: str,
+    until: Callable[[Report], bool] | None = None,
+) -> Report:
+    """``trials`` rounds (or fewer, once ``until`` holds for the report so far): a balanced random coin picks the
+    candidate, ``ask(trial, coin)`` returns the answer as the guessing party observes it, and every named
+    distinguisher guesses."""
     tallies = {name: Tally(name) for name in names}
     report = Report(mode, answer, tallies)
     for t, coin in enumerate(rng.permutation(np.arange(trials) % 2)):
@@ -530,6 +539,8 @@ def play(trials: int, rng: np.random.Generator, names: Sequence[str], ask: Ask, 
             report.c1_matches += any(np.array_equal(obs.c1(), obs.recomputed(b).c1) for b in (0, 1))
         if t < 16:  # a few p-values: is c1 uniform?
             report.c1_pvalues.append(c1_uniformity(obs.c1()[0], _moduli(ckks.bottom_parms_id())))
+        if until is not None and until(report):
+            break
     return report
 
 
@@ -540,6 +551,7 @@ def run(
     trials: int,
     rng: np.random.Generator,
     names: Sequence[str] = tuple(DISTINGUISHERS),
+    until: Callable[[Report], bool] | None = None,
 ) -> Report:
     """Play ``trials`` rounds over the client's queries (instance i against model ``model_id(i)``, in turn): the
     coin picks the provider, the client sees the RESULT."""
@@ -553,7 +565,7 @@ def run(
         result = wire.decode(reply, wire.MessageType.RESULT)
         return Observation(instances[index], result.blobs, client.decrypt(result.blobs))
 
-    return play(trials, rng, names, ask, instances[0].mode, instances[0].answer)
+    return play(trials, rng, names, ask, instances[0].mode, instances[0].answer, until)
 
 
 # the other paths where one party decrypts what the other computed ---------------------------------------------------
