@@ -30,12 +30,19 @@ import numpy as np  # noqa: E402
 from securealign.crypto import ClientSession, distinguish  # noqa: E402
 from securealign.crypto.answers import pairs  # noqa: E402
 from securealign.crypto.layout import Layout  # noqa: E402
-from securealign.datasets import load_task  # noqa: E402
+from securealign.datasets import load_public_corpus, load_task  # noqa: E402
 from securealign.experiments import artifacts  # noqa: E402
+from securealign.generation import head_distinguish  # noqa: E402
 from securealign.models.embeddings import embed  # noqa: E402
+from securealign.paths import assets_dir  # noqa: E402
 
 # (client model, provider model) per mode: 64-d inputs in both (paper: the mapped query; sealed: the raw one)
 PAIRS = {"paper": ("wordllama", "potion"), "sealed": ("potion", "minilm")}
+# secure fits: (client, provider) on the fewest public texts the row rule accepts for both modes here
+FIT_MODELS = {"paper": ("potion", "wordllama"), "sealed": ("wordllama", "potion")}
+FIT_ROWS = 131
+# the vocabulary head: the committed SmolLM2 -> Gemma 3 generation map (640 x 576) as the composed matrix
+VOCABULARY_MAP = "map-smollm2-gemma3-4000-0.0001-d392371eae2f.npz"
 
 
 def served_model(task: str, mode: str) -> dict:
@@ -80,6 +87,25 @@ def measure_factor_search(task: str, mode: str, trials: int, seed: int) -> disti
     return distinguish.run(client, instances, providers, trials, rng, ("factor-search",))
 
 
+def measure_fit(mode: str, trials: int, seed: int) -> distinguish.Report:
+    """Secure fit on real public-corpus embeddings: the decrypting party guesses which of two matrices (same
+    product, same map) the other used."""
+    texts = load_public_corpus()[:FIT_ROWS]
+    client, provider = FIT_MODELS[mode]
+    Z_A, Z_B = (embed(model, texts).astype(np.float64) for model in (provider, client))
+    rng = np.random.default_rng(seed)
+    return distinguish.run_blobs([distinguish.fit_game(mode, Z_A, Z_B, rng)], trials, rng, mode, "cross-product")
+
+
+def measure_vocabulary(trials: int, seed: int) -> distinguish.Report:
+    """The vocabulary head: a random hidden state of the source's width (the client's choice of query)."""
+    mapping = np.load(assets_dir() / "generation" / VOCABULARY_MAP)
+    matrix, bias = mapping["W"].T.astype(np.float64), mapping["b"].astype(np.float64)
+    rng = np.random.default_rng(seed)
+    game = head_distinguish.vocabulary_game(matrix, bias, rng.standard_normal(matrix.shape[1]), rng)
+    return distinguish.run_blobs([game], trials, rng, "generation", "logits")
+
+
 def print_report(report: distinguish.Report, seconds: float) -> None:
     print(
         f"\n{report.mode} mode, {report.answer} answers: {report.trials} trials in {seconds:.1f} s "
@@ -115,12 +141,17 @@ def main() -> None:
         help="also run the factor search on label-only answers of a two-class head (seconds per searched trial)",
     )
     parser.add_argument("--search-task", default="rotten_tomatoes", help="the two-class task for --factor-search")
+    parser.add_argument(
+        "--fits", type=int, default=0, metavar="TRIALS", help="also the secure fits' game (~1.3 s each)"
+    )
+    parser.add_argument("--vocabulary", type=int, default=0, metavar="TRIALS", help="also the vocabulary head's game")
     args = parser.parse_args()
     print(f"task {args.task}; load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     for answer in args.answers:
         for mode in args.modes:
             start = time.perf_counter()
-            report = measure(args.task, mode, answer, args.trials, args.queries, args.seed)
+            names = [n for n in distinguish.DISTINGUISHERS if answer == "label" or n != "factor-search"]
+            report = measure(args.task, mode, answer, args.trials, args.queries, args.seed, names)
             print_report(report, time.perf_counter() - start)
     for mode in args.modes if args.factor_search else ():
         start = time.perf_counter()
@@ -128,6 +159,14 @@ def main() -> None:
         print_report(
             measure_factor_search(args.search_task, mode, args.factor_search, args.seed), time.perf_counter() - start
         )
+    for mode in args.modes if args.fits else ():
+        start = time.perf_counter()
+        print(f"\nsecure fit, {FIT_ROWS} public texts (client {FIT_MODELS[mode][0]}, provider {FIT_MODELS[mode][1]}):")
+        print_report(measure_fit(mode, args.fits, args.seed), time.perf_counter() - start)
+    if args.vocabulary:
+        start = time.perf_counter()
+        print(f"\nvocabulary head ({VOCABULARY_MAP}):")
+        print_report(measure_vocabulary(args.vocabulary, args.seed), time.perf_counter() - start)
 
 
 if __name__ == "__main__":
