@@ -27,9 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from securealign.crypto import ClientSession, distinguish  # noqa: E402
-from securealign.crypto.answers import pairs  # noqa: E402
-from securealign.crypto.layout import Layout  # noqa: E402
+from securealign.crypto import distinguish  # noqa: E402
 from securealign.datasets import load_public_corpus, load_task  # noqa: E402
 from securealign.experiments import artifacts  # noqa: E402
 from securealign.generation import head_distinguish  # noqa: E402
@@ -58,33 +56,24 @@ def client_queries(task: str, mode: str, served: dict, count: int) -> np.ndarray
     return Z @ served["W"] + served["b"] if mode == "paper" else Z
 
 
-def answer_layout(served: dict, mode: str, answer: str) -> Layout:
-    d = served["W"].shape[1] if mode == "paper" else served["W"].shape[0]
-    k = served["V"].shape[1]
-    return Layout.plan(d, len(pairs(k)) if answer == "label" else k)
-
-
 def measure(
     task: str, mode: str, answer: str, trials: int, queries: int, seed: int, names=tuple(distinguish.DISTINGUISHERS)
 ) -> distinguish.Report:
     served = served_model(task, mode)
-    client = distinguish.Client(ClientSession([answer_layout(served, mode, answer)]))
     rng = np.random.default_rng(seed)
-    X = client_queries(task, mode, served, queries)
-    instances, providers = distinguish.games(client, mode, answer, X, served, rng)
-    return distinguish.run(client, instances, providers, trials, rng, names)
+    game = distinguish.Classification.build(mode, answer, client_queries(task, mode, served, queries), served, rng)
+    return distinguish.run(game, trials, rng, names)
 
 
 def measure_factor_search(task: str, mode: str, trials: int, seed: int) -> distinguish.Report:
     """Label-only answers of a two-class head, queried at margin 25 with the test texts best aimed for it."""
     served = served_model(task, mode)
-    client = distinguish.Client(ClientSession([answer_layout(served, mode, "label")]))
     rng = np.random.default_rng(seed)
     X = distinguish.aimed_queries(
         client_queries(task, mode, served, 200), *distinguish.computation(served, mode), margin=25.0, count=4
     )
-    instances, providers = distinguish.games(client, mode, "label", X, served, rng)
-    return distinguish.run(client, instances, providers, trials, rng, ("factor-search",))
+    game = distinguish.Classification.build(mode, "label", X, served, rng)
+    return distinguish.run(game, trials, rng, ("factor-search",))
 
 
 def measure_fit(mode: str, trials: int, seed: int) -> distinguish.Report:

@@ -11,9 +11,8 @@ label-only results carry secret factors that no snapped estimate reproduces.
 import numpy as np
 import pytest
 
-from securealign.crypto import ClientSession, distinguish
-from securealign.crypto.answers import pairs, pairwise_head
-from securealign.crypto.layout import Layout
+from securealign.crypto import distinguish
+from securealign.crypto.answers import pairwise_head
 from securealign.datasets import load_public_corpus, load_task
 from securealign.experiments import artifacts
 from securealign.generation import head_distinguish
@@ -40,13 +39,9 @@ def _queries(mode: str, served: dict) -> np.ndarray:
 
 def _play(mode: str, answer: str, trials: int, names=tuple(distinguish.DISTINGUISHERS), seed: int = 0):
     served = _served(mode)
-    queries = _queries(mode, served)
-    k = served["V"].shape[1]
-    layout = Layout.plan(queries.shape[1], len(pairs(k)) if answer == "label" else k)
-    client = distinguish.Client(ClientSession([layout]))
     rng = np.random.default_rng(seed)
-    instances, providers = distinguish.games(client, mode, answer, queries, served, rng)
-    return distinguish.run(client, instances, providers, trials, rng, names)
+    game = distinguish.Classification.build(mode, answer, _queries(mode, served), served, rng)
+    return distinguish.run(game, trials, rng, names)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -147,11 +142,8 @@ def test_a_two_class_label_answer_names_its_head_by_a_factor_search():
     Z = embed(source, load_task(task).test_texts[:200]).astype(np.float64)
     X = Z @ served["W"] + served["b"] if mode == "paper" else Z
     queries = distinguish.aimed_queries(X, *distinguish.computation(served, mode), margin=25.0, count=2)
-    client = distinguish.Client(ClientSession([Layout.plan(queries.shape[1], 1)]))
     rng = np.random.default_rng(5)
-    instances, providers = distinguish.games(client, mode, "label", queries, served, rng)
-    report = distinguish.run(
-        client, instances, providers, 60, rng, ("factor-search",), until=lambda r: r.notes.get("searched", 0) > 0
-    )
+    game = distinguish.Classification.build(mode, "label", queries, served, rng)
+    report = distinguish.run(game, 60, rng, ("factor-search",), until=lambda r: r.notes.get("searched", 0) > 0)
     assert report.notes["searched"] == report.notes.get("found", 0) == 1
     assert report.notes["evaluations"] < distinguish.SEARCH_BUDGET * 2

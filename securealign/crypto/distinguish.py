@@ -45,7 +45,7 @@ import numpy as np
 import tenseal.sealapi as seal
 
 from securealign.crypto import ckks, wire
-from securealign.crypto.answers import BLIND_BITS, pairwise_head
+from securealign.crypto.answers import BLIND_BITS, pairs, pairwise_head
 from securealign.crypto.client import ClientSession
 from securealign.crypto.errors import ParameterError
 from securealign.crypto.fit_client import _regularised_gram, _with_ones
@@ -486,24 +486,49 @@ def serving(
     return providers
 
 
-def games(
-    client: Client,
-    mode: str,
-    answer: str,
-    queries: np.ndarray,
-    served: dict,
-    rng: np.random.Generator,
-    register: Register = register_sealed,
-    make_provider: Callable[[], Provider] = Provider,
-) -> tuple[list[Instance], Game]:
-    """Per query a candidate pair built from the served model (``served``: ``W``, ``b``, ``V``, ``c``), the client's
-    precomputation for it, and the two providers serving the pairs."""
-    pairs = [candidate_pair(mode, x, served["W"], served["b"], served["V"], served["c"], rng) for x in queries]
-    instances = [
-        client.prepare(mode, answer, x, [computation(r, mode) for r in pair])
-        for x, pair in zip(queries, pairs, strict=True)
-    ]
-    return instances, serving(pairs, register, make_provider)
+@dataclass
+class Classification:
+    """A classification game: the client's queries, per query the two candidates' computations, and the two
+    providers serving them (``serving``); clients (keys) are made from it afresh as the game needs."""
+
+    mode: str
+    answer: str
+    queries: np.ndarray
+    computations: list[list[tuple[np.ndarray, np.ndarray]]]
+    providers: Game
+
+    @classmethod
+    def build(
+        cls,
+        mode: str,
+        answer: str,
+        queries: np.ndarray,
+        served: dict,
+        rng: np.random.Generator,
+        register: Register = register_sealed,
+        make_provider: Callable[[], Provider] = Provider,
+    ) -> Classification:
+        """Per query a candidate pair built from the served model (``served``: ``W``, ``b``, ``V``, ``c``), served
+        by two providers."""
+        pairs = [candidate_pair(mode, x, served["W"], served["b"], served["V"], served["c"], rng) for x in queries]
+        computations = [[computation(r, mode) for r in pair] for pair in pairs]
+        return cls(mode, answer, np.asarray(queries), computations, serving(pairs, register, make_provider))
+
+    @property
+    def layout(self) -> Layout:
+        matrix = self.computations[0][0][0]
+        outputs = len(pairs(matrix.shape[0])) if self.answer == "label" else matrix.shape[0]
+        return Layout.plan(matrix.shape[1], outputs)
+
+    def client(self) -> Client:
+        """A fresh client (new keys) with the rotation keys this game's layout needs."""
+        return Client(ClientSession([self.layout]))
+
+    def instances(self, client: Client) -> list[Instance]:
+        return [
+            client.prepare(self.mode, self.answer, x, pair)
+            for x, pair in zip(self.queries, self.computations, strict=True)
+        ]
 
 
 def model_id(index: int) -> str:
@@ -545,27 +570,38 @@ def play(
 
 
 def run(
-    client: Client,
-    instances: Sequence[Instance],
-    providers: Game,
+    game: Classification,
     trials: int,
     rng: np.random.Generator,
     names: Sequence[str] = tuple(DISTINGUISHERS),
     until: Callable[[Report], bool] | None = None,
+    answers_per_key: int | None = None,
 ) -> Report:
-    """Play ``trials`` rounds over the client's queries (instance i against model ``model_id(i)``, in turn): the
-    coin picks the provider, the client sees the RESULT."""
-    if not instances:
+    """Play ``trials`` rounds over the game's queries (query i against model ``model_id(i)``, in turn): the coin
+    picks the provider, the client sees the RESULT. One client key serves all rounds, or ``answers_per_key`` of
+    them (a provider's budget of answers per key): then a fresh key, with its sessions and precomputation."""
+    if not len(game.queries):
         raise ParameterError("no queries to play")
-    sessions = [provider.open_session(client.session.public_context()) for provider in providers]
+    state: dict = {}
 
     def ask(t: int, coin: int) -> Observation:
-        index = t % len(instances)
-        reply = providers[coin].evaluate(sessions[coin], model_id(index), instances[index].query)
+        if not state or (answers_per_key is not None and t % answers_per_key == 0):
+            client = game.client()
+            state.update(
+                client=client,
+                instances=game.instances(client),
+                sessions=[p.open_session(client.session.public_context()) for p in game.providers],
+            )
+            for provider, session in zip(game.providers, state.get("old", ()), strict=False):
+                provider.close_session(session)
+            state["old"] = state["sessions"]
+        index = t % len(game.queries)
+        instance = state["instances"][index]
+        reply = game.providers[coin].evaluate(state["sessions"][coin], model_id(index), instance.query)
         result = wire.decode(reply, wire.MessageType.RESULT)
-        return Observation(instances[index], result.blobs, client.decrypt(result.blobs))
+        return Observation(instance, result.blobs, state["client"].decrypt(result.blobs))
 
-    return play(trials, rng, names, ask, instances[0].mode, instances[0].answer, until)
+    return play(trials, rng, names, ask, game.mode, game.answer, until)
 
 
 # the other paths where one party decrypts what the other computed ---------------------------------------------------
