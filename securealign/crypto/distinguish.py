@@ -44,8 +44,8 @@ from typing import Protocol
 import numpy as np
 import tenseal.sealapi as seal
 
-from securealign.crypto import ckks, wire
-from securealign.crypto.answers import BLIND_BITS, pairs, pairwise_head
+from securealign.crypto import ckks, flooding, wire
+from securealign.crypto.answers import pairs, pairwise_head
 from securealign.crypto.client import ClientSession
 from securealign.crypto.errors import ParameterError
 from securealign.crypto.fit_client import _regularised_gram, _with_ones
@@ -53,7 +53,8 @@ from securealign.crypto.layout import DEPTH, Layout, simulate_packed
 from securealign.crypto.provider import CompiledHead, Provider
 from securealign.crypto.secure_fit import CrossProductEvaluator, KeyHolder
 
-# the provider's blinding factors are 2^(BLIND_BITS k / 2^52) for a 52-bit integer k (answers.blinding_factors)
+# the provider's blinding factors are 2^(bits k / 2^52) for a 52-bit integer k (answers.blinding_factors; bits is
+# BLIND_BITS, or PRIVATE_BLIND_BITS for circuit-private answers: CompiledHead.blind_bits)
 _FACTOR_GRID = 2.0**52
 
 
@@ -248,7 +249,8 @@ class Instance:
             estimate = means / unit
             error = 6 * float(np.std(spread)) / np.sqrt(self.layout.span - 1) / np.abs(means)
         valid = np.isfinite(estimate) & np.isfinite(error)
-        return np.where(valid, np.clip(estimate, 1.0, 2.0**BLIND_BITS), 1.0), np.where(valid, error, np.inf)
+        top = 2.0 ** self.predictions[b].head.blind_bits
+        return np.where(valid, np.clip(estimate, 1.0, top), 1.0), np.where(valid, error, np.inf)
 
     def recomputed(self, obs: Observation, b: int) -> Recomputation:
         """Candidate b's result by the public algorithm: precomputed for logits; for label-only answers computed
@@ -256,9 +258,8 @@ class Instance:
         prediction = self.predictions[b]
         if prediction.result is not None:
             return prediction.result
-        factors = _snap(self.factors(obs, b))
-        head = CompiledHead.compile(prediction.head.matrix * factors[:, None], prediction.head.bias * factors)
-        return self.client.recompute(head, self.ciphertext)
+        head = prediction.head
+        return self.client.recompute(head, self.ciphertext, _snap(self.factors(obs, b), head.blind_bits))
 
 
 class Client:
@@ -270,32 +271,42 @@ class Client:
         galois = message.blobs[message.meta["blobs"].index("galois_keys")]
         self.galois_keys, _ = ckks.load_galois_keys(galois, session.steps)
 
-    def decrypt(self, blobs: Sequence[bytes]) -> list[np.ndarray]:
-        return self.session._keys.decrypt_products(tuple(blobs), ckks.SCALE)
+    def decrypt(self, blobs: Sequence[bytes], scale: float = ckks.SCALE) -> list[np.ndarray]:
+        return self.session._keys.decrypt_products(tuple(blobs), scale)
 
-    def evaluate(self, head: CompiledHead, ciphertext: seal.Ciphertext) -> tuple[bytes, ...]:
-        """The public algorithm, run by the client on its own ciphertext and keys, exactly as the provider runs it."""
-        return tuple(head.evaluate(ciphertext, self.galois_keys))
+    def evaluate(
+        self, head: CompiledHead, ciphertext: seal.Ciphertext, factors: np.ndarray | None = None
+    ) -> tuple[bytes, ...]:
+        """The public algorithm, run by the client on its own ciphertext and keys exactly as the provider runs it,
+        up to the re-randomisation and flood of a circuit-private head, which come from the provider's randomness:
+        for a blinded head with the given factors (1 for logits)."""
+        factors = np.ones(head.layout.n_classes) if factors is None else factors
+        return tuple(ckks.save_bytes(ct) for ct in head._compute(ciphertext, self.galois_keys, factors))
 
-    def recompute(self, head: CompiledHead, ciphertext: seal.Ciphertext) -> Recomputation:
-        blobs = self.evaluate(head, ciphertext)
-        return Recomputation(blobs, self.decrypt(blobs), np.stack([polynomials(blob)[1] for blob in blobs]))
+    def recompute(
+        self, head: CompiledHead, ciphertext: seal.Ciphertext, factors: np.ndarray | None = None
+    ) -> Recomputation:
+        blobs = self.evaluate(head, ciphertext, factors)
+        slots = self.decrypt(blobs, result_scale(head))
+        return Recomputation(blobs, slots, np.stack([polynomials(blob)[1] for blob in blobs]))
 
-    def prepare(self, mode: str, answer: str, x: np.ndarray, computations: Sequence[tuple]) -> Instance:
-        """Encrypt the query once and precompute, per candidate, what the client can before any answer arrives."""
-        blind = answer == "label"
-        heads = [
-            CompiledHead.compile(*pairwise_head(m, c), blind=True) if blind else CompiledHead.compile(m, c)
-            for m, c in computations
-        ]
+    def prepare(self, mode: str, answer: str, x: np.ndarray, heads: Sequence[CompiledHead], privacy: str) -> Instance:
+        """Encrypt the query once and precompute, per candidate (its head compiled as the provider compiles it),
+        what the client can before any answer arrives."""
         layout = heads[0].layout
-        query = self.session.encrypt_query(x, layout, mode, answer)
-        ciphertext = ckks.load_fresh(wire.decode(query, wire.MessageType.QUERY).blobs[0], DEPTH)
+        query = self.session.encrypt_query(x, layout, mode, answer, privacy)
+        scale = flooding.PRIVATE_QUERY_SCALE if privacy == "flooded" else ckks.SCALE
+        ciphertext = ckks.load_fresh(wire.decode(query, wire.MessageType.QUERY).blobs[0], DEPTH, scale)
         plain = seal.Plaintext()
         self.session._keys.decryptor.decrypt(ciphertext, plain)
         query_slots = np.asarray(ckks.encoder().decode_complex(plain))
-        predictions = [Prediction(head, None if blind else self.recompute(head, ciphertext)) for head in heads]
+        predictions = [Prediction(head, None if head.blind else self.recompute(head, ciphertext)) for head in heads]
         return Instance(self, mode, answer, layout, query, ciphertext, query_slots, (predictions[0], predictions[1]))
+
+
+def result_scale(head: CompiledHead) -> float:
+    """The scale a head's results decrypt at: ``SCALE``, or a circuit-private head's own result scale."""
+    return head.private.result_scale if head.private is not None else ckks.SCALE
 
 
 def _coset_rows(layout: Layout, slot_vectors: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -309,18 +320,18 @@ def _copy_means(layout: Layout, slot_vectors: Sequence[np.ndarray]) -> np.ndarra
     return np.concatenate([row[: layout.classes_in(t)] for t, row in enumerate(rows)])
 
 
-def _grid(factors: np.ndarray) -> np.ndarray:
-    """Each factor's position on the provider's grid, ``k`` with ``factor = 2^(BLIND_BITS k / 2^52)``."""
-    return np.log2(np.clip(factors, 1.0, None)) / BLIND_BITS * _FACTOR_GRID
+def _grid(factors: np.ndarray, bits: int) -> np.ndarray:
+    """Each factor's position on the provider's grid, ``k`` with ``factor = 2^(bits k / 2^52)``."""
+    return np.log2(np.clip(factors, 1.0, None)) / bits * _FACTOR_GRID
 
 
-def _factor(k: int) -> float:
-    return 2.0 ** (BLIND_BITS * k / _FACTOR_GRID)
+def _factor(k: int, bits: int) -> float:
+    return 2.0 ** (bits * k / _FACTOR_GRID)
 
 
-def _snap(factors: np.ndarray) -> np.ndarray:
+def _snap(factors: np.ndarray, bits: int) -> np.ndarray:
     """The provider's grid point nearest to each estimated factor (``answers.blinding_factors``'s expression)."""
-    return np.array([_factor(int(k)) for k in np.clip(np.round(_grid(factors)), 0, _FACTOR_GRID - 1)])
+    return np.array([_factor(int(k), bits) for k in np.clip(np.round(_grid(factors, bits)), 0, _FACTOR_GRID - 1)])
 
 
 Distinguisher = Callable[[Observation], int]
@@ -390,27 +401,25 @@ def factor_search(obs: Observation, budget: int = SEARCH_BUDGET) -> int:
     for b in (0, 1):
         head = instance.predictions[b].head
         estimate, error = instance.factor_estimate(obs, b)
-        half = np.ceil(error * _FACTOR_GRID / (BLIND_BITS * math.log(2)))
+        bits = head.blind_bits
+        half = np.ceil(error * _FACTOR_GRID / (bits * math.log(2)))
         if not np.all(np.isfinite(half)) or float(np.prod(2 * half + 1)) > budget:
             continue
         obs.notes["searched"] = 1
         unit = _copy_means(instance.layout, instance.template_unit(b))
-        first = _snap(estimate)
-        calibration = instance.client.recompute(
-            CompiledHead.compile(head.matrix * first[:, None], head.bias * first), instance.ciphertext
-        )
+        first = _snap(estimate, bits)
+        calibration = instance.client.recompute(head, instance.ciphertext, first)
         obs.notes["evaluations"] = obs.notes.get("evaluations", 0) + 1
         if calibration.blobs == obs.blobs:
             obs.notes["found"] = 1
             return b
         offset = _copy_means(instance.layout, calibration.slots) - first * unit
-        centre = np.round(_grid((_copy_means(instance.layout, obs.slots) - offset) / unit))
+        centre = np.round(_grid((_copy_means(instance.layout, obs.slots) - offset) / unit, bits))
         window = itertools.product(*(range(-int(h), int(h) + 1) for h in half))
         for step in sorted(window, key=lambda o: sum(map(abs, o))):
-            factors = np.array([_factor(int(c) + o) for c, o in zip(centre, step, strict=True)])
-            guess = CompiledHead.compile(head.matrix * factors[:, None], head.bias * factors)
+            factors = np.array([_factor(int(c) + o, bits) for c, o in zip(centre, step, strict=True)])
             obs.notes["evaluations"] += 1
-            if instance.client.evaluate(guess, instance.ciphertext) == obs.blobs:
+            if instance.client.evaluate(head, instance.ciphertext, factors) == obs.blobs:
                 obs.notes["found"] = 1
                 return b
     return 0
@@ -496,6 +505,27 @@ class Classification:
     queries: np.ndarray
     computations: list[list[tuple[np.ndarray, np.ndarray]]]
     providers: Game
+    privacy: str = "none"
+    heads: list[list[CompiledHead]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        """The candidates' heads compiled once, as the provider compiles them (a circuit-private one measures its
+        noise bound; only its flood depends on that, never the deterministic part the client recomputes)."""
+        policy = self.providers[0].flood_policy if self.privacy == "flooded" else None
+        blind = self.answer == "label"
+        self.heads = [
+            [
+                CompiledHead.compile(*(pairwise_head(m, c) if blind else (m, c)), blind=blind, policy=policy)
+                for m, c in pair
+            ]
+            for pair in self.computations
+        ]
+
+    @property
+    def answers_per_key(self) -> int | None:
+        """How many answers one key may decrypt: a provider's tau for circuit-private ones, else unbounded."""
+        policy = self.providers[0].flood_policy
+        return policy.tau if self.privacy == "flooded" and policy is not None else None
 
     @classmethod
     def build(
@@ -507,12 +537,14 @@ class Classification:
         rng: np.random.Generator,
         register: Register = register_sealed,
         make_provider: Callable[[], Provider] = Provider,
+        privacy: str = "none",
     ) -> Classification:
         """Per query a candidate pair built from the served model (``served``: ``W``, ``b``, ``V``, ``c``), served
-        by two providers."""
+        by two providers; ``privacy="flooded"`` asks for circuit-private answers."""
         pairs = [candidate_pair(mode, x, served["W"], served["b"], served["V"], served["c"], rng) for x in queries]
         computations = [[computation(r, mode) for r in pair] for pair in pairs]
-        return cls(mode, answer, np.asarray(queries), computations, serving(pairs, register, make_provider))
+        providers = serving(pairs, register, make_provider)
+        return cls(mode, answer, np.asarray(queries), computations, providers, privacy)
 
     @property
     def layout(self) -> Layout:
@@ -524,11 +556,9 @@ class Classification:
         """A fresh client (new keys) with the rotation keys this game's layout needs."""
         return Client(ClientSession([self.layout]))
 
-    def instances(self, client: Client) -> list[Instance]:
-        return [
-            client.prepare(self.mode, self.answer, x, pair)
-            for x, pair in zip(self.queries, self.computations, strict=True)
-        ]
+    def instance(self, client: Client, index: int) -> Instance:
+        """Query ``index`` encrypted afresh by ``client``, with its precomputation."""
+        return client.prepare(self.mode, self.answer, self.queries[index], self.heads[index], self.privacy)
 
 
 def model_id(index: int) -> str:
@@ -575,31 +605,34 @@ def run(
     rng: np.random.Generator,
     names: Sequence[str] = tuple(DISTINGUISHERS),
     until: Callable[[Report], bool] | None = None,
-    answers_per_key: int | None = None,
+    requery: bool = True,
 ) -> Report:
     """Play ``trials`` rounds over the game's queries (query i against model ``model_id(i)``, in turn): the coin
-    picks the provider, the client sees the RESULT. One client key serves all rounds, or ``answers_per_key`` of
-    them (a provider's budget of answers per key): then a fresh key, with its sessions and precomputation."""
+    picks the provider, the client sees the RESULT. With ``requery`` every query is encrypted afresh each time it
+    is asked, so that the rounds are independent even for deterministic results (their noise follows the query's);
+    without it each query is encrypted once per key (enough when every answer carries fresh randomness of its
+    own). One client key serves all rounds, or as many as the provider lets one key decrypt
+    (``Classification.answers_per_key``): then a fresh key, with its sessions."""
     if not len(game.queries):
         raise ParameterError("no queries to play")
     state: dict = {}
+    answers_per_key = game.answers_per_key
 
     def ask(t: int, coin: int) -> Observation:
         if not state or (answers_per_key is not None and t % answers_per_key == 0):
-            client = game.client()
-            state.update(
-                client=client,
-                instances=game.instances(client),
-                sessions=[p.open_session(client.session.public_context()) for p in game.providers],
-            )
-            for provider, session in zip(game.providers, state.get("old", ()), strict=False):
+            for provider, session in zip(game.providers, state.get("sessions", ()), strict=False):
                 provider.close_session(session)
-            state["old"] = state["sessions"]
+            client = game.client()
+            sessions = [p.open_session(client.session.public_context()) for p in game.providers]
+            state.update(client=client, sessions=sessions, instances={})
         index = t % len(game.queries)
+        if requery or index not in state["instances"]:
+            state["instances"][index] = game.instance(state["client"], index)
         instance = state["instances"][index]
         reply = game.providers[coin].evaluate(state["sessions"][coin], model_id(index), instance.query)
         result = wire.decode(reply, wire.MessageType.RESULT)
-        return Observation(instance, result.blobs, state["client"].decrypt(result.blobs))
+        scale = result_scale(instance.predictions[coin].head)
+        return Observation(instance, result.blobs, state["client"].decrypt(result.blobs, scale))
 
     return play(trials, rng, names, ask, game.mode, game.answer, until)
 
