@@ -57,12 +57,15 @@ def client_queries(task: str, mode: str, served: dict, count: int) -> np.ndarray
 
 
 def measure(
-    task: str, mode: str, answer: str, trials: int, queries: int, seed: int, names=tuple(distinguish.DISTINGUISHERS)
+    task: str, mode: str, answer: str, privacy: str, trials: int, queries: int, seed: int, names: list[str]
 ) -> distinguish.Report:
+    """Deterministic answers: every query encrypted afresh per round (independent rounds); flooded ones carry fresh
+    randomness per answer, so each query is encrypted once per key (a key decrypts tau flooded answers)."""
     served = served_model(task, mode)
     rng = np.random.default_rng(seed)
-    game = distinguish.Classification.build(mode, answer, client_queries(task, mode, served, queries), served, rng)
-    return distinguish.run(game, trials, rng, names)
+    X = client_queries(task, mode, served, queries)
+    game = distinguish.Classification.build(mode, answer, X, served, rng, privacy=privacy)
+    return distinguish.run(game, trials, rng, names, requery=privacy == "none")
 
 
 def measure_factor_search(task: str, mode: str, trials: int, seed: int) -> distinguish.Report:
@@ -97,7 +100,8 @@ def measure_vocabulary(trials: int, seed: int) -> distinguish.Report:
 
 def print_report(report: distinguish.Report, seconds: float) -> None:
     print(
-        f"\n{report.mode} mode, {report.answer} answers: {report.trials} trials in {seconds:.1f} s "
+        f"\n{report.mode} mode, {report.answer} answers{', ' + report.privacy if report.privacy else ''}: "
+        f"{report.trials} trials in {seconds:.1f} s "
         f"({seconds / report.trials * 1e3:.1f} ms each, load {os.getloadavg()[0]:.1f})"
     )
     print(f"{'distinguisher':<20} {'correct':>13} {'accuracy':>9}  Wilson 95%")
@@ -123,6 +127,13 @@ def main() -> None:
     parser.add_argument("--answers", nargs="+", default=["logits", "label"], choices=["logits", "label"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--privacy",
+        nargs="+",
+        default=["none", "flooded"],
+        choices=["none", "flooded"],
+        help="deterministic answers (today's) and/or circuit-private (re-randomised, flooded) ones",
+    )
+    parser.add_argument(
         "--factor-search",
         type=int,
         default=0,
@@ -136,12 +147,13 @@ def main() -> None:
     parser.add_argument("--vocabulary", type=int, default=0, metavar="TRIALS", help="also the vocabulary head's game")
     args = parser.parse_args()
     print(f"task {args.task}; load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
-    for answer in args.answers:
-        for mode in args.modes:
-            start = time.perf_counter()
-            names = [n for n in distinguish.DISTINGUISHERS if answer == "label" or n != "factor-search"]
-            report = measure(args.task, mode, answer, args.trials, args.queries, args.seed, names)
-            print_report(report, time.perf_counter() - start)
+    for privacy in args.privacy:
+        for answer in args.answers:
+            for mode in args.modes:
+                start = time.perf_counter()
+                names = [n for n in distinguish.DISTINGUISHERS if answer == "label" or n != "factor-search"]
+                report = measure(args.task, mode, answer, privacy, args.trials, args.queries, args.seed, names)
+                print_report(report, time.perf_counter() - start)
     for mode in args.modes if args.factor_search else ():
         start = time.perf_counter()
         print(f"\nfactor search, {args.search_task}:")

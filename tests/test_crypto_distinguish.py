@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from securealign.crypto import distinguish
-from securealign.crypto.answers import pairwise_head
+from securealign.crypto.answers import ANSWERS, pairwise_head
 from securealign.datasets import load_public_corpus, load_task
 from securealign.experiments import artifacts
 from securealign.generation import head_distinguish
@@ -147,3 +147,54 @@ def test_a_two_class_label_answer_names_its_head_by_a_factor_search():
     report = distinguish.run(game, 60, rng, ("factor-search",), until=lambda r: r.notes.get("searched", 0) > 0)
     assert report.notes["searched"] == report.notes.get("found", 0) == 1
     assert report.notes["evaluations"] < distinguish.SEARCH_BUDGET * 2
+
+
+# circuit-private (re-randomised, noise-flooded) answers ------------------------------------------------------------
+# A distinguisher at chance lands within 3.29 standard errors of 0.5 in 99.9% of runs: over 2,000 trials that is
+# 0.037; 0.02 (the issue's figure) is 1.8 standard errors there, which chance alone exceeds in 7% of runs, so the
+# +-0.02 measurement over more trials is the benchmark's (docs/protocol.md, "Distinguishers, measured").
+def _chance_band(trials: int) -> float:
+    return 3.29 * 0.5 / np.sqrt(trials)
+
+
+def _flooded(mode: str, answer: str, trials: int, names, queries: int = 2, seed: int = 6):
+    served = _served(mode)
+    rng = np.random.default_rng(seed)
+    X = _queries(mode, served)[:queries]
+    game = distinguish.Classification.build(mode, answer, X, served, rng, privacy="flooded")
+    return distinguish.run(game, trials, rng, names, requery=False)
+
+
+@pytest.mark.parametrize("answer", ANSWERS)
+def test_a_flooded_result_is_never_recomputed(answer):
+    """Re-randomised with a fresh public-key encryption of zero and flooded: neither the result nor its second
+    half ever equals the client's recomputation of the deterministic part (for label-only answers: at the snapped
+    factor estimate, or anywhere in a factor search), so the exact distinguishers keep their fixed guess."""
+    exact = ("recompute", "c1-recompute") + (("factor-search",) if answer == "label" else ())
+    report = _flooded("sealed", answer, 48, exact)
+    assert report.c1_matches == 0 and report.notes.get("found", 0) == 0
+    for name in exact:
+        assert report.tallies[name].accuracy == 0.5, name
+    assert min(report.c1_pvalues) > 1e-4  # and c1 looks uniform
+
+
+@pytest.mark.slow  # ~30 s
+def test_flooded_logits_are_at_chance_for_the_noise_distinguishers():
+    """The decrypted noise against each candidate's exact expected decryption, the noise template and the second
+    half's distance to each recomputation: the flood (2^18 times the measured bound) leaves them at chance."""
+    names = ("decrypted-distance", "noise-template", "c1-distance")
+    report = _flooded("sealed", "logits", 320, names)
+    for name in names:
+        assert abs(report.tallies[name].accuracy - 0.5) <= _chance_band(320), name
+
+
+@pytest.mark.slow  # ~2 min: 2,000 real flooded answers
+def test_flooded_label_answers_are_at_chance_over_2000_trials():
+    """Label-only answers, the private default: 2,000 trials, a fresh key every tau = 16 answers, the cheap
+    statistical distinguisher on every one (the factor search too: it never finds a window small enough to
+    search)."""
+    names = ("noise-template", "factor-search")
+    report = _flooded("sealed", "label", 2000, names)
+    assert report.notes.get("searched", 0) == 0
+    assert report.tallies["factor-search"].accuracy == 0.5
+    assert abs(report.tallies["noise-template"].accuracy - 0.5) <= _chance_band(2000)

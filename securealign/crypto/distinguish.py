@@ -35,6 +35,7 @@ requires success against deterministic results and chance against re-randomised,
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Callable, Sequence
@@ -267,9 +268,14 @@ class Client:
 
     def __init__(self, session: ClientSession) -> None:
         self.session = session
-        message = wire.decode(session.public_context(), wire.MessageType.CONTEXT)
+
+    @functools.cached_property
+    def galois_keys(self) -> seal.GaloisKeys:
+        """The client's own Galois keys, loaded from the context it sent (only the recomputing distinguishers need
+        them)."""
+        message = wire.decode(self.session.public_context(), wire.MessageType.CONTEXT)
         galois = message.blobs[message.meta["blobs"].index("galois_keys")]
-        self.galois_keys, _ = ckks.load_galois_keys(galois, session.steps)
+        return ckks.load_galois_keys(galois, self.session.steps)[0]
 
     def decrypt(self, blobs: Sequence[bytes], scale: float = ckks.SCALE) -> list[np.ndarray]:
         return self.session._keys.decrypt_products(tuple(blobs), scale)
@@ -464,6 +470,7 @@ class Report:
     mode: str
     answer: str
     tallies: dict[str, Tally]
+    privacy: str = ""
     c1_matches: int = 0
     c1_pvalues: list[float] = field(default_factory=list)
     notes: dict[str, int] = field(default_factory=dict)  # summed over trials: factor searches and evaluations
@@ -634,7 +641,9 @@ def run(
         scale = result_scale(instance.predictions[coin].head)
         return Observation(instance, result.blobs, state["client"].decrypt(result.blobs, scale))
 
-    return play(trials, rng, names, ask, game.mode, game.answer, until)
+    report = play(trials, rng, names, ask, game.mode, game.answer, until)
+    report.privacy = game.privacy
+    return report
 
 
 # the other paths where one party decrypts what the other computed ---------------------------------------------------
