@@ -396,31 +396,39 @@ def factor_search(obs: Observation, budget: int = SEARCH_BUDGET) -> int:
     """Label-only answers: enumerate the provider's grid of factors around the estimate, nearest first, and
     recompute each candidate until one equals the answer byte for byte; logits answers: the plain recomputation.
 
-    The estimate is refined once: the decryption of the recomputation at the first estimate shows the offset the
-    evaluation noise adds to each output (about 4e-7, nearly the same for nearby factors), which is then taken off
-    the answer's outputs. The window is six standard errors of the copies' mean. The K (K - 1) / 2 factors must
-    be guessed jointly, so beyond one pair the windows multiply, and the search gives up (0) when their product
-    exceeds the budget."""
+    The estimate is refined by calibration: the decryptions of two recomputations near the first estimate (3,000
+    grid steps apart, the same factor to 1e-11) show the offset the evaluation noise adds to each output (about
+    4e-7), which is taken off the answer's outputs, and how much that offset moves with the factor. The window is
+    the larger of eight standard errors of the copies' mean and twice that movement (measured on known factors:
+    it covers the true one). The K (K - 1) / 2 factors must be guessed jointly, so beyond one pair the windows
+    multiply, and the search gives up (0) when their product exceeds the budget."""
     instance = obs.source
     if not isinstance(instance, Instance) or not instance.predictions[0].head.blind:
         return recompute(obs)
+    layout = instance.layout
     for b in (0, 1):
         head = instance.predictions[b].head
-        estimate, error = instance.factor_estimate(obs, b)
         bits = head.blind_bits
-        half = np.ceil(error * _FACTOR_GRID / (bits * math.log(2)))
-        if not np.all(np.isfinite(half)) or float(np.prod(2 * half + 1)) > budget:
+        steps = _FACTOR_GRID / (bits * math.log(2))  # grid steps per unit of relative error
+        estimate, error = instance.factor_estimate(obs, b)
+        if not np.all(np.isfinite(error)) or float(np.prod(2 * np.ceil(error * steps * 4 / 3) + 1)) > budget:
             continue
         obs.notes["searched"] = 1
-        unit = _copy_means(instance.layout, instance.template_unit(b))
-        first = _snap(estimate, bits)
-        calibration = instance.client.recompute(head, instance.ciphertext, first)
-        obs.notes["evaluations"] = obs.notes.get("evaluations", 0) + 1
-        if calibration.blobs == obs.blobs:
-            obs.notes["found"] = 1
-            return b
-        offset = _copy_means(instance.layout, calibration.slots) - first * unit
-        centre = np.round(_grid((_copy_means(instance.layout, obs.slots) - offset) / unit, bits))
+        unit, means = _copy_means(layout, instance.template_unit(b)), _copy_means(layout, obs.slots)
+        offsets = []
+        for shift in (0, 3000):
+            factors = np.array([_factor(int(k) + shift, bits) for k in np.round(_grid(estimate, bits))])
+            calibration = instance.client.recompute(head, instance.ciphertext, factors)
+            obs.notes["evaluations"] = obs.notes.get("evaluations", 0) + 1
+            if calibration.blobs == obs.blobs:
+                obs.notes["found"] = 1
+                return b
+            offsets.append(_copy_means(layout, calibration.slots) - factors * unit)
+        moved = np.abs(offsets[0] - offsets[1]) / np.abs(means)
+        half = np.ceil(np.maximum(error * 4 / 3, 2 * moved) * steps)
+        if float(np.prod(2 * half + 1)) > budget:
+            continue
+        centre = np.round(_grid((means - offsets[0]) / unit, bits))
         window = itertools.product(*(range(-int(h), int(h) + 1) for h in half))
         for step in sorted(window, key=lambda o: sum(map(abs, o))):
             factors = np.array([_factor(int(c) + o, bits) for c, o in zip(centre, step, strict=True)])
