@@ -10,7 +10,18 @@ ciphertext halves, bad input is still refused, and a key decrypts at most tau fl
 import numpy as np
 import pytest
 
-from securealign.crypto import ClientSession, Layout, Provider, ckks, flooding, plaintext_logits, wire
+from securealign.alignment import AffineMap
+from securealign.crypto import (
+    ClientSession,
+    Layout,
+    Provider,
+    RemoteProvider,
+    ckks,
+    flooding,
+    plaintext_logits,
+    run_encrypted_query,
+    wire,
+)
 from securealign.crypto.errors import AnswerRefusedError, KeyMismatchError, ParameterError, QueryBudgetError
 from securealign.experiments.task_models import fit_task_models
 
@@ -224,3 +235,41 @@ def test_the_public_context_carries_no_secret_key(models):
     assert message.meta["blobs"] == ["parameters", "galois_keys", "public_key"]
     secret = ckks.inflated(ckks.save_bytes(client._keys.secret_key), 1 << 24)[-4096:]
     assert all(secret not in ckks.inflated(blob, 1 << 26) for blob in message.blobs[1:])
+
+
+def test_flooded_answers_over_http_and_the_serve_flag(models, tmp_path, launch_provider):
+    """``serve --circuit-private ID`` makes a model answer only with flooded answers; the kind travels in the
+    wire format and the description, and the trace says which kind arrived."""
+    m = models["bbc_news"]
+    np.savez(tmp_path / "bbc.npz", V=m.V, c=m.c, W=m.W, b=m.b, classes=np.array(m.classes))
+    z = m.test_source[0]
+    expected = plaintext_logits(z, m.V, m.c, m.W, m.b).argmax()
+    args = ("--model", f"bbc={tmp_path / 'bbc.npz'}", "--circuit-private", "bbc", "--flood-answers-per-key", "8")
+    with launch_provider(*args) as (url, _), RemoteProvider(url) as remote:
+        info = remote.describe("bbc")
+        assert info["privacy"] == ["flooded"] and info["flooding"] == {"s": 30, "tau": 8}
+        client = ClientSession()
+        with pytest.raises(AnswerRefusedError):
+            run_encrypted_query(client, remote, "bbc", z, "sealed", answer="label", privacy="none")
+        scores, trace = run_encrypted_query(client, remote, "bbc", z, "sealed", answer="label")
+        assert trace.privacy == "flooded" and np.argmax(scores) == expected
+        logits, trace = run_encrypted_query(client, remote, "bbc", z, "paper", affine_map=AffineMap(m.W, m.b))
+        assert trace.privacy == "flooded"
+        assert np.max(np.abs(logits - plaintext_logits(z, m.V, m.c, m.W, m.b))) < PRIVATE_LOGITS_TOLERANCE
+
+
+def test_the_flood_size_depends_on_the_layout_and_a_power_of_two_only(models):
+    """A client estimates the flood's std from thousands of slots, so it must not depend on the weights: two heads
+    whose rows differ (by a tenth of their norm) but share the power of two above their largest row norm get the
+    same flood, sized from a public stand-in."""
+    m = models["bbc_news"]
+    rng = np.random.default_rng(0)
+    D = rng.normal(size=m.V.shape)
+    D *= 0.1 * np.linalg.norm(m.V, axis=0) / np.linalg.norm(D, axis=0)
+    provider = Provider()
+    provider.register_head("one", m.V, m.c, m.classes)
+    provider.register_head("two", m.V + D, m.c, m.classes)
+    assert flooding.public_row_norm(m.V.T) == flooding.public_row_norm((m.V + D).T) == 8.0
+    for answer in ("logits", "label"):
+        one, two = (provider._model(k).head("paper", answer, "flooded", provider.flood_policy) for k in ("one", "two"))
+        assert one.private.sigmas == two.private.sigmas

@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from securealign.crypto import ckks
+from securealign.crypto import ckks, flooding
 from securealign.crypto.errors import (
     DimensionError,
     KeyMismatchError,
     LimitExceededError,
     ParameterError,
+    QueryBudgetError,
     WireFormatError,
 )
 from securealign.generation.diagonal import DiagonalLayout
@@ -88,3 +89,25 @@ def test_every_slot_past_the_vocabulary_decrypts_to_zero(head: EncryptedHead) ->
     flat = np.concatenate([np.concatenate([v.real[: layout.rows], v.imag[: layout.rows]]) for v in vectors])
     assert np.abs(flat[layout.vocab :]).max() < 1e-6  # padding rows of the last block
     assert np.abs(layout.unused(vectors)).max() < 1e-6  # slots past the rows, real and imaginary
+
+
+def test_flooded_vocabulary_head_keeps_the_argmax_and_re_keys_every_tau_steps() -> None:
+    """Circuit privacy for the vocabulary head (crypto/flooding.py): the logits are re-randomised and flooded by
+    the provider, sized from noise it measured with its own keys; a key decrypts at most tau steps."""
+    policy = flooding.FloodPolicy(s=30, tau=2)
+    head = EncryptedHead(MATRIX[:3000], BIAS[:3000], policy)
+    assert head.provider.flood is not None
+    sigma = head.provider.flood.sigma
+    x = RNG.normal(scale=3.0, size=96)
+    reference = MATRIX[:3000] @ x + BIAS[:3000]
+    first, second = head(x), head(x)
+    assert np.abs(first - reference).max() < 10 * sigma  # the stated tolerance: ten flood stds per logit
+    assert first.argmax() == reference.argmax() and not np.array_equal(first, second)
+    keys = head.key_bytes
+    head(x)  # the third step needs fresh keys: the head makes them
+    assert head.key_bytes != keys
+    with pytest.raises(QueryBudgetError):  # the provider itself refuses a third flooded answer under one key
+        for _ in range(3):
+            head.provider.evaluate(head.client.encrypt(x))
+    with pytest.raises(ParameterError, match="public key"):  # no flood without the client's public key
+        VocabularyProvider(MATRIX[:100], BIAS[:100], policy).load_keys(head.client.galois_keys())

@@ -33,21 +33,23 @@ OpenFHE's NOISE_FLOODING_DECRYPT (the reference design) floods at decryption, wi
 a noise estimate taken from the imaginary slots of a run on fresh keys. Here the party that computed the result
 floods before it leaves (the key holder cannot be trusted to flood against itself); the bound is measured with
 the computing party's own fresh keys on exact reference values (every slot, real and imaginary part, against the
-plaintext twin of the algorithm), as L2 norms rather than a std, times a safety factor; and the flood follows the
-result's coset structure so that blinded label answers keep their blinding.
+plaintext twin of the algorithm), as L2 norms rather than a std, times a safety factor, and for classification on
+a public stand-in of the head (the flood's std is visible, so it must not depend on the weights); and the flood
+follows the result's coset structure so that blinded label answers keep their blinding.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import tenseal.sealapi as seal
 
 from securealign.crypto import ckks
-from securealign.crypto.errors import ParameterError
+from securealign.crypto.errors import ParameterError, QueryBudgetError
 
 # Measured evaluation noise is multiplied by this before it sizes a flood: the bound is a maximum over a few
 # calibration runs, and the L2 norms over thousands of slots vary by a few percent between runs.
@@ -123,6 +125,21 @@ def rerandomise_and_flood(ct: seal.Ciphertext, encryptor: seal.Encryptor, noise:
     ev.add_plain_inplace(ct, ckks.encode(np.asarray(noise, dtype=np.complex128), ct.parms_id(), ct.scale))
 
 
+def public_row_norm(matrix: np.ndarray) -> float:
+    """The smallest power of two at or above a matrix's largest row norm: all a flood's size may depend on, beyond
+    the layout (floods are sized from a stand-in with rows of this norm, because their std is visible)."""
+    return 2.0 ** math.ceil(math.log2(max(float(np.max(np.linalg.norm(matrix, axis=1))), 2.0**-20)))
+
+
+def stand_in(shape: tuple[int, int], row_norm: float) -> tuple[np.ndarray, np.ndarray]:
+    """A random (matrix, bias) of ``shape`` whose rows all have norm ``row_norm`` and whose bias is of that size:
+    the public stand-in a flood is sized from."""
+    rng = np.random.default_rng()
+    matrix = rng.normal(size=shape)
+    matrix *= row_norm / np.linalg.norm(matrix, axis=1, keepdims=True)
+    return matrix, rng.uniform(-row_norm, row_norm, size=shape[0])
+
+
 def iid_bound(errors: list[np.ndarray]) -> float:
     """The L2 norm of slot errors (real and imaginary parts): the bound of a computation floods without a coset
     structure (vocabulary head, cross-products)."""
@@ -151,3 +168,39 @@ def private_weight_scale(output_bits: int) -> float:
     """The weights' scale so that query scale * weight scale / dropped prime is the private result scale."""
     top = ckks.fresh_parms_id(1)
     return private_result_scale(output_bits) * ckks.last_prime(top) / PRIVATE_QUERY_SCALE
+
+
+class IidFlood:
+    """The flood of a result without a coset structure (vocabulary logits, cross-products): iid Gaussian real and
+    imaginary parts in every slot, sized from the L2 norm of the evaluation noise measured once with the computing
+    party's own keys, and a count of the answers one key has had (at most ``policy.tau``)."""
+
+    def __init__(self, policy: FloodPolicy, bound: float) -> None:
+        self.policy, self.bound, self.answers = policy, bound, 0
+
+    @classmethod
+    def measure(cls, policy: FloodPolicy, noise: Callable[[ckks.KeyPair], list[np.ndarray]], trials: int = 2):
+        """``noise(keys)`` runs the computation once under ``keys`` and returns its slot errors (decrypted minus
+        exact); the bound is the largest L2 norm over ``trials`` runs, times ``SAFETY``."""
+        keys = ckks.KeyPair.generate()
+        return cls(policy, SAFETY * max(iid_bound(noise(keys)) for _ in range(trials)))
+
+    @property
+    def sigma(self) -> float:
+        return self.policy.factor * self.bound
+
+    def max_deviation(self) -> float:
+        return max_flood_deviation(self.sigma)
+
+    def apply(self, ct: seal.Ciphertext, encryptor: seal.Encryptor) -> None:
+        """Re-randomise and flood one result ciphertext."""
+        rerandomise_and_flood(ct, encryptor, complex_gaussian(ckks.SLOTS, self.sigma))
+
+    def charge(self) -> None:
+        """Count one answer against this key, refusing beyond tau (the flood is sized for tau answers per key)."""
+        if self.answers >= self.policy.tau:
+            raise QueryBudgetError(
+                f"these keys have decrypted {self.policy.tau} flooded answers (the flood is sized for that many): "
+                "send fresh keys"
+            )
+        self.answers += 1

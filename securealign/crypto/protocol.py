@@ -62,6 +62,14 @@ def plaintext_logits(
     return z @ np.asarray(V, dtype=np.float64) + np.asarray(c, dtype=np.float64)
 
 
+PRIVACY_REVEALS: dict[str, str] = {
+    "none": "not circuit-private: the result is a deterministic function of the query, the keys and the head, so a "
+    "client can test a guessed head against it",
+    "flooded": "circuit-private: re-randomised and noise-flooded by the provider, so the result says nothing of "
+    "the head beyond the answer (statistically, for a semi-honest client; see docs/protocol.md)",
+}
+
+
 STEP_KINDS = ("keys", "map", "encrypt", "provider", "decrypt")
 
 

@@ -13,7 +13,7 @@ import functools
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import tenseal.sealapi as seal
@@ -86,8 +86,16 @@ class CompiledHead:
 
     @classmethod
     def compile(
-        cls, matrix: np.ndarray, bias: np.ndarray, *, blind: bool = False, policy: flooding.FloodPolicy | None = None
+        cls,
+        matrix: np.ndarray,
+        bias: np.ndarray,
+        *,
+        blind: bool = False,
+        policy: flooding.FloodPolicy | None = None,
+        bound: flooding.NoiseBound | None = None,
     ) -> CompiledHead:
+        """``policy``: compile a flooded head, its flood sized from ``bound`` or, by default, from the bound of a
+        public stand-in (``_stand_in_bound``), so that the flood's size says nothing of these weights."""
         layout = Layout.plan(matrix.shape[1], matrix.shape[0])
         max_results = wire.LIMITS[wire.MessageType.RESULT].max_blobs
         if layout.n_ciphertexts > max_results:  # refused now rather than after every query's full computation
@@ -101,11 +109,11 @@ class CompiledHead:
             bits = PRIVATE_BLIND_BITS if blind else 0
             output_bits = private_output_bits("label" if blind else "logits")
             scales = flooding.private_weight_scale(output_bits), flooding.private_result_scale(output_bits)
-            head.private = PrivateEncoding(*scales, bits, flooding.NoiseBound(0.0, 0.0), policy)
+            if bound is None:
+                bound = _stand_in_bound(layout.d_in, layout.n_classes, blind, flooding.public_row_norm(matrix), policy)
+            head.private = PrivateEncoding(*scales, bits, bound, policy)
         if not blind:
             head.weights, head.offsets = head._encode(np.ones(layout.n_classes))
-        if head.private is not None:
-            head.private = replace(head.private, bound=head.measure_bound())
         return head
 
     @property
@@ -197,9 +205,9 @@ class CompiledHead:
         return float(np.linalg.norm(means / factors)), residual
 
     def measure_bound(self, trials: int = CALIBRATION_TRIALS) -> flooding.NoiseBound:
-        """The noise bound the flood is sized from, measured with the provider's own fresh keys: the largest norms
-        over ``trials`` random queries of norm ``CALIBRATION_NORM`` (and, for blinded heads, at the smallest and
-        largest factor), times ``flooding.SAFETY``."""
+        """This head's noise bound, measured with the provider's own fresh keys: the largest norms over ``trials``
+        random queries of norm ``CALIBRATION_NORM`` (and, for blinded heads, at the smallest and largest factor),
+        times ``flooding.SAFETY`` (run on the public stand-in of a head, see ``_stand_in_bound``)."""
         assert self.private is not None
         keys, galois = _calibration_keys(tuple(self.layout.steps))
         rng = np.random.default_rng()
@@ -213,6 +221,20 @@ class CompiledHead:
                 c, r = self.noise_norms(keys, galois, x, factors)
                 coset, residual = max(coset, c), max(residual, r)
         return flooding.NoiseBound(flooding.SAFETY * coset, flooding.SAFETY * residual)
+
+
+@functools.lru_cache(maxsize=64)
+def _stand_in_bound(
+    d_in: int, n_classes: int, blind: bool, row_norm: float, policy: flooding.FloodPolicy
+) -> flooding.NoiseBound:
+    """The noise bound of a random head of the same layout whose rows all have norm ``row_norm`` (random
+    directions, bias of that size). The evaluation noise grows with the rows' norms (the query's noise times the
+    weights), so it bounds every head whose rows are no longer, and the flood sized from it reveals only the layout
+    and ``row_norm``: sized from the head's own noise, its std (which a client estimates from thousands of slots)
+    would tell two heads apart. The tests check real heads' noise on real queries against it."""
+    matrix, bias = flooding.stand_in((n_classes, d_in), row_norm)
+    stand_in = CompiledHead.compile(matrix, bias, blind=blind, policy=policy, bound=flooding.NoiseBound(0.0, 0.0))
+    return stand_in.measure_bound()
 
 
 @functools.lru_cache(maxsize=8)
@@ -605,4 +627,5 @@ class Provider:
             self.register_sealed(
                 served, W, b, head.matrix.T, head.bias, model.classes, label_only=model.answers == ("label",)
             )
+            self._model(served).privacy = model.privacy  # a head that gives only flooded answers stays so
         return {"fit_id": fit_id, "model": served, "map_shape": [int(W.shape[0]), int(W.shape[1])]}
