@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from securealign.crypto import distinguish  # noqa: E402
+from securealign.crypto import distinguish, flooding  # noqa: E402
 from securealign.datasets import load_public_corpus, load_task  # noqa: E402
 from securealign.experiments import artifacts  # noqa: E402
 from securealign.generation import head_distinguish  # noqa: E402
@@ -89,13 +89,16 @@ def measure_fit(mode: str, trials: int, seed: int) -> distinguish.Report:
     return distinguish.run_blobs([distinguish.fit_game(mode, Z_A, Z_B, rng)], trials, rng, mode, "cross-product")
 
 
-def measure_vocabulary(trials: int, seed: int) -> distinguish.Report:
+def measure_vocabulary(trials: int, seed: int, privacy: str) -> distinguish.Report:
     """The vocabulary head: a random hidden state of the source's width (the client's choice of query)."""
     mapping = np.load(assets_dir() / "generation" / VOCABULARY_MAP)
     matrix, bias = mapping["W"].T.astype(np.float64), mapping["b"].astype(np.float64)
     rng = np.random.default_rng(seed)
-    game = head_distinguish.vocabulary_game(matrix, bias, rng.standard_normal(matrix.shape[1]), rng)
-    return distinguish.run_blobs([game], trials, rng, "generation", "logits")
+    flood = flooding.DEFAULT_POLICY if privacy == "flooded" else None
+    game = head_distinguish.VocabularyGame(matrix, bias, rng.standard_normal(matrix.shape[1]), rng, flood)
+    report = distinguish.run_blobs([game], trials, rng, "generation", "logits")
+    report.privacy = privacy
+    return report
 
 
 def print_report(report: distinguish.Report, seconds: float) -> None:
@@ -164,10 +167,10 @@ def main() -> None:
         start = time.perf_counter()
         print(f"\nsecure fit, {FIT_ROWS} public texts (client {FIT_MODELS[mode][0]}, provider {FIT_MODELS[mode][1]}):")
         print_report(measure_fit(mode, args.fits, args.seed), time.perf_counter() - start)
-    if args.vocabulary:
+    for privacy in args.privacy if args.vocabulary else ():
         start = time.perf_counter()
         print(f"\nvocabulary head ({VOCABULARY_MAP}):")
-        print_report(measure_vocabulary(args.vocabulary, args.seed), time.perf_counter() - start)
+        print_report(measure_vocabulary(args.vocabulary, args.seed, privacy), time.perf_counter() - start)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ label-only results carry secret factors that no snapped estimate reproduces.
 import numpy as np
 import pytest
 
-from securealign.crypto import distinguish
+from securealign.crypto import distinguish, flooding
 from securealign.crypto.answers import ANSWERS, pairwise_head
 from securealign.datasets import load_public_corpus, load_task
 from securealign.experiments import artifacts
@@ -120,7 +120,7 @@ def test_a_deterministic_vocabulary_head_result_names_its_head():
     matrix, bias = mapping["W"].T.astype(np.float64), mapping["b"].astype(np.float64)
     rng = np.random.default_rng(4)
     hidden = rng.standard_normal(matrix.shape[1])
-    game = head_distinguish.vocabulary_game(matrix, bias, hidden, rng)
+    game = head_distinguish.VocabularyGame(matrix, bias, hidden, rng)
     first, second = game.candidates
     assert np.max(np.abs(first @ hidden - second @ hidden)) < 1e-9
     report = distinguish.run_blobs([game], 4, rng, "generation", "logits")
@@ -198,3 +198,18 @@ def test_flooded_label_answers_are_at_chance_over_2000_trials():
     assert report.notes.get("searched", 0) == 0
     assert report.tallies["factor-search"].accuracy == 0.5
     assert abs(report.tallies["noise-template"].accuracy - 0.5) <= _chance_band(2000)
+
+
+def test_a_flooded_vocabulary_head_result_is_never_recomputed():
+    """A flooding vocabulary head (fresh keys every tau answers): no answer equals the client's recomputation of
+    the deterministic part, nor does its second half."""
+    mapping = np.load(assets_dir() / "generation" / "map-smollm2-gemma3-4000-0.0001-d392371eae2f.npz")
+    rng = np.random.default_rng(7)
+    matrix = mapping["W"].T.astype(np.float64)
+    game = head_distinguish.VocabularyGame(
+        matrix, mapping["b"].astype(np.float64), rng.standard_normal(matrix.shape[1]), rng, flooding.DEFAULT_POLICY
+    )
+    report = distinguish.run_blobs([game], 20, rng, "generation", "logits")
+    assert report.c1_matches == 0
+    assert report.tallies["recompute"].accuracy == report.tallies["c1-recompute"].accuracy == 0.5
+    assert min(report.c1_pvalues) > 1e-4

@@ -696,7 +696,11 @@ class BlobGame:
         return Observation(self, blobs, self.decrypt(blobs))
 
 
-def run_blobs(games: Sequence[BlobGame], trials: int, rng: np.random.Generator, mode: str, answer: str) -> Report:
+class Observable(Protocol):
+    def observe(self, coin: int) -> Observation: ...
+
+
+def run_blobs(games: Sequence[Observable], trials: int, rng: np.random.Generator, mode: str, answer: str) -> Report:
     """Play ``trials`` rounds over the games in turn: the coin picks the candidate, the decrypting party guesses."""
     return play(trials, rng, BLOB_NAMES, lambda t, coin: games[t % len(games)].observe(coin), mode, answer)
 
