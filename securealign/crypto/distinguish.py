@@ -310,6 +310,41 @@ class Client:
         return Instance(self, mode, answer, layout, query, ciphertext, query_slots, (predictions[0], predictions[1]))
 
 
+def weak_public_key(session: ClientSession) -> bytes:
+    """A public key the client chose rather than generated: ``(-s, 1)`` in NTT form at the key level (the constant
+    polynomial 1 as its random half, no error), serialized like a genuine one (same size, two parts, not
+    transparent). A semi-honest client does not do this; it shows what circuit privacy rests on. SEAL encrypts zero
+    for the result's level one level up and divides by the dropped prime, so ``(u + e1) / q1`` and
+    ``(-s u + e0) / q1`` round to zero: the provider's encryption of zero is (0, 0), and the result's second half is
+    the deterministic one again."""
+    keys = session._keys
+    genuine = seal.PublicKey()
+    keys.keygen.create_public_key(genuine)
+    data = ckks.save_bytes(genuine)
+    members = ckks.inflated(data, 1 << 28)
+    secret = ckks.inflated(ckks.save_bytes(keys.secret_key), 1 << 28)
+    moduli = [q.value() for q in ckks.context().key_context_data().parms().coeff_modulus()]
+    size = len(moduli) * ckks.POLY_DEGREE
+    s_ntt = np.frombuffer(secret[-8 * size :], dtype=np.uint64).reshape(len(moduli), -1)
+    chosen = np.zeros((2, len(moduli), ckks.POLY_DEGREE), dtype=np.uint64)
+    for i, q in enumerate(moduli):
+        chosen[0, i] = (np.uint64(q) - s_ntt[i]) % np.uint64(q)
+        chosen[1, i] = 1
+    body = members[: -8 * 2 * size] + chosen.tobytes()
+    magic, header_size, major, minor, _, reserved, _ = ckks._SEAL_HEADER.unpack_from(data)
+    none = int(seal.COMPR_MODE_TYPE.NONE)
+    return ckks._SEAL_HEADER.pack(magic, header_size, major, minor, none, reserved, header_size + len(body)) + body
+
+
+def with_public_key(session: ClientSession, public_key: bytes) -> ClientSession:
+    """The session with its context's public key replaced (the client's own choice of what it sends)."""
+    message = wire.decode(session.public_context(), wire.MessageType.CONTEXT)
+    blobs = list(message.blobs)
+    blobs[message.meta["blobs"].index("public_key")] = public_key
+    session._context = wire.encode(wire.MessageType.CONTEXT, message.meta, blobs)
+    return session
+
+
 def result_scale(head: CompiledHead) -> float:
     """The scale a head's results decrypt at: ``SCALE``, or a circuit-private head's own result scale."""
     return head.private.result_scale if head.private is not None else ckks.SCALE
@@ -521,6 +556,7 @@ class Classification:
     computations: list[list[tuple[np.ndarray, np.ndarray]]]
     providers: Game
     privacy: str = "none"
+    weak_key: bool = False
     heads: list[list[CompiledHead]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -568,8 +604,10 @@ class Classification:
         return Layout.plan(matrix.shape[1], outputs)
 
     def client(self) -> Client:
-        """A fresh client (new keys) with the rotation keys this game's layout needs."""
-        return Client(ClientSession([self.layout]))
+        """A fresh client (new keys) with the rotation keys this game's layout needs; with ``weak_key``, one that
+        sends a public key of its choosing (``weak_public_key``)."""
+        session = ClientSession([self.layout])
+        return Client(with_public_key(session, weak_public_key(session)) if self.weak_key else session)
 
     def instance(self, client: Client, index: int) -> Instance:
         """Query ``index`` encrypted afresh by ``client``, with its precomputation."""
