@@ -213,3 +213,24 @@ def test_a_flooded_vocabulary_head_result_is_never_recomputed():
     assert report.c1_matches == 0
     assert report.tallies["recompute"].accuracy == report.tallies["c1-recompute"].accuracy == 0.5
     assert min(report.c1_pvalues) > 1e-4
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="circuit privacy assumes an honestly generated public key: a client-chosen pk = (-s, 1) makes the "
+    "provider's encryption of zero (0, 0), so a flooded result's second half is the deterministic one (issue 18)",
+)
+def test_a_flooded_result_is_not_recomputed_even_under_a_client_chosen_public_key():
+    """The public key travels whole, so the client chooses its random half. With the constant 1 there (and -s
+    beside it, so that it still decrypts), SEAL's encryption of zero at the result's level rounds to (0, 0) and
+    the second half c1 of every flooded logits answer equals the client's recomputation: the head is named every
+    time (measured 48 / 48). This test states what circuit privacy should give; it fails until the provider takes
+    only a public key whose random half it can trust (e.g. expanded from a seed, as queries are)."""
+    served = _served("sealed")
+    rng = np.random.default_rng(8)
+    game = distinguish.Classification.build(
+        "sealed", "logits", _queries("sealed", served)[:2], served, rng, privacy="flooded"
+    )
+    game.weak_key = True
+    report = distinguish.run(game, 32, rng, ("c1-recompute",), requery=False)
+    assert report.c1_matches == 0
