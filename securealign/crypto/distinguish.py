@@ -27,10 +27,19 @@ The distinguishers (``DISTINGUISHERS``), each from what the client holds:
     client's seed), the Galois keys' random halves and the weights, with no secret key in it: compare it with each
     candidate's recomputed c1, exactly and by the centred distance of the coefficients mod q. ``c1_uniformity``
     tests whether c1 looks uniform at all.
+(a') ``factor-search``: label-only answers with one margin (K = 2): enumerate the provider's factor grid around a
+    calibrated estimate until a recomputation equals the answer; with more pairs the windows multiply (it gives up).
+
+Circuit-private answers (``Classification(privacy="flooded")``) are played as the provider requires: flooded
+queries, a fresh client key every tau answers; the client recomputes the deterministic part (``CompiledHead``'s
+``_compute``, all but the re-randomisation and flood). ``weak_key`` plays a client that sends a public key of its
+own choosing (``weak_public_key``), which is outside the semi-honest model and undoes the re-randomisation.
 
 ``run`` plays the trials against a real ``Provider`` (in process) and returns per distinguisher the accuracy with
-its Wilson 95% interval. ``benchmarks/distinguish.py`` prints the table; ``tests/test_crypto_distinguish.py``
-requires success against deterministic results and chance against re-randomised, flooded ones.
+its Wilson 95% interval; ``BlobGame`` (secure fits' cross-products) and ``head_distinguish.VocabularyGame`` (the
+vocabulary head) are played by ``run_blobs``. ``benchmarks/distinguish.py`` prints the table;
+``tests/test_crypto_distinguish.py`` requires success against deterministic results and chance against
+re-randomised, flooded ones.
 """
 
 from __future__ import annotations
@@ -482,8 +491,6 @@ DISTINGUISHERS: dict[str, Distinguisher] = {
     "c1-distance": c1_distance,
     "factor-search": factor_search,
 }
-# the ones that need no HE work per trial for label-only answers (the others recompute with snapped factors)
-CHEAP = ("noise-template",)
 
 
 Game = tuple[Provider, Provider]
