@@ -5,7 +5,10 @@ The provider serves committed BBC News heads and maps with 64-d inputs in both m
 test_crypto_attacks.py); the client's queries are real embeddings of test texts, and per query the second candidate
 is the model reflected in a mirror orthogonal to the query (same logits, same normalised pair margins). A
 deterministic logits result names its head every time (the issue's 40 / 40, here by four distinguishers);
-label-only results carry secret factors that no snapped estimate reproduces.
+label-only results carry secret factors that no snapped estimate reproduces, except with one pair, where a search of
+the factor grid does. Flooded (circuit-private) results are never recomputed and leave the noise distinguishers at
+chance; a client-chosen public key undoes that (xfail). The secure fits' and the vocabulary head's products name
+the other party's matrix too (fits are not flooded; a flooded vocabulary head is never recomputed).
 """
 
 import numpy as np
