@@ -237,3 +237,18 @@ def test_a_flooded_result_is_not_recomputed_even_under_a_client_chosen_public_ke
     game.weak_key = True
     report = distinguish.run(game, 32, rng, ("c1-recompute",), requery=False)
     assert report.c1_matches == 0
+
+
+@pytest.mark.parametrize("pair", ["reflected", "stretched"])
+def test_the_flood_size_reveals_the_row_norm_bucket_and_nothing_else(pair):
+    """What a flooded answer's declared flood size (``max_residual``) tells: nothing for two heads whose largest row
+    norms share a power of two (reflected pairs: the fixed guess, 0.5 exactly), the head for two whose do not
+    (the second with one row three times longer along a direction orthogonal to the query: same logits)."""
+    served = _served("sealed")
+    rng = np.random.default_rng(9)
+    build = distinguish.candidate_pair if pair == "reflected" else distinguish.stretched_pair
+    game = distinguish.Classification.build(
+        "sealed", "logits", _queries("sealed", served)[:2], served, rng, privacy="flooded", pair=build
+    )
+    report = distinguish.run(game, 16, rng, ("flood-size",), requery=False)
+    assert report.tallies["flood-size"].accuracy == (0.5 if pair == "reflected" else 1.0)

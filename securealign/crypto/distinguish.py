@@ -70,13 +70,18 @@ _FACTOR_GRID = 2.0**52
 
 def reflection(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """``I - 2 u u^T`` for a random unit ``u`` orthogonal to ``x``: an orthogonal matrix that fixes ``x``."""
+    u = orthogonal_unit(x, rng)
+    return np.eye(len(x)) - 2.0 * np.outer(u, u)
+
+
+def orthogonal_unit(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random unit vector orthogonal to ``x``."""
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 1 or len(x) < 2 or not np.any(x):
-        raise ParameterError("a reflection fixing x needs a nonzero vector of at least two dimensions")
+        raise ParameterError("a direction orthogonal to x needs a nonzero vector of at least two dimensions")
     u = rng.standard_normal(len(x))
     u -= (u @ x) / (x @ x) * x
-    u /= np.linalg.norm(u)
-    return np.eye(len(x)) - 2.0 * np.outer(u, u)
+    return u / np.linalg.norm(u)
 
 
 def candidate_pair(
@@ -90,6 +95,26 @@ def candidate_pair(
     first = {"W": W, "b": b, "V": V, "c": c}
     second = {"W": W, "b": b, "V": R @ V, "c": c} if mode == "paper" else {"W": R @ W, "b": b, "V": V, "c": c}
     return first, second
+
+
+def stretched_pair(
+    mode: str, x: np.ndarray, W: np.ndarray, b: np.ndarray, V: np.ndarray, c: np.ndarray, rng: np.random.Generator
+) -> tuple[dict, dict]:
+    """Two registrations with the same logits on ``x`` whose largest row norms are a power of two apart: the
+    second adds ``w u^T`` to the computed matrix (``u`` a random unit vector orthogonal to ``x``), with ``w`` three
+    times the largest row norm on that row. The logits agree; the normalised margins do not (label-only answers
+    differ in distribution), so this pair is for logits answers and what a flood's size reveals."""
+    matrix, _ = computation({"W": W, "b": b, "V": V, "c": c}, mode)
+    u = orthogonal_unit(x, rng)
+    norms = np.linalg.norm(matrix, axis=1)
+    w = np.zeros(len(norms))
+    w[np.argmax(norms)] = 3.0 * norms.max()
+    first = {"W": W, "b": b, "V": V, "c": c}
+    if mode == "paper":  # V^T + w u^T
+        return first, {"W": W, "b": b, "V": V + np.outer(u, w), "c": c}
+    # (W + u z^T) V = W V + u (V^T z)^T with V^T z = w
+    z = np.linalg.lstsq(V.T, w, rcond=None)[0]
+    return first, {"W": W + np.outer(u, z), "b": b, "V": V, "c": c}
 
 
 def computation(registration: dict, mode: str) -> tuple[np.ndarray, np.ndarray]:
@@ -195,6 +220,7 @@ class Observation:
     source: Source
     blobs: tuple[bytes, ...]
     slots: list[np.ndarray]
+    meta: dict = field(default_factory=dict)  # the RESULT's metadata, where there is one
     notes: dict[str, int] = field(default_factory=dict)  # what the expensive distinguishers spent
     _cache: dict = field(default_factory=dict)
 
@@ -432,6 +458,18 @@ def c1_distance(obs: Observation) -> int:
     return _argmin(distances)
 
 
+def flood_size(obs: Observation) -> int:
+    """The flood's size, which every flooded RESULT declares (``max_residual``, ten iid flood stds) and which the
+    client could also estimate from thousands of slots, against what each candidate's flood would be (the client
+    compiles both heads as the provider does, flood sizing included): equal sizes give nothing (0)."""
+    instance = obs.source
+    declared = obs.meta.get("max_residual")
+    if not isinstance(instance, Instance) or declared is None:
+        return 0
+    expected = [p.head.max_residual() if p.head.private is not None else math.inf for p in instance.predictions]
+    return _argmin([abs(declared - e) for e in expected])
+
+
 # evaluations a factor search may spend per candidate before it gives up (about 8 ms each for a 64-d input)
 SEARCH_BUDGET = 4000
 
@@ -490,6 +528,7 @@ DISTINGUISHERS: dict[str, Distinguisher] = {
     "c1-recompute": c1_recompute,
     "c1-distance": c1_distance,
     "factor-search": factor_search,
+    "flood-size": flood_size,
 }
 
 
@@ -596,10 +635,12 @@ class Classification:
         register: Register = register_sealed,
         make_provider: Callable[[], Provider] = Provider,
         privacy: str = "none",
+        pair: Callable[..., tuple[dict, dict]] = candidate_pair,
     ) -> Classification:
-        """Per query a candidate pair built from the served model (``served``: ``W``, ``b``, ``V``, ``c``), served
-        by two providers; ``privacy="flooded"`` asks for circuit-private answers."""
-        pairs = [candidate_pair(mode, x, served["W"], served["b"], served["V"], served["c"], rng) for x in queries]
+        """Per query a candidate pair built from the served model (``served``: ``W``, ``b``, ``V``, ``c``) by
+        ``pair`` (``candidate_pair`` or ``stretched_pair``), served by two providers; ``privacy="flooded"`` asks for
+        circuit-private answers."""
+        pairs = [pair(mode, x, served["W"], served["b"], served["V"], served["c"], rng) for x in queries]
         computations = [[computation(r, mode) for r in pair] for pair in pairs]
         providers = serving(pairs, register, make_provider)
         return cls(mode, answer, np.asarray(queries), computations, providers, privacy)
@@ -692,7 +733,7 @@ def run(
         reply = game.providers[coin].evaluate(state["sessions"][coin], model_id(index), instance.query)
         result = wire.decode(reply, wire.MessageType.RESULT)
         scale = result_scale(instance.predictions[coin].head)
-        return Observation(instance, result.blobs, state["client"].decrypt(result.blobs, scale))
+        return Observation(instance, result.blobs, state["client"].decrypt(result.blobs, scale), result.meta)
 
     report = play(trials, rng, names, ask, game.mode, game.answer, until)
     report.privacy = game.privacy
