@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from securealign.crypto import distinguish, flooding  # noqa: E402
+from securealign.crypto import distinguish, fit_distinguish, flooding  # noqa: E402
 from securealign.datasets import load_public_corpus, load_task  # noqa: E402
 from securealign.experiments import artifacts  # noqa: E402
 from securealign.generation import head_distinguish  # noqa: E402
@@ -86,7 +86,7 @@ def measure_fit(mode: str, trials: int, seed: int) -> distinguish.Report:
     client, provider = FIT_MODELS[mode]
     Z_A, Z_B = (embed(model, texts).astype(np.float64) for model in (provider, client))
     rng = np.random.default_rng(seed)
-    return distinguish.run_blobs([distinguish.fit_game(mode, Z_A, Z_B, rng)], trials, rng, mode, "cross-product")
+    return distinguish.run_blobs([fit_distinguish.fit_game(mode, Z_A, Z_B, rng)], trials, rng, mode, "cross-product")
 
 
 def measure_vocabulary(trials: int, seed: int, privacy: str) -> distinguish.Report:

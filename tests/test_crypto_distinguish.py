@@ -14,7 +14,7 @@ the other party's matrix too (fits are not flooded; a flooded vocabulary head is
 import numpy as np
 import pytest
 
-from securealign.crypto import distinguish, flooding
+from securealign.crypto import distinguish, fit_distinguish, flooding
 from securealign.crypto.answers import ANSWERS, pairwise_head
 from securealign.datasets import load_public_corpus, load_task
 from securealign.experiments import artifacts
@@ -105,7 +105,7 @@ def test_a_deterministic_secure_fit_product_names_the_other_partys_matrix(mode):
     client, provider = FIT_MODELS[mode]
     Z_A, Z_B = (embed(model, texts).astype(np.float64) for model in (provider, client))
     rng = np.random.default_rng(3)
-    game = distinguish.fit_game(mode, Z_A, Z_B, rng)
+    game = fit_distinguish.fit_game(mode, Z_A, Z_B, rng)
     Y = game.candidates  # the products agree: the decrypting party learns the same map either way
     encrypted = Z_A if mode == "sealed" else np.hstack([Z_B, np.ones((FIT_ROWS, 1))])
     assert np.max(np.abs(Y[0].T @ encrypted - Y[1].T @ encrypted)) < 1e-9

@@ -36,10 +36,10 @@ queries, a fresh client key every tau answers; the client recomputes the determi
 own choosing (``weak_public_key``), which is outside the semi-honest model and undoes the re-randomisation.
 
 ``run`` plays the trials against a real ``Provider`` (in process) and returns per distinguisher the accuracy with
-its Wilson 95% interval; ``BlobGame`` (secure fits' cross-products) and ``head_distinguish.VocabularyGame`` (the
-vocabulary head) are played by ``run_blobs``. ``benchmarks/distinguish.py`` prints the table;
-``tests/test_crypto_distinguish.py`` requires success against deterministic results and chance against
-re-randomised, flooded ones.
+its Wilson 95% interval; ``BlobGame`` (``fit_distinguish``: secure fits' cross-products) and
+``generation.head_distinguish.VocabularyGame`` (the vocabulary head) are played by ``run_blobs``.
+``benchmarks/distinguish.py`` prints the table; ``tests/test_crypto_distinguish.py`` requires success against
+deterministic results and chance against re-randomised, flooded ones.
 """
 
 from __future__ import annotations
@@ -58,10 +58,8 @@ from securealign.crypto import ckks, flooding, wire
 from securealign.crypto.answers import pairs, pairwise_head
 from securealign.crypto.client import ClientSession
 from securealign.crypto.errors import ParameterError
-from securealign.crypto.fit_client import _regularised_gram, _with_ones
 from securealign.crypto.layout import DEPTH, Layout, simulate_packed
 from securealign.crypto.provider import CompiledHead, Provider
-from securealign.crypto.secure_fit import CrossProductEvaluator, KeyHolder
 
 # the provider's blinding factors are 2^(bits k / 2^52) for a 52-bit integer k (answers.blinding_factors; bits is
 # BLIND_BITS, or PRIVATE_BLIND_BITS for circuit-private answers: CompiledHead.blind_bits)
@@ -789,58 +787,3 @@ class Observable(Protocol):
 def run_blobs(games: Sequence[Observable], trials: int, rng: np.random.Generator, mode: str, answer: str) -> Report:
     """Play ``trials`` rounds over the games in turn: the coin picks the candidate, the decrypting party guesses."""
     return play(trials, rng, BLOB_NAMES, lambda t, coin: games[t % len(games)].observe(coin), mode, answer)
-
-
-# secure fitting: the party that decrypts a cross-product guesses which matrix the other party used --------------------
-def cross_product_pair(X: np.ndarray, Y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Two matrices with the same cross-product ``Y^T X``: ``Y`` and ``Y + E``, where ``E`` (Gaussian, of ``Y``'s
-    column scales) is projected off the columns of ``X`` (``X^T E = 0``; needs more rows than ``X`` has rank)."""
-    X, Y = np.asarray(X, dtype=np.float64), np.asarray(Y, dtype=np.float64)
-    noise = rng.standard_normal(Y.shape) * Y.std(axis=0)
-    E = noise - X @ np.linalg.lstsq(X, noise, rcond=None)[0]
-    return Y, Y + E
-
-
-def cross_product_game(
-    X: np.ndarray,
-    candidates: tuple[np.ndarray, np.ndarray],
-    evaluator: Callable[[np.ndarray], CrossProductEvaluator] = CrossProductEvaluator,
-) -> BlobGame:
-    """A key holder encrypts ``X``'s rows once; the other party (``evaluator``, the protocol's
-    ``CrossProductEvaluator`` by default) multiplies them by one candidate; the holder recomputes both candidates
-    with the public algorithm on its own rows."""
-    holder = KeyHolder()
-    batches = list(holder.encrypt_rows(X, candidates[0].shape[1]))
-
-    def product(b: int, party: Callable[[np.ndarray], CrossProductEvaluator]) -> tuple[bytes, ...]:
-        running = party(candidates[b])
-        for batch in batches:
-            running.add(batch)
-        return wire.decode(running.result(), wire.MessageType.MATRIX).blobs
-
-    def decrypt(blobs: Sequence[bytes]) -> list[np.ndarray]:
-        return holder._keys.decrypt_products(tuple(blobs), ckks.rescaled_scale())
-
-    return BlobGame.prepare(
-        lambda b: product(b, evaluator), lambda b: product(b, CrossProductEvaluator), decrypt, candidates
-    )
-
-
-def fit_game(
-    mode: str,
-    Z_A: np.ndarray,
-    Z_B: np.ndarray,
-    rng: np.random.Generator,
-    absolute_alpha: float = 1.0,
-    evaluator: Callable[[np.ndarray], CrossProductEvaluator] = CrossProductEvaluator,
-) -> BlobGame:
-    """The cross-product game of a secure fit on the public texts both parties embedded (``Z_A`` the provider's,
-    ``Z_B`` the client's). Paper mode: the client holds the key and encrypts ``[Z_B, 1]``; the provider's candidates
-    are ``Z_A`` and another matrix with the same ``Z_A^T [Z_B, 1]``. Sealed mode: the provider holds the key and
-    encrypts ``Z_A``; the client's candidates are its ``X G^-1`` (``fit_client``'s, so the provider decrypts
-    ``[W; b]``) and another with the same ``[W; b]``."""
-    X = _with_ones(np.asarray(Z_B, dtype=np.float64))
-    if mode == "paper":
-        return cross_product_game(X, cross_product_pair(X, Z_A, rng), evaluator)
-    weights = np.linalg.solve(_regularised_gram(X, absolute_alpha), X.T).T
-    return cross_product_game(Z_A, cross_product_pair(Z_A, weights, rng), evaluator)
