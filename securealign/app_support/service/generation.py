@@ -1,9 +1,11 @@
 """Cross-model generation for the page: checked inputs, models and map loaded under a progress bar, streamed
-snapshots, and the encrypted head's cost per token.
+snapshots, the encrypted head's cost per token, and the story's fifth step (one pair that works beside one that
+drifts, each with its measured figures).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 
 from securealign.app_support.service.checks import (
@@ -21,6 +23,50 @@ from securealign.app_support.service.choices import catalogue, model_name
 MAX_PROMPT_CHARS = 500
 MAX_APP_NEW_TOKENS = 48  # the library allows 128; on 2 shared cores a live demo stays short
 
+# The story's pairs (source, target), the one to show first leading: a pair whose tokenizers agree, then the zoo's
+# Gemma 3 -> SmolLM2, whose mapped text drifts. The compatible pair joins when its models and maps are in the zoo.
+STORY_PAIRS = (("gemma3", "smollm2"),)
+# a held-out prompt: the first words of a public-corpus text after the 4,000 every generation map is fitted on
+STORY_PROMPT = "Morrison government flags incentives for Australians to take"
+STORY_NEW_TOKENS = 16  # the encrypted stream, after the plaintext ones, costs seconds per token
+
+
+def _check_pair(source: str, target: str) -> None:
+    causal = [k for _, k in catalogue()["causal"]]
+    check_choice("source language model", source, causal)
+    check_choice("target language model", target, causal)
+    if source == target:
+        raise ServiceError("Source and target are the same model; pick two different language models.")
+    from securealign.generation.mapping import fitted_map_path
+
+    if fitted_map_path(source, target) is None:
+        raise ServiceError(
+            f"No map from {model_name(source)} to {model_name(target)} has been fitted yet, and fitting one takes "
+            "about an hour on 2 CPU cores. Pick a precomputed pair (Gemma 3 and SmolLM2, either way round), or "
+            f'fit it once with `python -m securealign generate --source {source} --target {target} "..."`.'
+        )
+
+
+def _load(source: str, target: str, encrypted: bool, progress: ProgressFn | None) -> None:
+    """The pair, its map and (if asked) its encrypted head, under the progress bar; any other pair is let go."""
+    from securealign.generation import load_pair_alone
+    from securealign.generation.quality import compatibility
+
+    report(progress, 0.1, f"loading {model_name(source)} and {model_name(target)} and their map (first use only)")
+    with loading(f"{model_name(source)} or {model_name(target)}"):
+        pair = load_pair_alone(source, target)
+        compatibility(source, target)
+        if encrypted:
+            report(progress, 0.6, "compiling the provider's encrypted vocabulary head (first use only)")
+            pair.encrypted_head  # noqa: B018 - a cached property: build it now, under the progress bar
+    report(progress, 1.0, "generating")
+
+
+def _check_prompt(prompt: str) -> str:
+    return check_text(
+        prompt, what="prompt", limit=MAX_PROMPT_CHARS, empty="The prompt is empty: type the beginning of a sentence."
+    )
+
 
 def generate(
     prompt: str,
@@ -32,33 +78,66 @@ def generate(
 ) -> Iterator[dict]:
     """Native source, native target and mapped continuations, streamed as snapshots (see
     :func:`securealign.generation.stream_compare`); models and the map load first, with progress."""
-    prompt = check_text(
-        prompt, what="prompt", limit=MAX_PROMPT_CHARS, empty="The prompt is empty: type the beginning of a sentence."
-    )
+    prompt = _check_prompt(prompt)
     encrypted = check_flag("encrypt the vocabulary head", encrypted)
     max_new_tokens = check_whole_number("The number of new tokens", max_new_tokens, 1, MAX_APP_NEW_TOKENS)
-    causal = [k for _, k in catalogue()["causal"]]
-    check_choice("source language model", source, causal)
-    check_choice("target language model", target, causal)
-    if source == target:
-        raise ServiceError("Source and target are the same model; pick two different language models.")
-    from securealign.generation import load_pair, stream_compare
-    from securealign.generation.mapping import fitted_map_path
+    _check_pair(source, target)
+    _load(source, target, encrypted, progress)
+    from securealign.generation import stream_compare
 
-    if fitted_map_path(source, target) is None:
-        raise ServiceError(
-            f"No map from {model_name(source)} to {model_name(target)} has been fitted yet, and fitting one takes "
-            "about an hour on 2 CPU cores. Pick a precomputed pair (Gemma 3 and SmolLM2, either way round), or "
-            f'fit it once with `python -m securealign generate --source {source} --target {target} "..."`.'
-        )
-    report(progress, 0.1, f"loading {model_name(source)} and {model_name(target)} and their map (first use only)")
-    with loading(f"{model_name(source)} or {model_name(target)}"):
-        pair = load_pair(source, target)
-        if encrypted:
-            report(progress, 0.6, "compiling the provider's encrypted vocabulary head (first use only)")
-            pair.encrypted_head  # noqa: B018 - a cached property: build it now, under the progress bar
-    report(progress, 1.0, "generating")
     yield from stream_compare(prompt, source, target, encrypted, max_new_tokens)
+
+
+def story_pair_key(source: str, target: str) -> str:
+    return f"{source}->{target}"
+
+
+def story_generate(pair: str, prompt: str = STORY_PROMPT, progress: ProgressFn | None = None) -> Iterator[dict]:
+    """The story's fifth step: one of :data:`STORY_PAIRS` (``"source->target"``) continues ``prompt`` four ways,
+    the source's own, the target's own, mapped in plaintext and mapped under encryption (after the plaintext
+    streams), :data:`STORY_NEW_TOKENS` tokens each; each snapshot also carries the pair's measured figures."""
+    keys = {story_pair_key(*p): p for p in STORY_PAIRS}
+    source, target = keys[check_choice("pair", pair, list(keys))]
+    prompt = _check_prompt(prompt)
+    _check_pair(source, target)
+    _load(source, target, True, progress)
+    from securealign.generation import stream_compare
+
+    figures = pair_figures(source, target)
+    for snapshot in stream_compare(prompt, source, target, max_new_tokens=STORY_NEW_TOKENS, encrypted_beside=True):
+        yield snapshot | {"pair_figures": figures}
+
+
+@functools.cache
+def pair_figures(source: str, target: str) -> dict:
+    """A story pair's measured figures, read from its committed map (no model loads): the exact token match rate
+    on the map's public texts, and the held-out fit (R², top-1 agreement of the mapped next token with the
+    target's own)."""
+    from securealign.generation.mapping import HiddenMap, fitted_map_path
+
+    path = fitted_map_path(source, target)
+    if path is None:
+        raise ServiceError(f"The map from {model_name(source)} to {model_name(target)} is missing.")
+    metrics = HiddenMap.load(path).metrics
+    return {
+        "pair": story_pair_key(source, target),
+        "source_name": model_name(source),
+        "target_name": model_name(target),
+        "exact_match_rate": metrics["exact_match_rate"],
+        "next_token_agreement": metrics["next_token_agreement"],
+        "r2": metrics["r2"],
+        "held_out_tokens": metrics["held_out_tokens"],
+    }
+
+
+def story_pairs() -> list[dict]:
+    """Every story pair's measured figures, the pair to show first leading (the page's switch and table)."""
+    return [pair_figures(*p) for p in STORY_PAIRS]
+
+
+def warm_story_pair() -> None:
+    """Load the story's first pair with its encrypted head (for a background thread once the page is up)."""
+    _load(*STORY_PAIRS[0], True, None)
 
 
 # seconds per token of the encrypted vocabulary head into each target, measured on 2 cores (docs/generation.md)
