@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import logging
 
 import numpy as np
 import pytest
 import torch
 
-from securealign.models.causal_lm import load_causal_lm, prepare
+from securealign.models.causal_lm import ModelIntegrityError, join_chunks, load_causal_lm, prepare
 from securealign.models.zoo import UnknownModelError, get_spec, list_models
 
 CAUSAL = [spec.key for spec in list_models("causal")]
@@ -40,10 +42,18 @@ def test_greedy_continues_with_sensible_text(lm) -> None:
 def test_lm_head_consumes_the_final_hidden_state(lm) -> None:
     """final_hidden is post-norm: hidden @ lm_head^T reproduces the model's own logits."""
     text = "Rain fell on the quiet town all night"
-    logits = lm.model(input_ids=torch.from_numpy(lm.tokens(text)[0])[None]).logits[0].detach().numpy()
+    logits = lm.model(input_ids=torch.from_numpy(lm.tokens(text)[0])[None]).logits[0].detach().float().numpy()
     mine = lm.logits(lm.final_hidden(text).hidden)
-    assert np.allclose(mine, logits, atol=1e-3 * np.abs(logits).max())
-    assert (mine.argmax(1) == logits.argmax(1)).all()
+    if lm.model.dtype == torch.float32:
+        assert np.allclose(mine, logits, atol=1e-3 * np.abs(logits).max())
+        assert (mine.argmax(1) == logits.argmax(1)).all()
+        return
+    # a bf16 model's own logits are rounded to 8 significant bits; lm.logits computes in float32
+    eps = torch.finfo(lm.model.dtype).eps
+    assert np.allclose(mine, logits, rtol=eps, atol=1e-3 * np.abs(logits).max())
+    top = logits.max(1)
+    # the same next token, up to ties that the rounding creates
+    assert (logits[np.arange(len(logits)), mine.argmax(1)] >= top - eps * np.abs(top)).all()
 
 
 @pytest.mark.slow  # over 20 s on 2 cores: not in the fast tier
@@ -93,3 +103,22 @@ def test_bad_input_gives_clear_errors() -> None:
         load_causal_lm("minilm")
     with pytest.raises(UnknownModelError, match="valid models"):
         load_causal_lm("gpt-17")
+
+
+def test_chunked_weights_join_to_the_pinned_hash(tmp_path) -> None:
+    spec = get_spec("qwen05")
+    joined = join_chunks(spec, tmp_path / "model.gguf")
+    assert joined.stat().st_size == 491_400_064
+    with joined.open("rb") as f:
+        assert hashlib.file_digest(f, "sha256").hexdigest() == spec.options["sha256"]
+
+
+def test_a_join_with_another_hash_is_refused(tmp_path) -> None:
+    """A join missing chunks (as a truncated, swapped or substituted package would give) is refused, and leaves
+    no file that a later run could take for the model."""
+    spec = get_spec("qwen05")
+    for chunks in (spec.options["chunks"][:1], spec.options["chunks"][1::-1]):
+        broken = dataclasses.replace(spec, options={**spec.options, "chunks": chunks})
+        with pytest.raises(ModelIntegrityError, match="SHA256"):
+            join_chunks(broken, tmp_path / "model.gguf")
+        assert not any(tmp_path.iterdir())

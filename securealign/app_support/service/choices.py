@@ -72,6 +72,8 @@ SHORT_NAMES = {
     "potion": "potion",
     "smollm2": "SmolLM2",
     "gemma3": "Gemma 3",
+    "qwen05": "Qwen 0.5B",
+    "qwen15": "Qwen 1.5B",
 }
 
 
