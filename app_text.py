@@ -528,21 +528,38 @@ def story_streams_md(snap: dict) -> str:
 
 
 def story_pairs_md(pairs: list[dict], run: dict | None = None) -> str:
-    """Both sides, measured: each story pair's figures from its committed map, and this run's agreement."""
+    """Both sides, measured: each story pair's figures (its committed map's and, where it has run, the predictor
+    study's) and this run's agreement."""
     rows = [
-        "| pair | tokens cut alike (exact match) | next token = the target's own (held-out) | map R² | this run |",
-        "|---|---|---|---|---|",
+        "| pair | tokens cut alike (exact match) | next token = the target's own (held-out top-1 / top-5) | "
+        "continuations agreeing with the target's own (study) | perplexity under the target, mapped / own (study, "
+        "median) | this run |",
+        "|---|---|---|---|---|---|",
     ]
     for p in pairs:
         mine = run and run.get("pair_figures", {}).get("pair") == p["pair"] and run.get("verdict")
         shown = f"{mine['agreeing_tokens']} of {mine['native_tokens']} tokens agree" if mine else ""
+        study = p["study"]
+        top5 = f" / {pct(study['top5'])}" if study else ""
+        agreement = (
+            f"{pct(study['continuation_agreement'])} of tokens ({study['prompts']} prompts × {study['new_tokens']})"
+            if study
+            else "*not measured*"
+        )
+        ppl = (
+            f"{study['ppl_mapped_median']:.1f} / {study['ppl_native_median']:.1f}"
+            if study and study["ppl_mapped_median"] is not None
+            else "*not measured*"
+        )
         rows.append(
             f"| {story_pair_label(p['source_name'], p['target_name'])} | {pct(p['exact_match_rate'])} | "
-            f"{pct(p['next_token_agreement'])} | {p['r2']:.2f} | {shown} |"
+            f"{pct(p['next_token_agreement'])}{top5} | {agreement} | {ppl} | {shown} |"
         )
     return (
         "\n".join(rows)
         + "\n\n*tokens cut alike*: share of the target's tokens, over the public texts the map was fitted on, that "
         "the source's tokenizer cuts at exactly the same characters: the paper's best predictor of success. *next "
-        "token*: how often the map picks the token the target itself would, one step at a time on held-out text."
+        "token*: how often the map picks the token the target itself would, one step at a time on held-out text. "
+        "*continuations*: greedy continuations of held-out prompts, token by token against the target's own "
+        "(`benchmarks/predictor_study.py`)."
     )

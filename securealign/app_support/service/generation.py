@@ -110,16 +110,17 @@ def story_generate(pair: str, prompt: str = STORY_PROMPT, progress: ProgressFn |
 
 @functools.cache
 def pair_figures(source: str, target: str) -> dict:
-    """A story pair's measured figures, read from its committed map (no model loads): the exact token match rate
-    on the map's public texts, and the held-out fit (R², top-1 agreement of the mapped next token with the
-    target's own)."""
+    """A story pair's measured figures, read from committed files (no model loads): from its map, the exact token
+    match rate on the map's public texts and the held-out fit (R², top-1 agreement of the mapped next token with
+    the target's own); from the predictor study, when it has the pair, top-5 agreement, the agreement of greedy
+    continuations with the target's own and their median perplexity under the target beside its own text's."""
     from securealign.generation.mapping import HiddenMap, fitted_map_path
 
     path = fitted_map_path(source, target)
     if path is None:
         raise ServiceError(f"The map from {model_name(source)} to {model_name(target)} is missing.")
     metrics = HiddenMap.load(path).metrics
-    return {
+    figures = {
         "pair": story_pair_key(source, target),
         "source_name": model_name(source),
         "target_name": model_name(target),
@@ -127,7 +128,33 @@ def pair_figures(source: str, target: str) -> dict:
         "next_token_agreement": metrics["next_token_agreement"],
         "r2": metrics["r2"],
         "held_out_tokens": metrics["held_out_tokens"],
+        "study": None,
     }
+    study = _predictor_study()
+    row = next((p for p in study.get("pairs", []) if (p["source"], p["target"]) == (source, target)), None)
+    if row is not None:
+        figures["study"] = {
+            "top5": row["default"]["top5"],
+            "continuation_agreement": row["continuation"]["agreement"],
+            "prompts": row["continuation"]["prompts"],
+            "new_tokens": study["new_tokens"],
+            "ppl_mapped_median": row["continuation"]["ppl_mapped_median"],
+            "ppl_native_median": row["native_target_ppl_median"],
+        }
+    return figures
+
+
+STUDY_FILE = "predictor_study.json"  # written by benchmarks/predictor_study.py study
+
+
+def _predictor_study() -> dict:
+    """The committed predictor study (every ordered causal pair of the zoo), or an empty one if it is not there."""
+    import json
+
+    from securealign.paths import assets_dir
+
+    path = assets_dir() / "generation" / STUDY_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def story_pairs() -> list[dict]:
