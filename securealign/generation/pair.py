@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import threading
 from dataclasses import dataclass
 
 from securealign.generation.decoding import PlainHead
@@ -43,6 +44,7 @@ def load_pair(
 
 
 _held: list[tuple[str, str, int]] = []  # the pair load_pair_alone last returned
+_loading = threading.Lock()  # a warm-up thread and a visitor's click must not load the same pair twice over
 
 
 def load_pair_alone(
@@ -53,10 +55,11 @@ def load_pair_alone(
     Qwen2.5 pair with its 152k-token encrypted head takes several GB, so two pairs at once would not fit a 16 GB
     Space beside the classification models."""
     wanted = (source_key, target_key, corpus_size)
-    if _held and _held[0] != wanted:
-        load_pair.cache_clear()
-        if set(_held[0][:2]) != {source_key, target_key}:
-            release_causal_lms()
-        gc.collect()
-    _held[:] = [wanted]
-    return load_pair(*wanted)
+    with _loading:
+        if _held and _held[0] != wanted:
+            load_pair.cache_clear()
+            if set(_held[0][:2]) != {source_key, target_key}:
+                release_causal_lms()
+            gc.collect()
+        _held[:] = [wanted]
+        return load_pair(*wanted)
