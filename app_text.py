@@ -507,7 +507,8 @@ def story_streams_md(snap: dict) -> str:
         "*first token after*: seconds you wait from the start of decoding (the models are loaded) until that "
         "stream's first token; the plaintext streams take turns, one token each, and the encrypted one follows them. "
         "*per token*: that stream's own compute for one token (for the encrypted stream: the source's forward pass, "
-        "encrypting, the provider's work over the whole vocabulary and decrypting).",
+        "encrypting, the provider's work over the whole vocabulary and decrypting; on a cold page the encrypted "
+        "stream's first token also waits for the provider to compile its encrypted head, once).",
     ]
     verdict = snap.get("verdict")
     if verdict and verdict["perplexity_ratio"] is not None:
