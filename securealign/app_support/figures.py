@@ -274,8 +274,9 @@ def token_latency(token_ms: Mapping[str, Sequence[float]], *, title: str) -> go.
         height=320,
         xaxis=dict(title="token", dtick=1 if max((len(v) for v in token_ms.values()), default=0) <= 16 else None),
         yaxis=dict(title="ms per token", type="log"),
-        legend=dict(orientation="h", yanchor="top", y=-0.25),
+        legend=dict(orientation="h", yanchor="top", y=-0.3),
     )
+    fig.update_layout(margin=dict(_LAYOUT["margin"], b=40))
     return fig
 
 
