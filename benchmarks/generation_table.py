@@ -3,6 +3,7 @@ continuations (greedy) on held-out public-corpus prompts, with the quality and t
 Rewrites the part of docs/generation.md between the pair's table markers.
 
     .venv/bin/python benchmarks/generation_table.py [--prompts 20] [--tokens 32] [--source gemma3 --target smollm2]
+        [--plaintext]
 """
 
 from __future__ import annotations
@@ -47,12 +48,12 @@ def _ppl(target: str, prompt: str, continuation: str) -> float | None:
     return perplexity(target, prompt, continuation) if continuation.strip() else None
 
 
-def run_prompt(pair, prompt: str, n_tokens: int) -> dict:
+def run_prompt(pair, prompt: str, n_tokens: int, encrypt: bool = True) -> dict:
     native_target_ids = pair.target.greedy_ids(prompt, n_tokens)
     plain = list(mapped_greedy(pair.source, pair.target, pair.plain_head, prompt, n_tokens))
     start = time.perf_counter()
-    encrypted = list(mapped_greedy(pair.source, pair.target, pair.encrypted_head, prompt, n_tokens))
-    enc_s = (time.perf_counter() - start) / len(encrypted)
+    encrypted = list(mapped_greedy(pair.source, pair.target, pair.encrypted_head, prompt, n_tokens)) if encrypt else []
+    enc_s = (time.perf_counter() - start) / len(encrypted) if encrypt else None
     mapped_text = "".join(t.text for t in plain)
     native_target = pair.target.tokenizer.decode(native_target_ids, skip_special_tokens=True)
     return {
@@ -61,7 +62,7 @@ def run_prompt(pair, prompt: str, n_tokens: int) -> dict:
         "native_target": native_target,
         "mapped": mapped_text,
         "encrypted": "".join(t.text for t in encrypted),
-        "same": [t.id for t in encrypted] == [t.id for t in plain],
+        "same": [t.id for t in encrypted] == [t.id for t in plain] if encrypt else None,
         "agreement": token_agreement([t.id for t in plain], native_target_ids),
         "ppl_mapped": _ppl(pair.target.key, prompt, mapped_text),
         "ppl_native_target": _ppl(pair.target.key, prompt, native_target),
@@ -77,7 +78,8 @@ def render(rows: list[dict], pair, n_tokens: int) -> str:
     compat = compatibility(pair.source.key, pair.target.key)
     start, end = markers(pair.source.key, pair.target.key)
     fit = pair.hidden_map.metrics
-    same = sum(r["same"] for r in rows)
+    encrypted = all(r["same"] is not None for r in rows)
+    same = sum(bool(r["same"]) for r in rows)
     ppl_m = [r["ppl_mapped"] for r in rows if r["ppl_mapped"] is not None]
     ppl_t = [r["ppl_native_target"] for r in rows if r["ppl_native_target"] is not None]
     lines = [
@@ -95,16 +97,17 @@ def render(rows: list[dict], pair, n_tokens: int) -> str:
         f"| token agreement, mapped vs native target (mean) | {statistics.mean(r['agreement'] for r in rows):.3f} |",
         f"| perplexity under the target, median: mapped / native target | "
         f"{statistics.median(ppl_m):.1f} / {statistics.median(ppl_t):.1f} |",
-        f"| encrypted tokens identical to plaintext-mapped tokens | {same}/{len(rows)} prompts |",
-        f"| encrypted decoding, mean seconds per token (source forward + round trip) | "
-        f"{statistics.mean(r['enc_s_per_token'] for r in rows):.2f} |",
+        "| encrypted tokens identical to plaintext-mapped tokens | "
+        + (f"{same}/{len(rows)} prompts |" if encrypted else "not run for this table (`--plaintext`) |"),
+        "| encrypted decoding, mean seconds per token (source forward + round trip) | "
+        + (f"{statistics.mean(r['enc_s_per_token'] for r in rows):.2f} |" if encrypted else "not run |"),
         "",
         "| # | prompt | native source | native target | mapped (plaintext) | mapped (encrypted) | agree | "
         "ppl mapped | ppl target |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for i, r in enumerate(rows, 1):
-        enc = "= plaintext" if r["same"] else _cell(r["encrypted"])
+        enc = "not run" if r["same"] is None else "= plaintext" if r["same"] else _cell(r["encrypted"])
         lines.append(
             f"| {i} | {_cell(r['prompt'])} | {_cell(r['native_source'])} | {_cell(r['native_target'])} | "
             f"{_cell(r['mapped'])} | {enc} | {r['agreement']:.2f} | {_fmt(r['ppl_mapped'])} | "
@@ -120,14 +123,18 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, default=32)
     parser.add_argument("--source", default=DEFAULT_SOURCE)
     parser.add_argument("--target", default=DEFAULT_TARGET)
+    parser.add_argument(
+        "--plaintext", action="store_true", help="skip encrypted decoding (bench_generation.py measures it)"
+    )
     args = parser.parse_args()
     pair = load_pair(args.source, args.target)
     rows = []
     for prompt in held_out_prompts(args.prompts):
-        rows.append(run_prompt(pair, prompt, args.tokens))
+        rows.append(run_prompt(pair, prompt, args.tokens, not args.plaintext))
+        same = rows[-1]["same"]
         print(
             f"[{len(rows)}/{args.prompts}] {prompt!r} -> {rows[-1]['mapped']!r} "
-            f"(encrypted {'same' if rows[-1]['same'] else 'DIFFERENT'})",
+            f"(encrypted {'not run' if same is None else 'same' if same else 'DIFFERENT'})",
             flush=True,
         )
         write_doc(render(rows, pair, args.tokens), *markers(args.source, args.target))  # never lose a long run

@@ -64,6 +64,16 @@ def load_similarity(dataset: str) -> dict:
     return json.loads(_path("similarity", f"{dataset}.json").read_text())
 
 
+PREDICTOR_STUDY = ("generation", "predictor_study.json")  # written by benchmarks/predictor_study.py study
+
+
+def load_predictor_study() -> dict | None:
+    """The predictor study over every ordered causal pair (securealign/experiments/predictor_study.py), or None
+    before it has been run."""
+    path = assets_dir().joinpath(*PREDICTOR_STUDY)
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 @functools.cache
 def load_results() -> list[dict]:
     """Every (task, source, target, regime, map kind) row: accuracies, OOD metrics and fit quality."""

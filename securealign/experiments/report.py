@@ -14,7 +14,13 @@ import numpy as np
 from scipy.stats import binomtest
 from scipy.stats import t as student_t
 
-from securealign.experiments.artifacts import load_manifest, load_results, load_seed_results, load_similarity
+from securealign.experiments.artifacts import (
+    load_manifest,
+    load_predictor_study,
+    load_results,
+    load_seed_results,
+    load_similarity,
+)
 from securealign.experiments.evaluation import in_distribution_count
 
 # The paper's linear CKA between embedding APIs (Gorbett and Jana, 2026), for the side-by-side line
@@ -267,6 +273,69 @@ def sampling_note(accuracy: float, n_test: int) -> str:
     )
 
 
+def predictor_tables(study: dict) -> str:
+    """Table 4: the paper's predictors (exact token match, vocabulary Jaccard) beside generation quality for every
+    ordered causal pair; Table 4b: what moves next-token top-1 agreement (source layer, training texts, penalty)."""
+    rows = []
+    for p in study["pairs"]:
+        cont, ppl = p["continuation"], p["continuation"]["ppl_mapped_median"]
+        rows.append(
+            [
+                f"{p['source']} -> {p['target']}",
+                f"{p['exact_match_rate']:.3f}",
+                f"{p['vocabulary_jaccard']:.3f}",
+                f"{p['default']['top1']:.3f}",
+                f"{p['default']['top5']:.3f}",
+                f"{cont['agreement']:.3f}",
+                f"{ppl:.1f} / {p['native_target_ppl_median']:.1f}" if ppl is not None else "-",
+            ]
+        )
+    agree = f"{study['new_tokens']}-tok agree"
+    header = ["pair (source -> target)", "exact match", "Jaccard", "top-1", "top-5", agree, "ppl map / own"]
+    corr = study["correlations"]
+    lines = [
+        f"\nTable 4 - the predictor study ({study['created']}): next-token agreement with the target's own greedy "
+        f"token on {study['pairs'][0]['default']['held_tokens']:,}+ held-out tokens ({study['held_texts']} texts); "
+        f"{study['new_tokens']}-token greedy continuations of {study['continuation_prompts']} held-out prompts "
+        "(token agreement with the target's own, median perplexity under the target vs its own text's)",
+        _table(header, rows),
+        "  Pearson r across the pairs (few pairs: indicative only): "
+        + "; ".join(
+            f"{predictor.replace('_', ' ')} vs {name.replace('_', ' ')} {v['r']:+.2f}"
+            for predictor, by_quality in corr.items()
+            for name, v in by_quality.items()
+            if name in ("top1", "continuation_agreement") and v["r"] is not None
+        ),
+    ]
+
+    def top1(p: dict, layer: str, size: int, penalty: str) -> str:
+        return next(
+            f"{v['top1']:.3f}"
+            for v in p["variants"]
+            if (v["layer"], v["train_texts"], v["penalty"]) == (layer, size, penalty)
+        )
+
+    sizes, full, paper = study["train_sizes"], study["train_sizes"][-1], study["pairs"][0]["default"]["penalty"]
+    penalties = sorted({v["penalty"] for v in study["pairs"][0]["variants"]} - {paper})
+    variant_rows = [
+        [
+            f"{p['source']} -> {p['target']}",
+            top1(p, "penultimate", full, paper),
+            *(top1(p, "last", size, paper) for size in sizes),
+            *(top1(p, "last", full, penalty) for penalty in penalties),
+        ]
+        for p in study["pairs"]
+    ]
+    lines += [
+        f"\nTable 4b - what moves top-1 agreement (default: last layer, {full:,} training texts, {paper})",
+        _table(
+            ["pair", "penultimate", *(f"last {size:,}" for size in sizes), *penalties],
+            variant_rows,
+        ),
+    ]
+    return "\n".join(lines)
+
+
 def render(tasks: list[str] | None = None, show_map_kinds: bool = True) -> str:
     """The whole report as text."""
     manifest, rows, seeds = load_manifest(), load_results(), load_seed_results()
@@ -308,6 +377,9 @@ def render(tasks: list[str] | None = None, show_map_kinds: bool = True) -> str:
     for dataset in manifest["similarity_datasets"]:
         for metric in manifest["similarity_metrics"]:
             parts += [f"\nSimilarity on {dataset}: {metric}", similarity_table(dataset, metric)]
+    study = load_predictor_study()
+    if study is not None:
+        parts.append(predictor_tables(study))
     return "\n".join(parts)
 
 

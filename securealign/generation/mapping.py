@@ -18,7 +18,7 @@ from sklearn.metrics import r2_score
 from securealign.alignment import fit_ridge
 from securealign.datasets import load_public_corpus
 from securealign.generation.token_pairing import exact_match_counts, pair_by_end_offset
-from securealign.models.causal_lm import CausalLM, load_causal_lm
+from securealign.models.causal_lm import CausalLM, TokenStates, load_causal_lm
 from securealign.paths import assets_dir, cache_dir
 
 RIDGE_ABSOLUTE_ALPHA = 1e-4  # the paper's choice for generation maps, in scikit-learn's convention (Ridge's alpha)
@@ -72,18 +72,21 @@ class TokenPairs:
     target_tokens: int
 
 
-def collect_pairs(source: CausalLM, target: CausalLM, texts: list[str], batch_size: int = 16) -> TokenPairs:
-    """Run both models on ``texts`` and pair their final hidden states by character end offsets."""
-    src_states = source.final_hidden_batch(texts, batch_size)
-    tgt_states = target.final_hidden_batch(texts, batch_size)
+def pair_states(source_states: list[TokenStates], target_states: list[TokenStates]) -> TokenPairs:
+    """Pair two models' states of the same texts by character end offsets (each text's ``hidden`` as given)."""
     xs, ys, matched, total = [], [], 0, 0
-    for s, t in zip(src_states, tgt_states, strict=False):
+    for s, t in zip(source_states, target_states, strict=True):
         ti, si = pair_by_end_offset(t.offsets, s.offsets)
         xs.append(s.hidden[si])
         ys.append(t.hidden[ti])
         m, n = exact_match_counts(t.offsets, s.offsets)
         matched, total = matched + m, total + n
     return TokenPairs(np.concatenate(xs), np.concatenate(ys), matched, total)
+
+
+def collect_pairs(source: CausalLM, target: CausalLM, texts: list[str], batch_size: int = 16) -> TokenPairs:
+    """Run both models on ``texts`` and pair their final hidden states by character end offsets."""
+    return pair_states(source.final_hidden_batch(texts, batch_size), target.final_hidden_batch(texts, batch_size))
 
 
 def hidden_map_quality(pred: np.ndarray, true: np.ndarray, lm_head: np.ndarray) -> dict[str, float]:
@@ -111,17 +114,36 @@ def fit_hidden_map(
     if len(texts) < 10:
         raise ValueError("fitting a hidden-state map needs at least 10 texts")
     source, target = load_causal_lm(source_key), load_causal_lm(target_key)
-    n_held = max(1, int(len(texts) * HELD_OUT_FRACTION))
+    n_held = held_out_count(len(texts))
     train = collect_pairs(source, target, texts[n_held:])
     held = collect_pairs(source, target, texts[:n_held])
+    return fit_on_pairs(source_key, target_key, train, held, target.lm_head(), len(texts), absolute_alpha)
+
+
+def held_out_count(n_texts: int) -> int:
+    """How many of a map's texts (the first ones) are held out to measure it."""
+    return max(1, int(n_texts * HELD_OUT_FRACTION))
+
+
+def fit_on_pairs(
+    source_key: str,
+    target_key: str,
+    train: TokenPairs,
+    held: TokenPairs,
+    lm_head: np.ndarray,
+    n_texts: int,
+    absolute_alpha: float = RIDGE_ABSOLUTE_ALPHA,
+) -> HiddenMap:
+    """The ridge map fitted on ``train``'s pairs, with its quality on ``held``'s (whichever way they were run:
+    live, or from cached states)."""
     affine = fit_ridge(train.source, train.target, absolute_alpha=absolute_alpha)
     W, b = affine.W.astype(np.float32), affine.b.astype(np.float32)
     pred = held.source @ W + b
-    metrics = hidden_map_quality(pred, held.target, target.lm_head())
+    metrics = hidden_map_quality(pred, held.target, lm_head)
     metrics.update(
         {
             "train_tokens": int(len(train.source)),
-            "texts": len(texts),
+            "texts": n_texts,
             "lambda": absolute_alpha,
             "exact_match_rate": (train.exact_matches + held.exact_matches)
             / max(1, train.target_tokens + held.target_tokens),

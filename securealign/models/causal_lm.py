@@ -40,6 +40,8 @@ class TokenStates:
     ids: np.ndarray  # (T,) int64
     offsets: np.ndarray  # (T, 2) character [start, end); special tokens have (0, 0)
     hidden: np.ndarray  # (T, d) float32, after the final norm
+    # (T, d) float32, the output of the second-to-last layer (no norm), when asked for
+    penultimate: np.ndarray | None = None
 
     @property
     def special(self) -> np.ndarray:
@@ -167,30 +169,41 @@ class CausalLM:
         return self.final_hidden_batch([text])[0]
 
     @torch.inference_mode()
-    def final_hidden_batch(self, texts: list[str], batch_size: int = 16) -> list[TokenStates]:
-        """:meth:`final_hidden` for many texts, run in right-padded batches (padding never reaches real tokens)."""
+    def final_hidden_batch(
+        self, texts: list[str], batch_size: int = 16, penultimate: bool = False
+    ) -> list[TokenStates]:
+        """:meth:`final_hidden` for many texts, in the order given; with ``penultimate``, each also carries the
+        second-to-last layer's output (the map's other candidate input).
+
+        Texts are batched by length (padding is wasted work: public-corpus texts vary from a few words to a
+        paragraph) and right-padded, so padding never reaches real tokens.
+        """
         for text in texts:
             if not isinstance(text, str) or not text.strip():
                 raise ValueError("every text must be a non-empty string")
         self.tokenizer.padding_side = "right"
-        states = []
-        for start in range(0, len(texts), batch_size):
+        lengths = [len(ids) for ids in self.tokenizer(list(texts))["input_ids"]]
+        if max(lengths, default=0) > MAX_TOKENS:
+            raise ValueError(f"a text is longer than {MAX_TOKENS} tokens; at most {MAX_TOKENS} are accepted")
+        order = sorted(range(len(texts)), key=lengths.__getitem__)
+        states: dict[int, TokenStates] = {}
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
             enc = self.tokenizer(
-                list(texts[start : start + batch_size]), padding=True, return_offsets_mapping=True, return_tensors="pt"
+                [texts[i] for i in batch], padding=True, return_offsets_mapping=True, return_tensors="pt"
             )
-            if enc["input_ids"].shape[1] > MAX_TOKENS:
-                raise ValueError(f"a text is longer than {MAX_TOKENS} tokens; at most {MAX_TOKENS} are accepted")
-            hidden = self.model.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
+            out = self.model.model(
+                input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], output_hidden_states=penultimate
+            )
             for row, length in enumerate(enc["attention_mask"].sum(dim=1).tolist()):
                 # copies, so that a text's states do not keep the whole padded batch alive
-                states.append(
-                    TokenStates(
-                        enc["input_ids"][row, :length].numpy().copy(),
-                        enc["offset_mapping"][row, :length].numpy().copy(),
-                        hidden.last_hidden_state[row, :length].float().numpy().copy(),
-                    )
+                states[batch[row]] = TokenStates(
+                    enc["input_ids"][row, :length].numpy().copy(),
+                    enc["offset_mapping"][row, :length].numpy().copy(),
+                    out.last_hidden_state[row, :length].float().numpy().copy(),
+                    out.hidden_states[-2][row, :length].float().numpy().copy() if penultimate else None,
                 )
-        return states
+        return [states[i] for i in range(len(texts))]
 
     @functools.cached_property
     def _lm_head(self) -> np.ndarray:
