@@ -19,6 +19,7 @@ from securealign.app_support.service.checks import (
     report,
 )
 from securealign.app_support.service.choices import catalogue, model_name
+from securealign.experiments import artifacts
 
 MAX_PROMPT_CHARS = 500
 MAX_APP_NEW_TOKENS = 48  # the library allows 128; on 2 shared cores a live demo stays short
@@ -132,7 +133,7 @@ def pair_figures(source: str, target: str) -> dict:
         "held_out_tokens": metrics["held_out_tokens"],
         "study": None,
     }
-    study = _predictor_study()
+    study = artifacts.load_predictor_study() or {}
     row = next((p for p in study.get("pairs", []) if (p["source"], p["target"]) == (source, target)), None)
     if row is not None:
         figures["study"] = {
@@ -144,19 +145,6 @@ def pair_figures(source: str, target: str) -> dict:
             "ppl_native_median": row["native_target_ppl_median"],
         }
     return figures
-
-
-STUDY_FILE = "predictor_study.json"  # written by benchmarks/predictor_study.py study
-
-
-def _predictor_study() -> dict:
-    """The committed predictor study (every ordered causal pair of the zoo), or an empty one if it is not there."""
-    import json
-
-    from securealign.paths import assets_dir
-
-    path = assets_dir() / "generation" / STUDY_FILE
-    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def story_pairs() -> list[dict]:
