@@ -229,7 +229,11 @@ def continuation_row(source: CausalLM, target: CausalLM, hmap: HiddenMap, native
         "ppl_mapped_median": float(np.median(scored)) if scored else None,
         "ppl_scored": len(scored),
         "seconds": round(time.perf_counter() - start, 1),
-        "example": examples[0],
+        # per prompt, the mapped text with its agreement and perplexity (the native texts are the study's)
+        "mapped": [
+            {"text": text, "agreement": a, "ppl": p}
+            for text, a, p in zip(examples, agreements, ppl_mapped, strict=True)
+        ],
     }
 
 
@@ -267,13 +271,13 @@ def run(save: Callable[[dict], None] = lambda result: None) -> dict:
     vocab = {key: surface_forms(models[key].tokenizer) for key in keys}
     prompts = continuation_prompts()
     native = {key: [models[key].greedy_ids(p, NEW_TOKENS) for p in prompts] for key in keys}
-    native_ppl = {}
+    native_ppl, native_scored = {}, {}
     for key in keys:
         scored = [
             _perplexity_or_none(key, p, models[key].tokenizer.decode(ids, skip_special_tokens=True))
             for p, ids in zip(prompts, native[key], strict=True)
         ]
-        native_ppl[key] = float(np.median([s for s in scored if s is not None]))
+        native_ppl[key], native_scored[key] = float(np.median([s for s in scored if s is not None])), scored
     pairs = []
     for source_key, target_key in itertools.permutations(keys, 2):
         start = time.perf_counter()
@@ -298,7 +302,7 @@ def run(save: Callable[[dict], None] = lambda result: None) -> dict:
             "native_target_ppl_median": native_ppl[target_key],
         }
         pairs.append(pair)
-        save(_result(pairs, models, texts, complete=len(pairs) == len(keys) * (len(keys) - 1)))
+        save(_result(pairs, models, native, native_scored, texts, complete=len(pairs) == len(keys) * (len(keys) - 1)))
         print(
             f"{source_key:8s} -> {target_key:8s} exact {pair['exact_match_rate']:.3f} jaccard "
             f"{pair['vocabulary_jaccard']:.3f} top1 {default['top1']:.3f} top5 {default['top5']:.3f} "
@@ -306,10 +310,17 @@ def run(save: Callable[[dict], None] = lambda result: None) -> dict:
             f"{native_ppl[target_key]:.1f} ({time.perf_counter() - start:.0f} s)",
             flush=True,
         )
-    return _result(pairs, models, texts, complete=True)
+    return _result(pairs, models, native, native_scored, texts, complete=True)
 
 
-def _result(pairs: list[dict], models: dict[str, CausalLM], texts: list[str], complete: bool) -> dict:
+def _result(
+    pairs: list[dict],
+    models: dict[str, CausalLM],
+    native: dict[str, list[list[int]]],
+    native_ppl: dict[str, list[float | None]],
+    texts: list[str],
+    complete: bool,
+) -> dict:
     return {
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "complete": complete,
@@ -322,6 +333,12 @@ def _result(pairs: list[dict], models: dict[str, CausalLM], texts: list[str], co
         "new_tokens": NEW_TOKENS,
         "dtypes": {key: str(lm.model.dtype).removeprefix("torch.") for key, lm in models.items()},
         "extraction_seconds": {key: extraction_seconds(key, texts) for key in models},
+        "prompts": continuation_prompts(),
+        "native": {
+            key: [lm.tokenizer.decode(ids, skip_special_tokens=True) for ids in native[key]]
+            for key, lm in models.items()
+        },
+        "native_ppl": native_ppl,
         "pairs": pairs,
         "correlations": _correlations(pairs) if len(pairs) > 2 else {},
     }
