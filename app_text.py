@@ -468,26 +468,35 @@ def marked_tokens(tokens: list[str], agrees: list[bool] | None) -> list[tuple[st
 
 
 def generation_verdict(snap: dict) -> str:
-    """The fifth step's one line: what the visitor sees (works / drifts) and why (the token-match figure beside
-    the paper's predictor); while the plaintext streams run, what is streaming."""
+    """The fifth step's one line: what the visitor sees (works / reads well in words of its own / drifts) and why
+    (the token-match figure beside the paper's predictor); while the plaintext streams run, what is streaming."""
     names = snap["pair_figures"]
     source, target = names["source_name"], names["target_name"]
     verdict = snap.get("verdict")
     if verdict is None:
         return f"### {story_pair_label(source, target)}: streaming…"
-    agree = f"{verdict['agreeing_tokens']} of {verdict['native_tokens']} tokens match {target}'s own"
+    n, total = verdict["agreeing_tokens"], verdict["native_tokens"]
+    agree = f"{'none' if n == 0 else n} of {total} tokens match {target}'s own"
     cut = f"their tokenizers cut {pct(verdict['exact_match_rate'], 0)} of tokens alike"
     paper = f"the paper: pairs above {pct(verdict['paper_exact_match'], 0)} succeed"
-    if verdict["works"]:
+    ratio = verdict["perplexity_ratio"]
+    if verdict["outcome"] == "works":
         why = f"{cut} ({paper})" if verdict["predicted"] else f"although {cut}, fewer than the paper's successes"
         return f"### {source} → {target} works: {agree}; {why}."
+    if verdict["outcome"] == "reads well":
+        why = f"{cut} ({paper})" if verdict["predicted"] else f"although {cut}, fewer than the paper's successes"
+        return (
+            f"### {source} → {target} reads well in words of its own: {agree}, yet {target} finds the text only "
+            f"{ratio:.1f}× as surprising as its own; {why}."
+        )
+    surprise = "" if ratio is None else f" ({target} finds it {ratio:.1f}× as surprising as its own text)"
     why = (
         f"though {cut} ({paper}): token match alone does not explain it (the paper also finds sources under 4B "
         "parameters mostly drift)"
         if verdict["predicted"]
         else f"{cut}, too few ({paper})"
     )
-    return f"### {source} → {target} drifts: only {agree}, {why}."
+    return f"### {source} → {target} drifts: {agree}{surprise}, {why}."
 
 
 def story_streams_md(snap: dict) -> str:
@@ -539,7 +548,7 @@ def story_pairs_md(pairs: list[dict], run: dict | None = None) -> str:
     ]
     for p in pairs:
         mine = run and run.get("pair_figures", {}).get("pair") == p["pair"] and run.get("verdict")
-        shown = f"{mine['agreeing_tokens']} of {mine['native_tokens']} tokens agree" if mine else ""
+        shown = f"{mine['outcome']}: {mine['agreeing_tokens']} of {mine['native_tokens']} tokens agree" if mine else ""
         study = p["study"]
         top5 = f" / {pct(study['top5'])}" if study else ""
         agreement = (

@@ -12,7 +12,13 @@ from securealign.app_support import service
 from securealign.datasets import load_public_corpus
 from securealign.generation import load_pair, load_pair_alone
 from securealign.generation.mapping import DEFAULT_CORPUS_SIZE, HiddenMap, fitted_map_path
-from securealign.generation.quality import PAPER_EXACT_MATCH, WORKS_AGREEMENT, agreement_marks, generation_verdict
+from securealign.generation.quality import (
+    PAPER_EXACT_MATCH,
+    READS_WELL_PERPLEXITY_RATIO,
+    WORKS_AGREEMENT,
+    agreement_marks,
+    generation_verdict,
+)
 
 STREAMS = ("native_source", "native_target", "mapped", "mapped_encrypted")
 
@@ -33,15 +39,24 @@ def _quality(agreeing: int, tokens: int, ppl_mapped: float = 6.0, ppl_native: fl
 
 
 @pytest.mark.parametrize(
-    ("agreeing", "rate", "works", "holds"),
-    [(12, 0.99, True, True), (1, 0.86, False, False), (1, 0.40, False, True), (10, 0.40, True, False)],
+    ("agreeing", "rate", "ppl_mapped", "outcome", "holds"),
+    [
+        (12, 0.99, 6.0, "works", True),
+        (4, 1.00, 4.2, "reads well", True),  # 1.4x the target's own perplexity: fluent, in words of its own
+        (1, 0.86, 17.0, "drifts", False),
+        (1, 0.40, 17.0, "drifts", True),
+        (10, 0.40, 17.0, "works", False),
+    ],
 )
-def test_the_verdict_says_what_is_seen_and_whether_the_predictor_foretold_it(agreeing, rate, works, holds) -> None:
-    verdict = generation_verdict(_quality(agreeing, 16), {"exact_match_rate": rate, "vocabulary_jaccard": 0.2})
-    assert verdict["works"] is works and verdict["predictor_holds"] is holds
+def test_the_verdict_says_what_is_seen_and_whether_the_predictor_foretold_it(
+    agreeing, rate, ppl_mapped, outcome, holds
+) -> None:
+    verdict = generation_verdict(_quality(agreeing, 16, ppl_mapped), {"exact_match_rate": rate})
+    assert verdict["outcome"] == outcome and verdict["predictor_holds"] is holds
+    assert verdict["works"] is (agreeing / 16 >= WORKS_AGREEMENT)
     assert verdict["predicted"] is (rate > PAPER_EXACT_MATCH)
-    assert verdict["agreeing_tokens"] == agreeing and verdict["perplexity_ratio"] == pytest.approx(2.0)
-    assert (agreeing / 16 >= WORKS_AGREEMENT) is works
+    assert verdict["agreeing_tokens"] == agreeing and verdict["perplexity_ratio"] == pytest.approx(ppl_mapped / 3.0)
+    assert (verdict["perplexity_ratio"] <= READS_WELL_PERPLEXITY_RATIO) is (ppl_mapped / 3.0 <= 2)
 
 
 def test_the_story_prompt_is_held_out_from_every_story_map() -> None:

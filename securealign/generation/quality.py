@@ -15,6 +15,10 @@ COMPATIBILITY_TEXTS = 500  # tokenization only, so a larger sample than the map 
 PAPER_EXACT_MATCH = 0.7
 # "works" on screen: the mapped continuation writes what the target itself writes on at least half its tokens
 WORKS_AGREEMENT = 0.5
+# "reads well" on screen: under the target the mapped text is at most twice as surprising (perplexity) as the
+# target's own greedy text, its least surprising continuation; position-by-position agreement cannot see this, as
+# one different token shifts every later one
+READS_WELL_PERPLEXITY_RATIO = 2.0
 
 
 def token_agreement(mapped_ids: list[int], native_ids: list[int]) -> float:
@@ -33,16 +37,21 @@ def agreement_marks(mapped_ids: list[int], native_ids: list[int]) -> list[bool]:
 def generation_verdict(quality: dict, compat: dict) -> dict:
     """What a visitor sees in one continuation, and whether the paper's predictor foretold it.
 
-    ``works``: the mapped text agrees with the target's own on at least :data:`WORKS_AGREEMENT` of the target's
-    tokens; ``predicted``: the tokenizers' exact match rate is above the paper's :data:`PAPER_EXACT_MATCH`;
-    ``predictor_holds``: the two agree. The perplexity ratio (mapped over the target's own text, under the
-    target) says how much less natural the mapped text reads to the target.
+    ``outcome``: "works" when the mapped text agrees with the target's own on at least :data:`WORKS_AGREEMENT` of
+    the target's tokens; else "reads well" when the target finds it at most :data:`READS_WELL_PERPLEXITY_RATIO`
+    times as surprising as its own text (fluent, in words of its own); else "drifts". ``predicted``: the
+    tokenizers' exact match rate is above the paper's :data:`PAPER_EXACT_MATCH`; ``predictor_holds``: the
+    prediction of success matches an outcome other than "drifts".
     """
     agreement, rate = quality["token_agreement"], compat["exact_match_rate"]
-    works = agreement is not None and agreement >= WORKS_AGREEMENT
-    predicted = rate > PAPER_EXACT_MATCH
     mapped, native = quality["perplexity_mapped"], quality["perplexity_native_target"]
+    ratio = mapped / native if mapped is not None and native else None
+    works = agreement is not None and agreement >= WORKS_AGREEMENT
+    reads_well = ratio is not None and ratio <= READS_WELL_PERPLEXITY_RATIO
+    outcome = "works" if works else "reads well" if reads_well else "drifts"
+    predicted = rate > PAPER_EXACT_MATCH
     return {
+        "outcome": outcome,
         "works": works,
         "token_agreement": agreement,
         "agreeing_tokens": quality["agreeing_tokens"],
@@ -50,9 +59,10 @@ def generation_verdict(quality: dict, compat: dict) -> dict:
         "exact_match_rate": rate,
         "paper_exact_match": PAPER_EXACT_MATCH,
         "works_agreement": WORKS_AGREEMENT,
+        "reads_well_ratio": READS_WELL_PERPLEXITY_RATIO,
         "predicted": predicted,
-        "predictor_holds": works == predicted,
-        "perplexity_ratio": mapped / native if mapped is not None and native else None,
+        "predictor_holds": (outcome != "drifts") == predicted,
+        "perplexity_ratio": ratio,
     }
 
 

@@ -26,7 +26,7 @@ MAX_APP_NEW_TOKENS = 48  # the library allows 128; on 2 shared cores a live demo
 
 # The story's pairs (source, target), the one to show first leading: a pair whose tokenizers agree, then the zoo's
 # Gemma 3 -> SmolLM2, whose mapped text drifts. The compatible pair joins when its models and maps are in the zoo.
-STORY_PAIRS = (("qwen05", "qwen15"), ("gemma3", "smollm2"))
+STORY_PAIRS = (("qwen15", "qwen05"), ("gemma3", "smollm2"))
 # a held-out prompt: the first words of a public-corpus text after the 4,000 every generation map is fitted on
 STORY_PROMPT = "Morrison government flags incentives for Australians to take"
 STORY_NEW_TOKENS = 16  # the encrypted stream, after the plaintext ones, costs seconds per token
