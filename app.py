@@ -425,6 +425,7 @@ def _story_tab(tabs: gr.Tabs, keys: gr.State) -> None:
         **_scroll_to(t3.elem_id)
     )
     b4.click(story_parties, story_result, t4, api_visibility="private").then(**_scroll_to(t4.elem_id))
+    b4.click(service.warm_story_pair, api_visibility="private", show_progress="hidden")  # step 5 is next
     _story_generation_step(tabs)
 
 
@@ -733,16 +734,12 @@ def build() -> gr.Blocks:
     return demo
 
 
-def _warm_up() -> None:
-    """The story's classification pair first (the first query waits for it), then the fifth step's pair."""
-    service.warm_up(DEFAULT_TASK, DEFAULT_CLIENT, DEFAULT_PROVIDER)
-    service.warm_story_pair()
-
-
 def main() -> None:
     """Warm the story's models in the background while the page is built and served, so the first query is as
     quick as later ones and the page itself never waits for a model."""
-    threading.Thread(target=_warm_up, daemon=True, name="warm-up").start()
+    threading.Thread(
+        target=service.warm_up, args=(DEFAULT_TASK, DEFAULT_CLIENT, DEFAULT_PROVIDER), daemon=True, name="warm-up"
+    ).start()
     demo = build()
     demo.launch(theme=gr.themes.Soft(), css=CSS, prevent_thread_lock=True)
     demo.block_thread()

@@ -6,6 +6,7 @@ drifts, each with its measured figures).
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Iterator
 
 from securealign.app_support.service.checks import (
@@ -152,9 +153,19 @@ def story_pairs() -> list[dict]:
     return [pair_figures(*p) for p in STORY_PAIRS]
 
 
+_warming: list[threading.Thread] = []
+
+
 def warm_story_pair() -> None:
-    """Load the story's first pair with its encrypted head (for a background thread once the page is up)."""
-    _load(*STORY_PAIRS[0], True, None)
+    """Start loading the story's first pair with its encrypted head in a background thread, once per process.
+
+    Called when a visitor reaches the story's fourth step rather than at start-up: the pair takes about a minute of
+    CPU and up to 14 GB, which would slow the first page and query of every start (and every test that starts the
+    app), while a visitor on step 4 is some seconds from step 5. A click that comes first waits for the same load.
+    """
+    if not _warming:
+        _warming.append(threading.Thread(target=_load, args=(*STORY_PAIRS[0], True, None), daemon=True))
+        _warming[0].start()
 
 
 # seconds per token of the encrypted vocabulary head into each target, measured on 2 cores (docs/generation.md)
