@@ -70,8 +70,9 @@ def test_the_story_prompt_is_held_out_from_every_story_map() -> None:
 
 @pytest.mark.slow
 def test_the_fifth_step_streams_four_continuations_with_marks_times_and_a_verdict() -> None:
-    key = service.story_pair_key(*service.STORY_PAIRS[0])
-    source, target = service.STORY_PAIRS[0]
+    # the story's lightest pair (Gemma 3 -> SmolLM2, ~3 GB; the Qwen pair's 14 GB is walked by the browser test)
+    source, target = service.STORY_PAIRS[-1]
+    key = service.story_pair_key(source, target)
     snaps = list(service.story_generate(key))
     final = snaps[-1]
     assert final["finished"] and not snaps[0]["finished"]
