@@ -3,25 +3,27 @@ encrypted source hidden state and returns encrypted logits over the whole target
 
 Built on SEAL's API (``tenseal.sealapi``) through the protocol's CKKS module (same parameters, key pair, symmetric
 seeded encryption and byte checks), with the diagonal layout of :mod:`securealign.generation.diagonal`. The
-provider pre-encodes the diagonals once (about 130 KB each; ~5k of them for a 49k vocabulary, ~0.7 GB) and only
-ever receives Galois keys for two rotation steps, never a secret key.
+provider pre-encodes the diagonals once, d per result ciphertext at 131 KB each (a 49k x 640 head: 4,480 and
+0.59 GB; 152k x 896: 17,024 and 2.2 GB; 152k x 1536: 29,184 and 3.8 GB), and only ever receives Galois keys for
+two rotation steps, never a secret key.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import tenseal.sealapi as seal
 
 from securealign.crypto import ckks
-from securealign.crypto.errors import KeyMismatchError, LimitExceededError, ParameterError
+from securealign.crypto.errors import KeyMismatchError, LimitExceededError, ParameterError, WireFormatError
 from securealign.generation.diagonal import DiagonalLayout
 
-MAX_QUERY_BYTES = 1 << 20  # a seeded query ciphertext is ~0.4 MB
-MAX_KEY_BYTES = 4 << 20  # seeded Galois keys for two steps are ~1.3 MB
-# Slots past the outputs decrypt to zero plus CKKS noise (~1e-6); other keys give values near 1e30.
+MAX_QUERY_BYTES = 1 << 20  # one seeded query ciphertext is ~0.12 MB
+MAX_KEY_BYTES = 4 << 20  # seeded Galois keys for two steps are ~0.7 MB
+# Check slots decrypt to zero plus CKKS noise (~1e-6); other keys give values near 1e7.
 MAX_UNUSED_SLOT = 1e-2
 # one plaintext multiplication: every output slot is a complete dot product, so no mask level is needed
 DEPTH = 1
@@ -37,12 +39,13 @@ class VocabularyProvider:
         self.layout = DiagonalLayout.plan(matrix.shape[1], matrix.shape[0])
         self.layout.check_matrix(matrix, bias)
         top, bottom = ckks.fresh_parms_id(DEPTH), ckks.bottom_parms_id()
-        self._blocks: list[list[seal.Plaintext]] = []
+        # per result ciphertext, per part, its diagonals; one block at a time keeps the numpy side to ~130 MB
+        self._blocks: list[list[list[seal.Plaintext]]] = []
         self._biases: list[seal.Plaintext] = []
         for t in range(self.layout.n_ciphertexts):
-            diag = self.layout.diagonals(matrix, t)  # one block at a time keeps the numpy side to ~40 MB
-            self._blocks.append([_encode_complex(diag[j], top, ckks.SCALE) for j in range(self.layout.d)])
-            self._biases.append(_encode_complex(self.layout.bias_slots(bias, t), bottom, ckks.rescaled_scale()))
+            diags = self.layout.diagonals(matrix, t)
+            self._blocks.append([[ckks.encode(row, top, ckks.SCALE) for row in part] for part in diags])
+            self._biases.append(ckks.encode(self.layout.bias_slots(bias, t), bottom, ckks.rescaled_scale()))
         self._galois_keys: seal.GaloisKeys | None = None
 
     @property
@@ -50,7 +53,7 @@ class VocabularyProvider:
         """Memory held by the encoded diagonals and biases."""
         per_plain = 8 * ckks.POLY_DEGREE
         top_primes = len(ckks.context().get_context_data(ckks.fresh_parms_id(DEPTH)).parms().coeff_modulus())
-        return per_plain * (top_primes * self.layout.d * self.layout.n_ciphertexts + self.layout.n_ciphertexts)
+        return per_plain * (top_primes * self.layout.products + self.layout.n_ciphertexts)
 
     def load_keys(self, galois_keys: bytes) -> None:
         """Accept the client's public rotation keys (the only key material the provider ever sees)."""
@@ -59,42 +62,55 @@ class VocabularyProvider:
         # exactly the layout's steps (no conjugation: its imaginary parts are outputs), each key's element checked
         self._galois_keys, _ = ckks.load_galois_keys(galois_keys, self.layout.steps, conjugate=False)
 
-    def evaluate(self, query: bytes) -> tuple[bytes, ...]:
+    def _load_query(self, query: Sequence[bytes]) -> list[seal.Ciphertext]:
+        """The client's ciphertexts, one per part of the layout, each a fresh seeded one within the size limit."""
+        if isinstance(query, (bytes, bytearray)) or not all(isinstance(q, (bytes, bytearray)) for q in query):
+            raise WireFormatError("a query is a sequence of ciphertexts (bytes), one per part of the input")
+        if len(query) != len(self.layout.parts):
+            raise ParameterError(
+                f"{len(query)} query ciphertexts; this head takes {len(self.layout.parts)} "
+                f"(one per part {list(self.layout.parts)} of its {self.layout.d} inputs)"
+            )
+        for blob in query:
+            if len(blob) > MAX_QUERY_BYTES:
+                raise LimitExceededError(f"a query ciphertext of {len(blob):,} bytes exceeds {MAX_QUERY_BYTES:,}")
+        return [ckks.load_fresh(bytes(blob), DEPTH) for blob in query]
+
+    def evaluate(self, query: Sequence[bytes]) -> tuple[bytes, ...]:
         """Encrypted logits for one encrypted query: one ciphertext per 2 * rows vocabulary entries."""
         if self._galois_keys is None:
             raise ParameterError("no Galois keys loaded; call load_keys first")
-        if len(query) > MAX_QUERY_BYTES:
-            raise LimitExceededError(f"a query of {len(query):,} bytes exceeds {MAX_QUERY_BYTES:,}")
-        x = ckks.load_fresh(query, DEPTH)
+        parts = self._load_query(query)
         ev, keys, g = ckks.evaluator(), self._galois_keys, self.layout.baby
-        baby = [x]  # rot(x, b), shared by every block
-        for _ in range(1, g):
-            baby.append(ckks.rotate(baby[-1], 1, keys))
+        babies = []  # per part, rot(x_part, b) for b < min(g, p): shared by every block
+        for x, p in zip(parts, self.layout.parts, strict=True):
+            babies.append([x])
+            for _ in range(1, min(g, p)):
+                babies[-1].append(ckks.rotate(babies[-1][-1], 1, keys))
         results = []
-        for plains, bias in zip(self._blocks, self._biases, strict=False):
+        for plains, bias in zip(self._blocks, self._biases, strict=True):
             acc = None
-            for k, js in self.layout.giant_groups():
-                partial = _dot(ev, [baby[j - k * g] for j in js], [plains[j] for j in js])
+            for k, groups in self.layout.giant_groups():
+                terms = [(babies[m][j - k * g], plains[m][j]) for m, js in enumerate(groups) for j in js]
+                partial = _dot(ev, terms)
                 if acc is not None:
                     ev.add_inplace(partial, ckks.rotate(acc, g, keys))
                 acc = partial
             ev.rescale_to_next_inplace(acc)
             ev.add_plain_inplace(acc, bias)
-            results.append(ckks.save_bytes(acc))
-        return tuple(results)
+            results.append(acc)
+        return tuple(self._release(ct) for ct in results)
+
+    def _release(self, result: seal.Ciphertext) -> bytes:
+        """The one place a result ciphertext leaves the provider: any post-processing of results goes here."""
+        return ckks.save_bytes(result)
 
 
-def _encode_complex(values: np.ndarray, parms_id, scale: float) -> seal.Plaintext:
-    plain = seal.Plaintext()
-    ckks.encoder().encode(np.asarray(values, dtype=np.complex128).tolist(), parms_id, scale, plain)
-    return plain
-
-
-def _dot(ev: seal.Evaluator, cts: list[seal.Ciphertext], plains: list[seal.Plaintext]) -> seal.Ciphertext:
-    """sum_i cts[i] * plains[i], accumulated in place."""
+def _dot(ev: seal.Evaluator, terms: list[tuple[seal.Ciphertext, seal.Plaintext]]) -> seal.Ciphertext:
+    """sum of ct * plain over the terms, accumulated in place."""
     acc, product = seal.Ciphertext(), seal.Ciphertext()
-    ev.multiply_plain(cts[0], plains[0], acc)
-    for ct, plain in zip(cts[1:], plains[1:], strict=False):
+    ev.multiply_plain(*terms[0], acc)
+    for ct, plain in terms[1:]:
         ev.multiply_plain(ct, plain, product)
         ev.add_inplace(acc, product)
     return acc
@@ -111,11 +127,12 @@ class VocabularyClient:
         """The public rotation keys the provider needs (two steps, seeded)."""
         return self._keys.galois_keys_bytes(self.layout.steps, conjugate=False)  # its imaginary parts are outputs
 
-    def encrypt(self, hidden: np.ndarray) -> bytes:
-        return self._keys.encrypt(self.layout.pack_query(hidden), DEPTH)
+    def encrypt(self, hidden: np.ndarray) -> tuple[bytes, ...]:
+        """One seeded ciphertext per part of the layout."""
+        return tuple(self._keys.encrypt(slots, DEPTH) for slots in self.layout.pack_query(hidden))
 
     def decrypt(self, results: tuple[bytes, ...]) -> np.ndarray:
-        """The V logits; refuses results whose padding slots are not ~0 (made under other keys, or tampered)."""
+        """The V logits; refuses results whose check slots are not ~0 (made under other keys, or tampered)."""
         if len(results) != self.layout.n_ciphertexts:
             raise ParameterError(f"{len(results)} result ciphertexts; expected {self.layout.n_ciphertexts}")
         vectors = self._keys.decrypt_products(tuple(results), ckks.rescaled_scale())
@@ -154,5 +171,7 @@ class EncryptedHead:
         t2 = time.perf_counter()
         logits = self.client.decrypt(results)
         t3 = time.perf_counter()
-        self.last = StepCost((t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3, len(query), sum(map(len, results)))
+        self.last = StepCost(
+            (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3, sum(map(len, query)), sum(map(len, results))
+        )
         return logits
