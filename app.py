@@ -203,7 +203,11 @@ def story_generation(pair: str, prompt: str, progress=gr.Progress()):
         latency = figures.token_latency(shown, title="Each stream's own time per token")
         yield (
             words.generation_verdict(snap),
-            *(words.marked_tokens(snap["tokens"][n], snap["agrees"].get(n)) for n in words.STORY_STREAMS),
+            *(words.marked_tokens(snap["tokens"][n], snap["agrees"].get(n)) for n in list(words.STORY_STREAMS)[:-1]),
+            gr.HighlightedText(
+                words.marked_tokens(snap["tokens"]["mapped_encrypted"], snap["agrees"].get("mapped_encrypted")),
+                label=words.encrypted_stream_label(snap),
+            ),
             # redrawn when a slow encrypted token lands or the plaintext streams end, not at every fast token
             gr.Plot(latency, visible=True) if "verdict" in snap else gr.skip(),
             words.story_streams_md(snap),

@@ -499,13 +499,30 @@ def generation_verdict(snap: dict) -> str:
     return f"### {source} → {target} drifts: {agree}{surprise}, {why}."
 
 
+def encrypted_stream_label(snap: dict) -> str:
+    """The encrypted stream's box title: before it starts, what it will cost (the measured seconds per token and
+    the total); while it runs, how far it is and about how long is left, from its own tokens so far."""
+    name, estimate = STORY_STREAMS["mapped_encrypted"], snap["encrypted_estimate"]
+    done, total = len(snap["token_ms"]["mapped_encrypted"]), estimate["tokens"]
+    if done == 0:
+        per = estimate["seconds_per_token"]
+        cost = "" if per is None else f": about {per:.1f} s per token, ≈ {duration(1e3 * per * total)} for {total}"
+        return f"{name} (starts after the plaintext streams{cost})"
+    if snap["finished"]:
+        return name
+    ms = sorted(snap["token_ms"]["mapped_encrypted"])
+    return f"{name} (token {done} of {total}, ≈ {duration(ms[len(ms) // 2] * (total - done))} left)"
+
+
 def story_streams_md(snap: dict) -> str:
     """Each stream's wait for its first token and its own time per token, labelled as what they are."""
     rows = ["| stream | first token after | per token (median) | tokens |", "|---|---|---|---|"]
     for name, label in STORY_STREAMS.items():
         ms = sorted(snap["token_ms"].get(name, []))
         if name in snap["waiting"]:
-            rows.append(f"| {label} | *starts when the plaintext streams end* | | |")
+            per = snap["encrypted_estimate"]["seconds_per_token"]
+            expected = "" if per is None else f"*about {duration(1e3 * per)} (measured earlier)*"
+            rows.append(f"| {label} | *starts when the plaintext streams end* | {expected} | |")
             continue
         first = snap["first_token_s"].get(name)
         median = duration(ms[len(ms) // 2]) if ms else ""
