@@ -44,7 +44,8 @@ def _check_pair(source: str, target: str) -> None:
     if fitted_map_path(source, target) is None:
         raise ServiceError(
             f"No map from {model_name(source)} to {model_name(target)} has been fitted yet, and fitting one takes "
-            "about an hour on 2 CPU cores. Pick a precomputed pair (Gemma 3 and SmolLM2, either way round), or "
+            "about an hour on 2 CPU cores. Pick a precomputed pair (Gemma 3 and SmolLM2, or the two Qwen models, "
+            "either way round), or "
             f'fit it once with `python -m securealign generate --source {source} --target {target} "..."`.'
         )
 
