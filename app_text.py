@@ -193,6 +193,7 @@ def query_summary(result: dict) -> str:
     agree = result["agreement"]
     if result["encrypted"]:
         lines.append(f"The client learned {result['answer_reveals']}.  ")
+        lines.append(f"The answer was {result['privacy_reveals']}.  ")
     if "max_logit_error" in agree:
         cause = (
             "within CKKS noise"

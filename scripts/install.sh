@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything securealign needs into .venv and prepares the model cache. Idempotent: a second run only
 # checks. Usage: scripts/install.sh [demo|test] [all|packages|project|models]
-#   demo|test  "test" adds pytest, Playwright, the linters and Debian's chromium
+#   demo|test  "test" adds pytest, Playwright, the linters, Debian's chromium (browser test) and fortunes (public text)
 #   step       "all" (default) runs the three steps in order; the Dockerfile runs them one by one, so that a code
 #              change does not invalidate the layers holding the packages and the prepared models
 set -euo pipefail
@@ -28,13 +28,15 @@ packages() {
     .venv/bin/pip install --quiet --disable-pip-version-check --no-deps -r "$lock"
     touch "$stamp"
   fi
-  if [ "$mode" = test ] && [ ! -x /usr/bin/chromium ]; then
-    echo "[install] Debian's chromium for the browser test..."
-    if [ "$(id -u)" = 0 ]; then
-      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-    else
-      sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-    fi
+  # test mode: Debian's chromium for the browser test, Debian's fortunes for the public-text leak test
+  local debs=()
+  [ -x /usr/bin/chromium ] || debs+=(chromium)
+  [ -d /usr/share/games/fortunes ] || debs+=(fortunes)
+  if [ "$mode" = test ] && [ "${#debs[@]}" -gt 0 ]; then
+    echo "[install] Debian packages for the tests: ${debs[*]}..."
+    local sudo=()
+    [ "$(id -u)" = 0 ] || sudo=(sudo)
+    "${sudo[@]}" apt-get update -qq && "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${debs[@]}" >/dev/null
   fi
 }
 

@@ -106,6 +106,8 @@ def test_api_answers_an_encrypted_classification(client: Client, task: str, mode
     assert {"embedding", "encrypt", "provider", "decrypt"} <= set(result["timings_ms"])
     assert result["key_material"]["public_context_bytes"] > 100_000
     assert result["threat_model"]["title"].lower().startswith(mode)
+    # the in-process provider gives plain answers unless asked otherwise, and the result says which kind it got
+    assert result["privacy"] == "none" and "not circuit-private" in result["privacy_reveals"]
 
 
 def test_a_label_only_answer_gives_the_plaintext_label_and_no_logits(client: Client, task: str) -> None:

@@ -46,3 +46,22 @@ def test_app_queries_a_remote_provider(provider_url, launch_app) -> None:
         with pytest.raises(AppError) as err:
             client.predict(text, SOURCE, TARGET, task, "sealed", True, api_name="/classify")
         assert "could not be reached" in str(err.value) and "Traceback" not in str(err.value)
+
+
+def test_the_app_says_when_its_answer_is_circuit_private(launch_provider, launch_app) -> None:
+    """A provider started with ``--circuit-private all`` gives only flooded answers; the app's result says so
+    and its answers still equal the plaintext computation within the flooded tolerance."""
+    task = service.catalogue()["tasks"][0][1]
+    text = service.examples(task)[0]
+    head, affine = artifacts.load_head(task, TARGET), artifacts.load_map(task, SOURCE, TARGET)
+    expected = plaintext_logits(embed(SOURCE, [text], use_cache=False)[0], head.V, head.c, affine.W, affine.b)
+    with (
+        launch_provider("--assets", "--circuit-private", "all") as (url, _),
+        launch_app({service.PROVIDER_URL_ENV: url}) as app_url,
+    ):
+        client = Client(app_url, verbose=False)
+        result = client.predict(text, SOURCE, TARGET, task, "sealed", True, api_name="/classify")
+        assert result["privacy"] == "flooded" and "circuit-private" in result["privacy_reveals"]
+        np.testing.assert_allclose(result["mapped_encrypted"]["logits"], expected, atol=1e-3)
+        label = client.predict(text, SOURCE, TARGET, task, "sealed", True, "label", api_name="/classify")
+        assert label["privacy"] == "flooded" and label["mapped_encrypted"]["label"] == head.classes[expected.argmax()]

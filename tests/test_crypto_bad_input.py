@@ -235,9 +235,14 @@ def test_context_with_a_secret_key_is_refused(setup):
     with pytest.raises(SecretKeyRefusedError):
         provider.open_session(wire.encode(wire.MessageType.CONTEXT, meta, [ckks.parameters_bytes(), secret]))
     # smuggled under the Galois-keys name, it does not load as Galois keys
-    meta["blobs"] = ["parameters", "galois_keys"]
+    meta["blobs"] = list(wire.CONTEXT_BLOBS)
+    public = client._keys.public_key_bytes()
     with pytest.raises(WireFormatError):
-        provider.open_session(wire.encode(wire.MessageType.CONTEXT, meta, [ckks.parameters_bytes(), secret]))
+        provider.open_session(wire.encode(wire.MessageType.CONTEXT, meta, [ckks.parameters_bytes(), secret, public]))
+    # nor under the public key's name: it has not a public key's size
+    message = wire.decode(client.public_context(), wire.MessageType.CONTEXT)
+    with pytest.raises(ParameterError, match="public key"):
+        provider.open_session(wire.encode(wire.MessageType.CONTEXT, message.meta, [*message.blobs[:2], secret]))
     _good_round_trip(setup)
 
 
@@ -249,7 +254,7 @@ def test_context_with_other_parameters_or_a_bad_key_id_is_refused(setup):
     params.set_coeff_modulus(seal.CoeffModulus.Create(16384, [60, 40, 40, 60]))
     with pytest.raises(ParameterError):
         provider.open_session(
-            wire.encode(wire.MessageType.CONTEXT, message.meta, [ckks.save_bytes(params), message.blobs[1]])
+            wire.encode(wire.MessageType.CONTEXT, message.meta, [ckks.save_bytes(params), *message.blobs[1:]])
         )
     with pytest.raises(KeyMismatchError):
         provider.open_session(
@@ -423,13 +428,13 @@ def test_galois_keys_must_be_exactly_those_of_the_declared_steps(setup):
     more keys than declared steps, and keys of other steps are refused; the genuine blob is accepted."""
     _, provider, _, client, _ = setup
     context = wire.decode(client.public_context(), wire.MessageType.CONTEXT)
-    parameters, galois = context.blobs
+    parameters, galois, public = context.blobs
     steps = context.meta["steps"]
     secret = ckks.save_bytes(client._keys.secret_key)
 
     def opened(blob: bytes, declared: list[int]) -> str:
         meta = dict(context.meta, key=ckks.key_id(blob), steps=declared)
-        return provider.open_session(wire.encode(wire.MessageType.CONTEXT, meta, [parameters, blob]))
+        return provider.open_session(wire.encode(wire.MessageType.CONTEXT, meta, [parameters, blob, public]))
 
     with pytest.raises(WireFormatError, match="trailing"):
         opened(galois + secret, steps)

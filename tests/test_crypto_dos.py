@@ -64,9 +64,12 @@ def _members(blob: bytes) -> bytes:
     return zstandard.ZstdDecompressor().decompressobj().decompress(blob[16:])
 
 
+_PUBLIC_KEY = ckks.KeyPair.generate().public_key_bytes()
+
+
 def _context(galois: bytes, steps: list[int], **extra_meta) -> bytes:
     meta = {"key": ckks.key_id(galois), "steps": steps, "blobs": list(wire.CONTEXT_BLOBS), **extra_meta}
-    return wire.encode(wire.MessageType.CONTEXT, meta, [ckks.parameters_bytes(), galois])
+    return wire.encode(wire.MessageType.CONTEXT, meta, [ckks.parameters_bytes(), galois, _PUBLIC_KEY])
 
 
 def _crafted_contexts() -> dict[str, bytes]:
@@ -139,7 +142,8 @@ def test_crafted_contexts_cost_less_than_a_few_genuine_ones_and_closed_sessions_
         f"\nRSS: 3 genuine contexts +{three_genuine:.1f} MB (accounted {accounted / 2**20:.1f} MiB of loaded "
         f"keys), reopened after DELETE +{after_reopen:.1f} MB in all, 10 crafted contexts +{crafted_growth:.1f} MB"
     )
-    assert accounted == 3 * per_context  # what the loaded keys occupy (their seeds expanded), not the wire size
+    # what the loaded keys occupy (their seeds expanded) and the public key, not the wire size
+    assert accounted == 3 * (per_context + ckks.public_key_size())
     assert three_genuine > 10 and crafted_growth < three_genuine
     # reused, not leaked: six contexts opened in all, at most three alive, stay under what six would occupy
     assert after_reopen < 2 * accounted / 2**20

@@ -7,7 +7,6 @@ from collections import Counter
 import pytest
 
 from securealign.datasets import (
-    FORTUNES_DIR,
     PUBLIC_SOURCES,
     TASKS,
     _bbc_rows,
@@ -80,8 +79,6 @@ def _key(text: str) -> str:
 def test_public_text_shares_no_text_with_any_task(source: str) -> None:
     """A map fitted on public text must never have seen a test text (nor a training text: those are the provider's
     private labeled data). Measured: 0 shared keys for every source, task and split."""
-    if source == "fortunes" and not FORTUNES_DIR.is_dir():
-        pytest.skip("Debian `fortunes` is not installed (apt-get install fortunes); only benchmarks use it")
     public = load_public_corpus() if source == "corpus" else load_public_source(source)
     assert len(public) > 1000
     keys = {_key(t) for t in public}

@@ -62,3 +62,23 @@ def test_causal_models_give_last_token_and_mean_pooled_states() -> None:
         np.testing.assert_array_equal(embed(key, texts), last)  # causal LMs default to the last token
         unit = mean / np.linalg.norm(mean, axis=1, keepdims=True)
         assert unit[0] @ unit[1] > unit[0] @ unit[2]
+
+
+def test_a_causal_encoders_vectors_are_its_mean_pooled_final_states() -> None:
+    """What precompute embeds with a causal LM (mean pooling) is the model's own mean over the final (post-norm)
+    states of the text's tokens, in the caller's order however the batches are sorted by length."""
+    from securealign.models.causal_lm import load_causal_lm
+
+    texts = [
+        "Markets slid after the report.",
+        "A long, rambling statement about taxes, jobs, the economy and what the other side would do to all of it.",
+        "Yes.",
+        "The film is a joy from start to finish.",
+    ]
+    for key in ("smollm2", "gemma3"):
+        lm = load_causal_lm(key)
+        vectors = embed(key, texts, pooling="mean", use_cache=False)
+        np.testing.assert_array_equal(vectors, lm.pooled(texts, batch_size=32)["mean"])
+        for text, vector in zip(texts, vectors, strict=True):
+            states = lm.final_hidden(text)  # one text, no padding: the reference
+            np.testing.assert_allclose(vector, states.hidden.mean(axis=0), rtol=1e-4, atol=2e-4)

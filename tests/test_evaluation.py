@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from securealign.datasets import EXAMPLES_PER_TASK, example_queries, load_ood_texts, load_public_corpus, load_task
+from securealign.experiments import artifacts
 from securealign.experiments.artifacts import (
     MissingArtifactError,
     load_examples,
@@ -33,7 +34,7 @@ from securealign.experiments.evaluation import (
 from securealign.experiments.precompute import main as precompute_main
 from securealign.experiments.report import render, sampling_note
 from securealign.models.embeddings import embed
-from securealign.models.zoo import get_spec
+from securealign.models.zoo import get_spec, list_models
 from securealign.paths import assets_dir
 
 
@@ -144,9 +145,22 @@ def test_committed_assets_are_complete_and_consistent() -> None:
     assert manifest["bytes"] < 50e6
     rows = load_results()
     covered = {(r["task"], r["source"], r["target"], r["regime"]) for r in rows if r["map"] == "ridge"}
+    # the assets hold exactly the classification zoo (a causal LM marked for it must have its pairs committed):
+    # every pair of its sentence encoders, and each added model's pairs with its partners, in both directions
+    assert set(encoders) == {spec.key for spec in list_models() if spec.classification}
+    pairs = artifacts.pairs()
+    sentence = [k for k in encoders if get_spec(k).kind == "encoder"]
+    assert set(permutations(sentence, 2)) <= set(pairs) and len(pairs) == len(set(pairs))
+    assert all((target, source) in pairs for source, target in pairs)
+    assert all(any(key in pair for pair in pairs) for key in encoders)
+    assert {(r["task"], r["source"], r["target"]) for r in rows} == {(t, s, g) for t in tasks for s, g in pairs}
     for task in tasks:
-        for source, target in permutations(encoders, 2):
+        for source, target in pairs:
             assert {(task, source, target, g) for g in manifest["regimes"]} <= covered
+            assert (assets_dir() / "maps" / manifest["demo_regime"] / task / f"{source}__{target}.npz").is_file()
+            assert (assets_dir() / "ood" / task / f"{source}__{target}.npz").is_file()
+        for key in encoders:
+            assert load_head(task, key).V.shape[0] == get_spec(key).dim
     task = tasks[0]
     source, target = encoders[0], encoders[1]
     affine, head = load_map(task, source, target), load_head(task, target)
@@ -165,20 +179,22 @@ def test_committed_assets_are_complete_and_consistent() -> None:
         load_map(task, source, target, regime="task")
     assert set(manifest["task_sizes"]) == set(tasks) and manifest["task_sizes"]["rotten_tomatoes"]["train"] == 2000
     assert set(manifest["similarity_models"]["public"]) >= set(encoders)
+    for dataset in manifest["similarity_datasets"]:
+        assert set(load_similarity(dataset)["keys"]) >= set(encoders)
     text = render()
     assert all(f"Table {n}" in text for n in ("1 ", "1b", "2 ", "3 ")) and "0.595-0.881" in text
-    # seeds: every seed of every pair of all the encoders (the README's means are over all of them), and seed 0 is
-    # the committed run itself
+    # seeds: every seed of every pair the assets hold, the causal LMs' included (the README's means are over them,
+    # per kind of pair), and seed 0 is the committed run itself
     seeds = load_seed_results()
-    covered = manifest["seed_encoders"]
-    assert covered == encoders
+    assert [tuple(pair) for pair in manifest["seed_pairs"]] == pairs
     assert {(r["task"], r["source"], r["target"], r["regime"], r["seed"]) for r in seeds} == {
         (t, s, g, regime, seed)
         for t in tasks
-        for s, g in permutations(covered, 2)
+        for s, g in pairs
         for regime in manifest["regimes"]
         for seed in range(manifest["seeds"])
     }
+    assert len(seeds) == len(tasks) * len(pairs) * len(manifest["regimes"]) * manifest["seeds"]  # no duplicates
     committed = {
         (r["task"], r["source"], r["target"], r["regime"]): r["mapped_acc"] for r in rows if r["map"] == "ridge"
     }
@@ -222,7 +238,10 @@ def test_committed_head_and_map_reproduce_on_fresh_embeddings() -> None:
     "argv, message",
     [
         (["--encoders", "minilm"], "at least two distinct"),
-        (["--encoders", "minilm", "smollm2"], "at least two distinct"),
+        (["--encoders", "minilm", "minilm"], "at least two distinct"),
+        (["--add", "minilm"], "already in the assets"),
+        (["--add", "qwen05"], "classification=True"),
+        (["--add", "smollm2", "--partners", "no-such-model"], "no-such-model"),
         (["--encoders", "minilm", "no-such-model"], "no-such-model"),
         (["--similarity-texts", "5000"], "at most --public-texts"),
     ],
@@ -236,3 +255,83 @@ def test_precompute_refuses_bad_options_before_touching_assets(
         precompute_main(argv)
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
     assert manifest_file.read_bytes() == before
+
+
+def test_the_apps_tabs_and_the_report_follow_the_assets_zoo() -> None:
+    """The Convergence and Results tabs read the zoo from the assets, so a model added with ``precompute --add``
+    (a causal LM as an encoder) appears beside the others in the similarity heatmaps, the map-quality matrix and
+    the results table; the report summarises each kind of pair apart (sentence encoders, mixed, LLM-to-LLM), and a
+    pair the assets do not hold is refused with a readable message."""
+    from securealign.app_support import service
+    from securealign.app_support.service.choices import check_pair
+    from securealign.experiments.report import pair_group
+
+    manifest = load_manifest()
+    task = manifest["tasks"][0]
+    for dataset in manifest["similarity_datasets"]:
+        assert set(manifest["encoders"]) <= set(service.similarity(dataset, "cka")["keys"])
+    quality = service.map_quality_matrix(task, manifest["demo_regime"], "mapped_acc")
+    assert quality["keys"] == manifest["encoders"]
+    for source, target in artifacts.pairs():
+        value = quality["matrix"][quality["keys"].index(source), quality["keys"].index(target)]
+        assert 0 < value <= 1
+    assert set(service.results_table(task)["client model"]) == {service.model_name(k) for k in manifest["encoders"]}
+    text = render([task], show_map_kinds=False)
+    for group in {pair_group(s, t) for s, t in artifacts.pairs()}:
+        assert f"{group} (" in text
+    missing = [(s, t) for s, t in permutations(manifest["encoders"], 2) if (s, t) not in artifacts.pairs()]
+    for source, target in missing[:1]:
+        with pytest.raises(service.ServiceError, match="No precomputed map"):
+            check_pair(source, target)
+
+
+def test_adding_a_model_reproduces_its_committed_rows_exactly(tmp_path) -> None:
+    """``precompute --add`` on a copy of the assets without potion gives back potion's committed rows with WordLlama
+    (results, every seed, head, maps, OOD scores) exactly: adding a model cannot move a committed row, and the added
+    rows are computed as a full run computes them. The two static models embed everything in seconds."""
+    import json
+    import shutil
+
+    from threadpoolctl import threadpool_limits
+
+    from securealign.experiments.precompute import run_added
+
+    root = tmp_path / "assets"
+    shutil.copytree(assets_dir(), root)
+    manifest = json.loads((root / "manifest.json").read_text())
+    drop = "potion"
+    kept = [[s, t] for s, t in manifest["pairs"] if drop not in (s, t)]
+    manifest |= {
+        "encoders": [k for k in manifest["encoders"] if k != drop],
+        "pairs": kept,
+        "seed_pairs": kept,
+        "similarity_models": {k: ["wordllama"] for k in manifest["similarity_models"]},
+    }
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    for name in ("results.json", "seeds.json"):
+        rows = [r for r in json.loads((root / name).read_text()) if drop not in (r["source"], r["target"])]
+        (root / name).write_text(json.dumps(rows))
+    with threadpool_limits(limits=1, user_api="blas"):  # as the command runs it (many small solves)
+        run_added([drop], ["wordllama"], manifest["tasks"], root=root)
+
+    def by_key(rows: list[dict], fields: tuple[str, ...]) -> dict:
+        return {tuple(r[f] for f in fields): r for r in rows if drop in (r["source"], r["target"])}
+
+    fields = ("task", "source", "target", "regime", "map")
+    added, committed = by_key(json.loads((root / "results.json").read_text()), fields), by_key(load_results(), fields)
+    committed = {k: r for k, r in committed.items() if "wordllama" in k}
+    assert set(added) == set(committed) and len(added) == 2 * 6 * len(manifest["tasks"])
+    for key, row in committed.items():
+        for field, value in row.items():
+            # least squares' fit-quality floats may differ in the last bit (LAPACK); every accuracy is exact
+            if field in ("r2", "cosine"):
+                assert added[key][field] == pytest.approx(value, abs=1e-12, rel=0), (key, field)
+            else:
+                assert added[key][field] == value, (key, field)
+    seed_fields = ("task", "source", "target", "regime", "seed")
+    added_seeds = by_key(json.loads((root / "seeds.json").read_text()), seed_fields)
+    assert added_seeds == {k: r for k, r in by_key(load_seed_results(), seed_fields).items() if "wordllama" in k}
+    for stored in root.rglob(f"*{drop}*.npz"):
+        with np.load(stored) as new, np.load(assets_dir() / stored.relative_to(root)) as old:
+            assert all(np.array_equal(new[k], old[k]) for k in old.files), stored
+    assert json.loads((root / "manifest.json").read_text())["pairs"][-2:] == [["wordllama", drop], [drop, "wordllama"]]

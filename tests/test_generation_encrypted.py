@@ -6,12 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from securealign.crypto import ckks
+from securealign.crypto import ckks, flooding
 from securealign.crypto.errors import (
     DimensionError,
     KeyMismatchError,
     LimitExceededError,
     ParameterError,
+    QueryBudgetError,
     WireFormatError,
 )
 from securealign.datasets import load_public_corpus
@@ -155,3 +156,25 @@ def test_encrypted_decoding_equals_plaintext_decoding_on_held_out_prompts(source
     hidden = pair.source.final_hidden(prompt).hidden[-1]
     assert np.abs(head(hidden) - pair.plain_head(hidden)).max() < 1e-3
     load_pair.cache_clear()  # the composed 152k-row heads and both models: not kept for the rest of the session
+
+
+def test_flooded_vocabulary_head_keeps_the_argmax_and_re_keys_every_tau_steps() -> None:
+    """Circuit privacy for the vocabulary head (crypto/flooding.py): the logits are re-randomised and flooded by
+    the provider, sized from noise it measured with its own keys; a key decrypts at most tau steps."""
+    policy = flooding.FloodPolicy(s=30, tau=2)
+    head = EncryptedHead(MATRIX[:3000], BIAS[:3000], policy)
+    assert head.provider.flood is not None
+    sigma = head.provider.flood.sigma
+    x = RNG.normal(scale=3.0, size=D)
+    reference = MATRIX[:3000] @ x + BIAS[:3000]
+    first, second = head(x), head(x)
+    assert np.abs(first - reference).max() < 10 * sigma  # the stated tolerance: ten flood stds per logit
+    assert first.argmax() == reference.argmax() and not np.array_equal(first, second)
+    keys = head.key_bytes
+    head(x)  # the third step needs fresh keys: the head makes them
+    assert head.key_bytes != keys
+    with pytest.raises(QueryBudgetError):  # the provider itself refuses a third flooded answer under one key
+        for _ in range(3):
+            head.provider.evaluate(head.client.encrypt(x))
+    with pytest.raises(ParameterError, match="public key"):  # no flood without the client's public key
+        VocabularyProvider(MATRIX[:100], BIAS[:100], policy).load_keys(head.client.galois_keys())

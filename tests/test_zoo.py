@@ -26,6 +26,18 @@ def test_zoo_covers_the_required_models() -> None:
     assert all(spec.hub_id and spec.licence and spec.packages for spec in MODELS.values())
 
 
+def test_the_classification_zoo_pools_causal_lms_by_mean() -> None:
+    """A causal LM in the classification zoo is embedded by the app's query path with its default pooling, which
+    must be the mean pooling its committed rows were computed with (precompute's CAUSAL_POOLING)."""
+    from securealign.experiments.precompute import CAUSAL_POOLING
+
+    assert all(spec.pooling == "mean" for spec in MODELS.values() if spec.classification and spec.kind == "encoder")
+    for spec in MODELS.values():
+        if spec.classification and spec.kind == "causal":
+            assert spec.pooling == CAUSAL_POOLING, spec.key
+    assert len([spec for spec in MODELS.values() if spec.classification]) >= 3
+
+
 def test_unknown_model_names_the_valid_choices() -> None:
     with pytest.raises(UnknownModelError) as err:
         get_spec("gpt-17")

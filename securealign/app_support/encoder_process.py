@@ -43,10 +43,10 @@ class LocalEncoders:
             return self._locks.setdefault(key, threading.Lock())
 
     def load(self, key: str) -> None:
-        from securealign.models.encoders import load_encoder  # torch and friends: only where a model loads
+        from securealign.models.embeddings import load_model  # torch and friends: only where a model loads
 
         with self._lock(key):
-            load_encoder(key)  # cached: a second call returns at once; a failed load is tried again next time
+            load_model(key)  # cached: a second call returns at once; a failed load is tried again next time
 
     def embed(self, key: str, text: str) -> np.ndarray:
         """One text's vector, never written to the embedding cache."""

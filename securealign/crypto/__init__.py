@@ -14,6 +14,7 @@ from securealign.crypto.errors import ProtocolError
 from securealign.crypto.layout import Layout
 from securealign.crypto.protocol import (
     ANSWER_REVEALS,
+    PRIVACY_REVEALS,
     THREAT_MODELS,
     Trace,
     TraceStep,
@@ -25,6 +26,7 @@ from securealign.crypto.remote import RemoteProvider
 
 __all__ = [
     "ANSWER_REVEALS",
+    "PRIVACY_REVEALS",
     "MODES",
     "THREAT_MODELS",
     "ClientSession",

@@ -20,9 +20,25 @@ import numpy as np
 from securealign.crypto.errors import DimensionError
 
 ANSWERS = ("logits", "label")
+# what a result carries besides its answer: "none" (a deterministic function of the query, the keys and the head:
+# the client can recompute it for a guessed head), or "flooded" (circuit-private: re-randomised and noise-flooded,
+# see flooding.py)
+PRIVACY = ("none", "flooded")
 # factors r = 2^(BLIND_BITS u), u uniform in [0, 1). Margin rows are normalised (a positive scale never changes a
 # sign), so |margin| <= |x| + 1 and r |margin| stays far inside the 2^19 the last 60-bit prime holds at scale 2^40
 BLIND_BITS = 14
+# Circuit-private label answers blind over fewer octaves: the result scale must leave room for r |margin| on the
+# last prime (|margin| <= 8 assumed: |x| <= ~8), and every octave of r costs one bit of the flood's precision
+# budget (docs/protocol.md, "Circuit privacy"). 2^4 (16x) is what keeps every label of the real test queries at
+# s = 30, tau = 16 (measured: 2^6 lost 1 of 200, where the smallest winner's margin was 4.3 flood stds at 2^4).
+PRIVATE_BLIND_BITS = 4
+PRIVATE_MARGIN_BITS = 3  # |margin| <= 2^3: normalised rows, |x| <= ~8 (the real queries: |x| <= 5.1)
+PRIVATE_LOGITS_BITS = 6  # circuit-private logits below 64 in magnitude (the real heads' stay below 5)
+
+
+def private_output_bits(answer: str) -> int:
+    """log2 of the largest output a circuit-private answer of this kind leaves room for on the last prime."""
+    return PRIVATE_BLIND_BITS + PRIVATE_MARGIN_BITS if answer == "label" else PRIVATE_LOGITS_BITS
 
 
 def pairs(n_classes: int) -> list[tuple[int, int]]:
@@ -48,9 +64,9 @@ def pairwise_head(matrix: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, np.
     return rows / norms[:, None], offsets / norms
 
 
-def blinding_factors(n: int) -> np.ndarray:
-    """n fresh secret factors, log-uniform in [1, 2^BLIND_BITS), from the operating system's CSPRNG."""
-    return np.array([2.0 ** (BLIND_BITS * secrets.randbits(52) / 2.0**52) for _ in range(n)])
+def blinding_factors(n: int, bits: int = BLIND_BITS) -> np.ndarray:
+    """n fresh secret factors, log-uniform in [1, 2^bits), from the operating system's CSPRNG."""
+    return np.array([2.0 ** (bits * secrets.randbits(52) / 2.0**52) for _ in range(n)])
 
 
 def wins(margins: np.ndarray) -> np.ndarray:

@@ -307,13 +307,14 @@ def fresh_size(depth: int) -> int:
     return len(inflated(KeyPair.generate().encrypt(np.zeros(SLOTS), depth), 1 << 30))
 
 
-def load_fresh(data: bytes, depth: int) -> seal.Ciphertext:
+def load_fresh(data: bytes, depth: int, scale: float = SCALE) -> seal.Ciphertext:
     """A client's freshly encrypted ciphertext, refused unless it was serialized with a seed.
 
     A seeded ciphertext carries its random half as a seed that SEAL expands, so the client cannot choose that half.
     A client that could (say, a constant) would make the provider's products carry its weight polynomial in the
-    half it returns; no result is re-randomised (there is no public key to do it with), so this is where the
-    choice is taken away.
+    half it returns; only circuit-private answers are re-randomised (``flooding``), so this is where the choice is
+    taken away for every other one. ``scale``: the scale the query was encoded at (circuit-private classification
+    queries use a larger one, see ``flooding.PrivateScales``).
     """
     size = fresh_size(depth)
     members = inflated(data, 2 * size)
@@ -327,7 +328,28 @@ def load_fresh(data: bytes, depth: int) -> seal.Ciphertext:
     header = _SEAL_HEADER.pack(
         magic, header_size, major, minor, int(seal.COMPR_MODE_TYPE.NONE), reserved, header_size + len(members)
     )
-    return load_ciphertext(header + members, parms_id=fresh_parms_id(depth), scale=SCALE)
+    return load_ciphertext(header + members, parms_id=fresh_parms_id(depth), scale=scale)
+
+
+@functools.lru_cache(maxsize=1)
+def public_key_size() -> int:
+    """How many bytes a genuine public key inflates to (measured once, like the Galois keys)."""
+    return len(inflated(KeyPair.generate().public_key_bytes(), 1 << 30))
+
+
+def load_public_key(data: bytes) -> seal.Encryptor:
+    """An encryptor for a client's public key, refused unless the blob is exactly one public key's size.
+
+    TenSEAL does not bind SEAL's seeded ``Serializable<PublicKey>``, so the key travels whole (~0.36 MB): its
+    random half is the client's own, which is why a circuit-private answer assumes an honestly generated key
+    (docs/protocol.md, "What circuit privacy does not cover").
+    """
+    if len(inflated(data, 2 * public_key_size())) != public_key_size():
+        raise ParameterError("the context's public key does not have the size of a public key for these parameters")
+    key = load_bytes(seal.PublicKey, data)
+    if key.data().size() != 2 or key.data().parms_id() != context().key_parms_id() or key.data().is_transparent():
+        raise ParameterError("the context's public key is not a two-part key at the key level")
+    return seal.Encryptor(context(), key)
 
 
 def add(a: seal.Ciphertext, b: seal.Ciphertext) -> seal.Ciphertext:
@@ -354,7 +376,7 @@ class KeyPair:
     """A CKKS secret key with what its holder needs to encrypt, decrypt and publish rotation keys.
 
     Encryption is symmetric (under the secret key): the ciphertext is serialized with a seed in place of its
-    random half, and no public encryption key ever needs to exist.
+    random half. The public key exists only so that the provider can re-randomise circuit-private answers.
     """
 
     secret_key: seal.SecretKey
@@ -374,10 +396,16 @@ class KeyPair:
         elements = [galois_element(s) for s in steps] + ([CONJUGATION] if conjugate else [])
         return save_bytes(self.keygen.create_galois_keys(elements))
 
-    def encrypt(self, slots: np.ndarray, depth: int) -> bytes:
+    def public_key_bytes(self) -> bytes:
+        """The public encryption key (not seeded: TenSEAL binds no seeded public key), for re-randomising."""
+        key = seal.PublicKey()
+        self.keygen.create_public_key(key)
+        return save_bytes(key)
+
+    def encrypt(self, slots: np.ndarray, depth: int, scale: float = SCALE) -> bytes:
         """Encrypt a (real or complex) slot vector for a computation of ``depth`` multiplications; returns the seeded
         serialized ciphertext (SEAL encrypts at the plaintext's level, so a shallower computation sends less)."""
-        return save_bytes(self.encryptor.encrypt_symmetric(encode(slots, fresh_parms_id(depth), SCALE)))
+        return save_bytes(self.encryptor.encrypt_symmetric(encode(slots, fresh_parms_id(depth), scale)))
 
     def decrypt_products(self, blobs: tuple[bytes, ...], scale: float) -> list[np.ndarray]:
         """The complex slot vectors of serialized result ciphertexts (bottom level, at ``scale``); the imaginary

@@ -9,8 +9,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from securealign.crypto import ckks, wire
-from securealign.crypto.answers import ANSWERS, wins
+from securealign.crypto import ckks, flooding, wire
+from securealign.crypto.answers import ANSWERS, PRIVACY, private_output_bits, wins
 from securealign.crypto.errors import KeyMismatchError, ParameterError, ProtocolError
 from securealign.crypto.layout import DEPTH, Layout
 
@@ -21,6 +21,10 @@ MODES = ("paper", "sealed")
 # The residue over all 4096 slots of every result ciphertext therefore certifies both the key and the precision of
 # the outputs. (The one-multiplication paths, vocabulary head and secure fit, keep the imaginary check alone.)
 MAX_NOISE = 1e-3
+# A circuit-private result's slots carry its flood (``flooding``), so its shape check takes the provider's declared
+# bound (ten flood stds), never beyond this: a foreign key decrypts to values near 1e4 at these scales, so a
+# provider cannot switch the check off by declaring a huge flood.
+MAX_FLOOD_RESIDUAL = 0.5
 _MAX_PENDING = 4096
 
 
@@ -44,8 +48,11 @@ class ClientSession:
         galois = self._keys.galois_keys_bytes(self.steps)
         self.key_id = ckks.key_id(galois)
         meta = {"key": self.key_id, "steps": self.steps, "blobs": list(wire.CONTEXT_BLOBS)}
-        self._context = wire.encode(wire.MessageType.CONTEXT, meta, [ckks.parameters_bytes(), galois])
-        self._pending: OrderedDict[str, tuple[Layout, str]] = OrderedDict()  # query digest -> (layout, answer)
+        blobs = [ckks.parameters_bytes(), galois, self._keys.public_key_bytes()]
+        self._context = wire.encode(wire.MessageType.CONTEXT, meta, blobs)
+        # query digest -> (layout, answer, privacy)
+        self._pending: OrderedDict[str, tuple[Layout, str, str]] = OrderedDict()
+        self.private_answers = 0  # circuit-private answers decrypted with this key (a provider allows tau of them)
         self._lock = threading.Lock()
         # provider endpoint -> session id, so one client reuses its session with each provider
         self.sessions: dict[str, str] = {}
@@ -53,25 +60,31 @@ class ClientSession:
         self.descriptions: dict[tuple[str, str], dict] = {}
 
     def public_context(self) -> bytes:
-        """The CONTEXT message for the provider: parameters and Galois keys, never the secret key."""
+        """The CONTEXT message for the provider: parameters, Galois keys and the public key, never the secret key."""
         return self._context
 
     def supports(self, layout: Layout) -> bool:
         return set(layout.steps) <= set(self.steps)
 
-    def encrypt_query(self, vec: np.ndarray, layout: Layout, mode: str = "paper", answer: str = "logits") -> bytes:
+    def encrypt_query(
+        self, vec: np.ndarray, layout: Layout, mode: str = "paper", answer: str = "logits", privacy: str = "none"
+    ) -> bytes:
         """A QUERY message: ``vec`` packed for ``layout`` and encrypted under this session's secret key.
 
-        ``answer`` asks for the K logits or for a label-only answer (``layout`` is then the model's label layout).
+        ``answer`` asks for the K logits or for a label-only answer (``layout`` is then the model's label layout);
+        ``privacy="flooded"`` for a circuit-private one (encrypted at ``flooding.PRIVATE_QUERY_SCALE``).
         """
         if mode not in MODES:
             raise ParameterError(f"unknown mode {mode!r}; choose from {MODES}")
         if answer not in ANSWERS:
             raise ParameterError(f"unknown answer kind {answer!r}; choose from {ANSWERS}")
+        if privacy not in PRIVACY:
+            raise ParameterError(f"unknown privacy kind {privacy!r}; choose from {PRIVACY}")
         if not self.supports(layout):
             missing = sorted(set(layout.steps) - set(self.steps))
             raise ParameterError(f"this session has no rotation keys for steps {missing}")
-        blob = self._keys.encrypt(layout.pack_query(vec), DEPTH)
+        scale = flooding.PRIVATE_QUERY_SCALE if privacy == "flooded" else ckks.SCALE
+        blob = self._keys.encrypt(layout.pack_query(vec), DEPTH, scale)
         meta = {
             "key": self.key_id,
             "mode": mode,
@@ -79,9 +92,11 @@ class ClientSession:
             "layout": layout.to_dict(),
             "nonce": secrets.token_hex(8),
         }
+        if privacy != "none":
+            meta["privacy"] = privacy
         message = wire.encode(wire.MessageType.QUERY, meta, [blob])
         with self._lock:
-            self._pending[wire.digest_hex(message)] = (layout, answer)
+            self._pending[wire.digest_hex(message)] = (layout, answer, privacy)
             while len(self._pending) > _MAX_PENDING:
                 self._pending.popitem(last=False)
         return message
@@ -104,16 +119,27 @@ class ClientSession:
             pending = self._pending.get(message.meta["query"])
         if pending is None:
             raise ProtocolError("the result answers no pending query of this session (stale, replayed or foreign)")
-        layout, answer = pending
+        layout, answer, privacy = pending
         if Layout.from_dict(message.meta["layout"]) != layout or len(message.blobs) != layout.n_ciphertexts:
             raise ParameterError("the result's layout differs from the query's")
         if message.meta["answer"] != answer:
             raise ParameterError(f"the result is a {message.meta['answer']!r} answer; the query asked for {answer!r}")
-        slots = self._keys.decrypt_products(message.blobs, ckks.SCALE)
-        residue = check_shape(slots, layout)
+        if message.meta.get("privacy", "none") != privacy:
+            raise ParameterError(f"the result is not the {privacy!r} answer the query asked for")
+        if privacy == "flooded":
+            max_residual = float(message.meta.get("max_residual", MAX_NOISE))
+            if not 0 < max_residual <= MAX_FLOOD_RESIDUAL:
+                raise ParameterError(f"the result declares a flood residual of {max_residual:g}: no genuine one does")
+            scale = flooding.private_result_scale(private_output_bits(answer))
+            slots = self._keys.decrypt_products(message.blobs, scale)
+            residue = check_shape(slots, layout, max(MAX_NOISE, max_residual))
+        else:
+            slots = self._keys.decrypt_products(message.blobs, ckks.SCALE)
+            residue = check_shape(slots, layout)
         with self._lock:  # answered only once it checked out, so a forged result cannot use up the genuine one's slot
             if self._pending.pop(message.meta["query"], None) is None:
                 raise ProtocolError("the result answers no pending query of this session (stale, replayed or foreign)")
+            self.private_answers += privacy == "flooded"
         outputs = layout.unpack_result(slots)
         return (wins(outputs) if answer == "label" else outputs), residue
 

@@ -62,6 +62,14 @@ def plaintext_logits(
     return z @ np.asarray(V, dtype=np.float64) + np.asarray(c, dtype=np.float64)
 
 
+PRIVACY_REVEALS: dict[str, str] = {
+    "none": "not circuit-private: the result is a deterministic function of the query, the keys and the head, so a "
+    "client can test a guessed head against it",
+    "flooded": "circuit-private: re-randomised and noise-flooded by the provider, so the result says nothing of "
+    "the head beyond the answer (statistically, for a semi-honest client; see docs/protocol.md)",
+}
+
+
 STEP_KINDS = ("keys", "map", "encrypt", "provider", "decrypt")
 
 
@@ -84,6 +92,7 @@ class Trace:
     model_id: str
     steps: list[TraceStep] = field(default_factory=list)
     residue: float = float("nan")  # imaginary residue of the decrypted result: the CKKS error certificate
+    privacy: str = "none"  # the kind of answer that arrived: "flooded" (circuit-private) or "none"
 
     def add(self, party: str, kind: str, what: str, ms: float, data: bytes | None = None) -> None:
         if kind not in STEP_KINDS:
@@ -106,7 +115,15 @@ def _ms(start: float) -> float:
 
 
 def run_encrypted_query(
-    client: ClientSession, provider, model_id: str, z: np.ndarray, mode: str, *, affine_map=None, answer: str = "logits"
+    client: ClientSession,
+    provider,
+    model_id: str,
+    z: np.ndarray,
+    mode: str,
+    *,
+    affine_map=None,
+    answer: str = "logits",
+    privacy: str | None = None,
 ) -> tuple[np.ndarray, Trace]:
     """Classify the client's embedding ``z`` with the provider's model under encryption.
 
@@ -114,6 +131,8 @@ def run_encrypted_query(
     already be in the provider's space. Sealed mode: ``z`` is the raw source embedding. The client's session with
     this provider is opened on first use (the public context travels once) and re-opened if it expired.
     Returns the K logits, or with ``answer="label"`` the pairwise wins per class (its argmax is the label).
+    ``privacy``: "flooded" for a circuit-private answer, "none" for a plain one; None takes the plain one unless
+    the model gives only circuit-private answers. ``trace.privacy`` says which kind arrived.
     """
     if mode not in MODES:
         raise ParameterError(f"unknown mode {mode!r}; choose from {MODES}")
@@ -126,6 +145,10 @@ def run_encrypted_query(
         info = client.descriptions[described] = provider.describe(model_id)
     if answer not in info["answers"]:
         raise AnswerRefusedError(f"model {model_id!r} answers only with {' or '.join(info['answers'])}")
+    served = info.get("privacy", ["none"])
+    privacy = privacy or served[0]
+    if privacy not in served:
+        raise AnswerRefusedError(f"model {model_id!r} gives only {' or '.join(served)} answers, not {privacy!r}")
     layouts = info["modes"] if answer == "logits" else info["label_modes"]
     if mode not in layouts:
         raise ParameterError(
@@ -146,7 +169,7 @@ def run_encrypted_query(
         raise DimensionError(f"{mode} mode of {model_id!r} takes a {layout.d_in}-d vector, got shape {x.shape}")
     session_id = _ensure_session(client, provider, trace)
     start = time.perf_counter()
-    query = client.encrypt_query(x, layout, mode, answer)
+    query = client.encrypt_query(x, layout, mode, answer, privacy)
     trace.add(
         "client",
         "encrypt",
@@ -167,6 +190,8 @@ def run_encrypted_query(
     what = "apply the pre-composed map and head (W V)^T, b V + c" if mode == "sealed" else "apply the head V, c"
     if answer == "label":
         what += ", take the pairwise margins and blind each with a fresh secret factor"
+    if privacy == "flooded":
+        what += ", re-randomise with a fresh encryption of zero and flood with fresh Gaussian noise"
     trace.add(
         "provider",
         "provider",
@@ -177,6 +202,7 @@ def run_encrypted_query(
     )
     start = time.perf_counter()
     scores, trace.residue = client.decrypt_checked(result)
+    trace.privacy = privacy
     got = f"{len(scores)} logits" if answer == "logits" else f"the signs of {layout.n_classes} blinded margins"
     trace.add("client", "decrypt", f"decrypt {got} and check the key (residue {trace.residue:.1e})", _ms(start))
     return scores, trace

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 import tenseal.sealapi as seal
 
-from securealign.crypto import ckks, wire
-from securealign.crypto.client import check_real
+from securealign.crypto import ckks, flooding, wire
+from securealign.crypto.client import MAX_NOISE, check_real
 from securealign.crypto.errors import DimensionError, KeyMismatchError, ParameterError
 
 BATCH_ROWS = wire.LIMITS[wire.MessageType.MATRIX].max_blobs
@@ -76,9 +76,13 @@ class CrossLayout:
 class KeyHolder:
     """The party that encrypts ``X`` and decrypts ``Enc(Y^T X)``; its secret key never leaves this object."""
 
-    def __init__(self) -> None:
-        self._keys = ckks.KeyPair.generate()
+    def __init__(self, keys: ckks.KeyPair | None = None) -> None:
+        self._keys = keys or ckks.KeyPair.generate()
         self.key_id = secrets.token_hex(16)
+
+    def public_key(self) -> bytes:
+        """The public key the evaluator re-randomises the product with (circuit privacy, ``flooding``)."""
+        return self._keys.public_key_bytes()
 
     def encrypt_rows(self, X: np.ndarray, q: int) -> Iterator[bytes]:
         """MATRIX messages of up to ``BATCH_ROWS`` encrypted rows each, laid out for a q-row cross-product."""
@@ -97,8 +101,9 @@ class KeyHolder:
         meta = {"key": self.key_id, "stage": "rows", "rows": len(rows), "cols": layout.p, "q": q, "start": start}
         return wire.encode(wire.MessageType.MATRIX, meta, blobs)
 
-    def decrypt(self, data: bytes) -> np.ndarray:
-        """``Y^T X`` from the evaluator's MATRIX message, after the key and noise check."""
+    def decrypt(self, data: bytes, max_noise: float = MAX_NOISE) -> np.ndarray:
+        """``Y^T X`` from the evaluator's MATRIX message, after the key and noise check (``max_noise``: a flooded
+        product's imaginary parts carry its flood, ``IidFlood.max_deviation``)."""
         message = wire.decode(data, wire.MessageType.MATRIX)
         meta = message.meta
         if meta["key"] != self.key_id or meta["stage"] != "product":
@@ -107,7 +112,7 @@ class KeyHolder:
         if len(message.blobs) != layout.n_ciphertexts:
             raise ParameterError("cross-product message has the wrong number of ciphertexts")
         slots = self._keys.decrypt_products(message.blobs, ckks.rescaled_scale())
-        check_real(slots)
+        check_real(slots, max(MAX_NOISE, max_noise))
         return layout.unpack(slots)
 
 
@@ -157,15 +162,45 @@ class CrossProductEvaluator:
     def rows_done(self) -> int:
         return self._done
 
-    def result(self) -> bytes:
-        """The MATRIX message holding ``Enc(Y^T X)``, once every row has been added."""
+    def result(self, flood: flooding.IidFlood | None = None, public_key: bytes | None = None) -> bytes:
+        """The MATRIX message holding ``Enc(Y^T X)``, once every row has been added; re-randomised and flooded
+        with ``flood`` under the key holder's ``public_key`` when given (circuit privacy, ``flooding``)."""
         sums = [ct for ct in self._acc if ct is not None]
         if self._layout is None or len(sums) != len(self._acc) or self._done != len(self.Y):
             raise DimensionError(f"{self._done} of {len(self.Y)} rows received; the cross-product is incomplete")
+        encryptor = ckks.load_public_key(public_key) if flood is not None and public_key is not None else None
+        if flood is not None and encryptor is None:
+            raise ParameterError("a flooded cross-product needs the key holder's public key")
         for ct in sums:
             ckks.evaluator().rescale_to_next_inplace(ct)
+            if flood is not None and encryptor is not None:
+                flood.apply(ct, encryptor)
         meta = {"key": self._key, "stage": "product", "rows": self._layout.q, "cols": self._layout.p}
         return wire.encode(wire.MessageType.MATRIX, meta, [ckks.save_bytes(ct) for ct in sums])
+
+
+def measure_flood(Y: np.ndarray, width: int, policy: flooding.FloodPolicy) -> flooding.IidFlood:
+    """The flood for ``Enc(Y^T X)`` with X of ``width`` columns, measured with keys of the evaluator's own: the
+    same products on random rows of norm 2 (embeddings are unit vectors, plus the intercept column), against
+    their exact value in every slot."""
+    Y = finite_matrix("Y", Y)
+    layout = CrossLayout(width, Y.shape[1])
+
+    def noise(keys: ckks.KeyPair) -> list[np.ndarray]:
+        rows = np.random.default_rng().normal(size=(len(Y), width))
+        rows *= 2.0 / np.linalg.norm(rows, axis=1, keepdims=True)
+        holder, evaluator = KeyHolder(keys), CrossProductEvaluator(Y)
+        for batch in holder.encrypt_rows(rows, Y.shape[1]):
+            evaluator.add(batch)
+        blobs = wire.decode(evaluator.result(), wire.MessageType.MATRIX).blobs
+        got = keys.decrypt_products(blobs, ckks.rescaled_scale())
+        exact = (Y.T @ rows)[: layout.n_ciphertexts * layout.per_ct]
+        padded = np.zeros((layout.n_ciphertexts * layout.per_ct, width))
+        padded[: len(exact)] = exact
+        slots = padded.reshape(layout.n_ciphertexts, -1)
+        return [g - np.pad(e, (0, ckks.SLOTS - e.size)) for g, e in zip(got, slots, strict=True)]
+
+    return flooding.IidFlood.measure(policy, noise, trials=1)
 
 
 def finite_matrix(name: str, array: np.ndarray) -> np.ndarray:

@@ -25,7 +25,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from securealign.crypto import wire
+from securealign.crypto import flooding, wire
 from securealign.crypto.errors import LimitExceededError, ParameterError, ProtocolError, RequestTimeoutError
 from securealign.crypto.provider import Provider
 
@@ -239,6 +239,29 @@ def main(argv: list[str]) -> int:
         help="answer this model's queries with labels only, never logits (see docs/protocol.md, "
         "answer kinds); 'all' for every model; repeatable",
     )
+    parser.add_argument(
+        "--circuit-private",
+        action="append",
+        default=[],
+        metavar="ID|all",
+        help="answer this model's queries only with circuit-private (re-randomised, noise-flooded) answers (see "
+        "docs/protocol.md, circuit privacy); 'all' for every model; repeatable",
+    )
+    parser.add_argument(
+        "--flood-security",
+        type=int,
+        default=flooding.DEFAULT_POLICY.s,
+        metavar="S",
+        help=f"statistical security parameter s of the flood (default {flooding.DEFAULT_POLICY.s})",
+    )
+    parser.add_argument(
+        "--flood-answers-per-key",
+        type=int,
+        default=flooding.DEFAULT_POLICY.tau,
+        metavar="TAU",
+        help=f"circuit-private answers one key may decrypt; the flood grows with sqrt(TAU) "
+        f"(default {flooding.DEFAULT_POLICY.tau})",
+    )
     parser.add_argument("--session-ttl", type=float, default=900.0, help="seconds a session lives after last use")
     parser.add_argument("--max-sessions", type=int, default=64)
     parser.add_argument(
@@ -281,7 +304,12 @@ def main(argv: list[str]) -> int:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)  # BLAS threads busy-wait on a shared machine; the server parallelises across requests
+    try:
+        policy = flooding.FloodPolicy(args.flood_security, args.flood_answers_per_key)
+    except ProtocolError as exc:
+        parser.error(str(exc))
     provider = Provider(
+        circuit_privacy=policy,
         session_ttl=args.session_ttl,
         max_sessions=args.max_sessions,
         max_session_bytes=args.max_session_mb << 20,
@@ -336,6 +364,11 @@ def main(argv: list[str]) -> int:
             provider.require_labels(None if "all" in args.label_only else args.label_only)
         except ProtocolError as exc:
             parser.error(f"--label-only: {exc}")
+    if args.circuit_private:
+        try:
+            provider.require_private(None if "all" in args.circuit_private else args.circuit_private)
+        except ProtocolError as exc:
+            parser.error(f"--circuit-private: {exc}")
     if not provider.models():
         print("warning: no models registered (use --assets, --model ID=FILE.npz or --demo TASK:SOURCE:TARGET)")
     print(f"public sets for secure fitting: {list(provider.public_sets()) or 'none'}")

@@ -34,7 +34,7 @@ _MB = 1 << 20
 
 
 class MessageType(enum.IntEnum):
-    CONTEXT = 1  # public context: parameters + Galois keys, sent once per session
+    CONTEXT = 1  # public context: parameters + Galois keys + public key, sent once per session
     QUERY = 2  # one encrypted query vector
     RESULT = 3  # the encrypted logits
     MATRIX = 4  # encrypted rows of a matrix (secure fitting of the map)
@@ -53,9 +53,15 @@ class Limits:
 
 
 LIMITS: dict[MessageType, Limits] = {
-    # 12 seeded Galois keys and the conjugation (every power-of-two step) take ~5 MB at [60, 40, 60]
-    MessageType.CONTEXT: Limits(2, 10 * _MB, {"key": str, "steps": list, "blobs": list}),
-    MessageType.QUERY: Limits(1, 512 * 1024, {"key": str, "mode": str, "answer": str, "layout": dict, "nonce": str}),
+    # 12 seeded Galois keys and the conjugation (every power-of-two step) take ~5 MB at [60, 40, 60]; the public key
+    # (for re-randomising circuit-private answers) ~0.36 MB
+    MessageType.CONTEXT: Limits(3, 10 * _MB, {"key": str, "steps": list, "blobs": list}),
+    MessageType.QUERY: Limits(
+        1,
+        512 * 1024,
+        {"key": str, "mode": str, "answer": str, "layout": dict, "nonce": str},
+        optional={"privacy": str},  # "flooded" asks for a circuit-private answer (answers.PRIVACY); default "none"
+    ),
     MessageType.RESULT: Limits(
         64,
         512 * 1024,
@@ -68,13 +74,15 @@ LIMITS: dict[MessageType, Limits] = {
             "layout": dict,
             "compute_ms": (int, float),
         },
+        # a circuit-private result says so, with the largest deviation from a genuine result's shape its flood allows
+        optional={"privacy": str, "max_residual": (int, float)},
     ),
     MessageType.MATRIX: Limits(
         255, 512 * 1024, {"key": str, "stage": str, "rows": int, "cols": int}, optional={"q": int, "start": int}
     ),
 }
 # blob kinds a CONTEXT may name; a secret key is named only so that it can be refused explicitly
-CONTEXT_BLOBS = ("parameters", "galois_keys")
+CONTEXT_BLOBS = ("parameters", "galois_keys", "public_key")
 SECRET_BLOBS = ("secret_key",)
 
 

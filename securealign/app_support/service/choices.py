@@ -50,14 +50,20 @@ def check_task(task: str) -> str:
 
 
 def check_pair(source: str, target: str) -> tuple[ModelSpec, ModelSpec]:
-    """Two different encoders of the catalogue, resolved to their specs: the one look-up of each key on a call's
-    path (the layers below take the spec)."""
+    """Two different encoders of the catalogue whose pair the assets hold, resolved to their specs: the one look-up
+    of each key on a call's path (the layers below take the spec)."""
     encoders = [k for _, k in catalogue()["encoders"]]
     check_choice("client model", source, encoders)
     check_choice("provider model", target, encoders)
     if source == target:
         raise ServiceError(
             "Client and provider use the same model here; pick two different models to see a map at work."
+        )
+    if (source, target) not in artifacts.pairs():
+        partners = [model_name(t) for s, t in artifacts.pairs() if s == source]
+        raise ServiceError(
+            f"No precomputed map from {model_name(source)} to {model_name(target)}: embedding every task with both "
+            f"did not fit the 2-core machine. {model_name(source)} pairs with: {', '.join(partners)}."
         )
     return get_spec(source), get_spec(target)
 

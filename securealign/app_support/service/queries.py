@@ -25,11 +25,13 @@ from securealign.app_support.service.provider_link import app_provider, make_spa
 from securealign.crypto import (
     ANSWER_REVEALS,
     MODES,
+    PRIVACY_REVEALS,
     THREAT_MODELS,
     ClientSession,
     plaintext_logits,
     run_encrypted_query,
 )
+from securealign.crypto.errors import QueryBudgetError
 from securealign.experiments import artifacts
 from securealign.models.zoo import ModelSpec, get_spec
 
@@ -171,8 +173,9 @@ def classify(
             result["timings_ms"]["key generation (once)"] = (time.perf_counter() - start) * 1e3
         report(progress, 0.6, "running the encrypted protocol")
         model_id = served_model(task, source, target)
-        try:
-            scores, trace = run_encrypted_query(
+
+        def query(client: ClientSession):
+            return run_encrypted_query(
                 client,
                 app_provider(),
                 model_id,
@@ -181,6 +184,15 @@ def classify(
                 affine_map=affine if mode == "paper" else None,
                 answer=answer,
             )
+
+        try:
+            try:
+                scores, trace = query(client)
+            except QueryBudgetError:  # a key decrypts at most tau circuit-private answers: fresh keys, once
+                if not client.private_answers:
+                    raise
+                client = new_client()
+                scores, trace = query(client)
         except ConnectionError as exc:  # a remote provider went away mid-query: say so, keep the session
             raise ServiceError(f"The provider could not be reached ({exc}). Try again in a moment.") from exc
         result["agreement"]["encrypted_vs_plaintext"] = bool(np.argmax(scores) == np.argmax(mapped_logits))
@@ -195,6 +207,7 @@ def classify(
                 "probabilities": None,
                 "wins": [round(float(w)) for w in scores],
             }
+        result["privacy"], result["privacy_reveals"] = trace.privacy, PRIVACY_REVEALS[trace.privacy]
         result["protocol"] = [vars(step) for step in trace.steps]
         for step in trace.steps:
             bar = _STEP_BARS.get(step.kind, step.kind)
