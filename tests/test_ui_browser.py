@@ -128,7 +128,7 @@ def story_generation(page: Page, pair: tuple[str, str]) -> None:
     total = page.locator("#story-gen-native-target .token").count()
     outcome = "(works|reads well in words of its own|drifts)"
     pair_name = f"{re.escape(source)} → {re.escape(target)}"
-    expect(verdict).to_contain_text(re.compile(rf"^{pair_name} {outcome}: {agreeing or 'none'} of {total} tokens"))
+    expect(verdict).to_contain_text(re.compile(rf"{pair_name} {outcome}: {agreeing or 'none'} of {total} tokens"))
     assert page.locator("#story-gen-mapped-encrypted .token.highlighted").count() == agreeing
     for name in ("native-source", "native-target", "mapped", "mapped-encrypted"):
         assert page.locator(f"#story-gen-{name} .token").count() > 0
