@@ -30,7 +30,7 @@ MAX_APP_NEW_TOKENS = 48  # the library allows 128; on 2 shared cores a live demo
 STORY_PAIRS = (("qwen15", "qwen05"), ("gemma3", "smollm2"))
 # a held-out prompt: the first words of a public-corpus text after the 4,000 every generation map is fitted on
 STORY_PROMPT = "Morrison government flags incentives for Australians to take"
-STORY_NEW_TOKENS = 16  # the encrypted stream, after the plaintext ones, costs seconds per token
+STORY_NEW_TOKENS = 12  # the encrypted stream, after the plaintext ones, costs seconds per token (~8 s into Qwen 0.5B)
 
 
 def _check_pair(source: str, target: str) -> None:
