@@ -568,7 +568,8 @@ def story_pairs_md(pairs: list[dict], run: dict | None = None) -> str:
         mine = run and run.get("pair_figures", {}).get("pair") == p["pair"] and run.get("verdict")
         shown = f"{mine['outcome']}: {mine['agreeing_tokens']} of {mine['native_tokens']} tokens agree" if mine else ""
         study = p["study"]
-        top5 = f" / {pct(study['top5'])}" if study else ""
+        # one held-out set for both figures: the study's when it has the pair, else the map's own (top-1 only)
+        top = f"{pct(study['top1'])} / {pct(study['top5'])}" if study else pct(p["next_token_agreement"])
         agreement = (
             f"{pct(study['continuation_agreement'])} of tokens ({study['prompts']} prompts × {study['new_tokens']})"
             if study
@@ -581,7 +582,7 @@ def story_pairs_md(pairs: list[dict], run: dict | None = None) -> str:
         )
         rows.append(
             f"| {story_pair_label(p['source_name'], p['target_name'])} | {pct(p['exact_match_rate'])} | "
-            f"{pct(p['next_token_agreement'])}{top5} | {agreement} | {ppl} | {shown} |"
+            f"{top} | {agreement} | {ppl} | {shown} |"
         )
     return (
         "\n".join(rows)

@@ -141,6 +141,7 @@ def pair_figures(source: str, target: str) -> dict:
     row = next((p for p in study.get("pairs", []) if (p["source"], p["target"]) == (source, target)), None)
     if row is not None:
         figures["study"] = {
+            "top1": row["default"]["top1"],
             "top5": row["default"]["top5"],
             "continuation_agreement": row["continuation"]["agreement"],
             "prompts": row["continuation"]["prompts"],
