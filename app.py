@@ -481,7 +481,7 @@ def _story_generation_step(tabs: gr.Tabs) -> None:
         concurrency_limit=1,
         concurrency_id="generation",
         show_progress_on=verdict,
-    )
+    ).then(**_scroll_to(verdict.elem_id))  # the verdict again at the end: on a phone the streams push it away
 
 
 def _visible_plot(fn):
