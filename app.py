@@ -1,5 +1,6 @@
-"""securealign's demo: the story in four steps, then each step in detail (models converge, a map carries one model
-into another, an encrypted query gives the plaintext answer, what each party sees).
+"""securealign's demo: the story in five steps, then each step in detail (models converge, a map carries one model
+into another, an encrypted query gives the plaintext answer, what each party sees, one model writes with another's
+head).
 
 Started by ``scripts/demo.sh`` and by the Hugging Face Space (``Dockerfile``); host and port come from
 ``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT``. This file only lays out widgets and wires them to
@@ -59,6 +60,17 @@ homomorphic encryption). Real models, real data, real encryption."""
 def _readable_errors(fn):
     """Show refusals (bad input, unknown names, missing assets, models that fail to load) as a message, never a
     traceback (the three API events use :func:`_refusal_beside`, which also keeps the last result)."""
+
+    if inspect.isgeneratorfunction(fn):  # a streaming callback fails while it is iterated, not when it is called
+
+        @functools.wraps(fn)
+        def streaming(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except (ValueError, FileNotFoundError) as exc:
+                raise gr.Error(str(exc), print_exception=False) from exc
+
+        return streaming
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -180,6 +192,27 @@ def story_query(client, progress=gr.Progress()):
 
 def story_parties(result: dict | None):
     return words.who_sees_what(result, THREAT_MODELS)
+
+
+@_readable_errors
+def story_generation(pair: str, prompt: str, progress=gr.Progress()):
+    """The fifth step, streamed: four continuations with the agreeing tokens marked, each stream's time per token,
+    the verdict once the plaintext streams end, and both story pairs' measured figures."""
+    for snap in service.story_generate(pair, prompt, _progress_fn(progress)):
+        shown = {words.STORY_STREAMS[n]: ms for n, ms in snap["token_ms"].items() if ms}
+        latency = figures.token_latency(shown, title="Each stream's own time per token")
+        yield (
+            words.generation_verdict(snap),
+            *(words.marked_tokens(snap["tokens"][n], snap["agrees"].get(n)) for n in list(words.STORY_STREAMS)[:-1]),
+            gr.HighlightedText(
+                words.marked_tokens(snap["tokens"]["mapped_encrypted"], snap["agrees"].get("mapped_encrypted")),
+                label=words.encrypted_stream_label(snap),
+            ),
+            # redrawn when a slow encrypted token lands or the plaintext streams end, not at every fast token
+            gr.Plot(latency, visible=True) if "verdict" in snap else gr.skip(),
+            words.story_streams_md(snap),
+            words.story_pairs_md(service.story_pairs(), snap),
+        )
 
 
 # ---- callbacks: secure inference -------------------------------------------------------------------------------
@@ -365,7 +398,7 @@ def _details_button(tabs: gr.Tabs, tab_id: str, what: str) -> None:
 
 def _story_tab(tabs: gr.Tabs, keys: gr.State) -> None:
     gr.Markdown(
-        "## The story in four steps\nOne click per step; each step's details are one more click away.",
+        "## The story in five steps\nOne click per step; each step's details are one more click away.",
         elem_classes="headline",
     )
     example = service.examples(DEFAULT_TASK)[0]
@@ -396,6 +429,59 @@ def _story_tab(tabs: gr.Tabs, keys: gr.State) -> None:
         **_scroll_to(t3.elem_id)
     )
     b4.click(story_parties, story_result, t4, api_visibility="private").then(**_scroll_to(t4.elem_id))
+    b4.click(service.warm_story_pair, api_visibility="private", show_progress="hidden")  # step 5 is next
+    _story_generation_step(tabs)
+
+
+def _story_generation_step(tabs: gr.Tabs) -> None:
+    """Step 5: can one model write with another's head? The pair that works beside the one that drifts, one switch
+    apart; four continuations side by side, streamed."""
+    pairs = [
+        (words.story_pair_label(service.model_name(s), service.model_name(t)), service.story_pair_key(s, t))
+        for s, t in service.STORY_PAIRS
+    ]
+    with gr.Group():
+        button = gr.Button(
+            "5 · Can one model write with another's head?",
+            variant="primary",
+            elem_id="story-step-5",
+            elem_classes="step-button",
+        )
+        with gr.Row():
+            pair = gr.Radio(pairs, value=pairs[0][1], label="pair", elem_id="story-gen-pair", scale=2)
+            prompt = gr.Textbox(
+                service.STORY_PROMPT,
+                label=f"prompt (held out from every map's texts; {service.STORY_NEW_TOKENS} new tokens per stream)",
+                elem_id="story-gen-prompt",
+                scale=3,
+            )
+        verdict = gr.Markdown(elem_id="story-text-5", elem_classes="headline")
+        with gr.Row():
+            streams = [
+                gr.HighlightedText(
+                    label=label,
+                    elem_id=f"story-gen-{name.replace('_', '-')}",
+                    color_map={words.AGREES: "green"},
+                    show_legend=name.startswith("mapped"),
+                    combine_adjacent=False,
+                    min_width=220,
+                )
+                for name, label in words.STORY_STREAMS.items()
+            ]
+        latency = gr.Plot(visible=False, show_label=False, elem_id="story-gen-latency")
+        timings = gr.Markdown(elem_id="story-gen-timings")
+        measured = gr.Markdown(elem_id="story-gen-pairs")
+        _details_button(tabs, "generation", "generation with any pair")
+    button.click(**_scroll_to(verdict.elem_id))
+    button.click(
+        story_generation,
+        [pair, prompt],
+        [verdict, *streams, latency, timings, measured],
+        api_visibility="private",
+        concurrency_limit=1,
+        concurrency_id="generation",
+        show_progress_on=verdict,
+    ).then(**_scroll_to(verdict.elem_id))  # the verdict again at the end: on a phone the streams push it away
 
 
 def _visible_plot(fn):

@@ -446,3 +446,149 @@ def generation_estimate(target_name: str, encrypted: bool, tokens: int, seconds_
         f"Encrypted head into {target_name}: {per_token}{tokens} tokens{total} on two free cores, on top of the "
         "plaintext generation (and, the first time, compiling the encrypted head)."
     )
+
+
+# ---- the story's fifth step: one model writes with another's head -----------------------------------------------
+
+STORY_STREAMS = {
+    "native_source": "the source alone (its own head)",
+    "native_target": "the target alone (its own head)",
+    "mapped": "source reads → map → target's head writes",
+    "mapped_encrypted": "the same, under encryption",
+}
+AGREES = "same token as the target's own"  # the highlight's legend
+
+
+def story_pair_label(source_name: str, target_name: str) -> str:
+    return f"{source_name} reads → {target_name}'s head writes"
+
+
+def marked_tokens(tokens: list[str], agrees: list[bool] | None) -> list[tuple[str, str | None]]:
+    """A stream's tokens for a highlighted text: the ones that agree with the target's own carry the legend."""
+    return [(text, AGREES if agrees and agrees[i] else None) for i, text in enumerate(tokens)]
+
+
+def generation_verdict(snap: dict) -> str:
+    """The fifth step's one line: what the visitor sees (works / reads well in words of its own / drifts) and why
+    (the token-match figure beside the paper's predictor); while the plaintext streams run, what is streaming."""
+    names = snap["pair_figures"]
+    source, target = names["source_name"], names["target_name"]
+    verdict = snap.get("verdict")
+    if verdict is None:
+        return f"### {story_pair_label(source, target)}: streaming…"
+    n, total = verdict["agreeing_tokens"], verdict["native_tokens"]
+    agree = f"{'none' if n == 0 else n} of {total} tokens match {target}'s own"
+    cut = f"their tokenizers cut {pct(verdict['exact_match_rate'], 0)} of tokens alike"
+    paper = f"the paper: pairs above {pct(verdict['paper_exact_match'], 0)} succeed"
+    ratio = verdict["perplexity_ratio"]
+    if verdict["outcome"] == "works":
+        why = f"{cut} ({paper})" if verdict["predicted"] else f"although {cut}, fewer than the paper's successes"
+        return f"### {source} → {target} works: {agree}; {why}."
+    if verdict["outcome"] == "reads well":
+        why = f"{cut} ({paper})" if verdict["predicted"] else f"although {cut}, fewer than the paper's successes"
+        return (
+            f"### {source} → {target} reads well in words of its own: {agree}, yet {target} finds the text only "
+            f"{ratio:.1f}× as surprising as its own; {why}."
+        )
+    surprise = "" if ratio is None else f" ({target} finds it {ratio:.1f}× as surprising as its own text)"
+    why = (
+        f"though {cut} ({paper}): token match alone does not explain it (the paper also finds sources under 4B "
+        "parameters mostly drift)"
+        if verdict["predicted"]
+        else f"{cut}, too few ({paper})"
+    )
+    return f"### {source} → {target} drifts: {agree}{surprise}, {why}."
+
+
+def encrypted_stream_label(snap: dict) -> str:
+    """The encrypted stream's box title: before it starts, what it will cost (the measured seconds per token and
+    the total); while it runs, how far it is and about how long is left, from its own tokens so far."""
+    name, estimate = STORY_STREAMS["mapped_encrypted"], snap["encrypted_estimate"]
+    done, total = len(snap["token_ms"]["mapped_encrypted"]), estimate["tokens"]
+    if done == 0:
+        per = estimate["seconds_per_token"]
+        cost = "" if per is None else f": about {per:.1f} s per token, ≈ {duration(1e3 * per * total)} for {total}"
+        return f"{name} (starts after the plaintext streams{cost})"
+    if snap["finished"]:
+        return name
+    ms = sorted(snap["token_ms"]["mapped_encrypted"])
+    return f"{name} (token {done} of {total}, ≈ {duration(ms[len(ms) // 2] * (total - done))} left)"
+
+
+def story_streams_md(snap: dict) -> str:
+    """Each stream's wait for its first token and its own time per token, labelled as what they are."""
+    rows = ["| stream | first token after | per token (median) | tokens |", "|---|---|---|---|"]
+    for name, label in STORY_STREAMS.items():
+        ms = sorted(snap["token_ms"].get(name, []))
+        if name in snap["waiting"]:
+            per = snap["encrypted_estimate"]["seconds_per_token"]
+            expected = "" if per is None else f"*about {duration(1e3 * per)} (measured earlier)*"
+            rows.append(f"| {label} | *starts when the plaintext streams end* | {expected} | |")
+            continue
+        first = snap["first_token_s"].get(name)
+        median = duration(ms[len(ms) // 2]) if ms else ""
+        rows.append(f"| {label} | {'' if first is None else duration(1e3 * first)} | {median} | {len(ms)} |")
+    lines = [
+        "\n".join(rows),
+        "",
+        "*first token after*: seconds you wait from the start of decoding (the models are loaded) until that "
+        "stream's first token; the plaintext streams take turns, one token each, and the encrypted one follows them. "
+        "*per token*: that stream's own compute for one token (for the encrypted stream: the source's forward pass, "
+        "encrypting, the provider's work over the whole vocabulary and decrypting; on a cold page the encrypted "
+        "stream's first token also waits for the provider to compile its encrypted head, once).",
+    ]
+    verdict = snap.get("verdict")
+    if verdict and verdict["perplexity_ratio"] is not None:
+        quality = snap["quality"]
+        lines.append(
+            f"\n**Perplexity under the target** ({GLOSSARY['perplexity']}): the mapped text "
+            f"{quality['perplexity_mapped']:.1f}, the target's own {quality['perplexity_native_target']:.1f} "
+            f"({verdict['perplexity_ratio']:.1f}×)."
+        )
+    equal = snap.get("quality", {}).get("encrypted_equals_plaintext")
+    if equal is not None:
+        lines.append(
+            "\n**Encrypted = plaintext, token for token.**"
+            if equal
+            else "\n**The encrypted stream differs from the plaintext one.**"
+        )
+    return "\n".join(lines)
+
+
+def story_pairs_md(pairs: list[dict], run: dict | None = None) -> str:
+    """Both sides, measured: each story pair's figures (its committed map's and, where it has run, the predictor
+    study's) and this run's agreement."""
+    rows = [
+        "| pair | tokens cut alike (exact match) | next token = the target's own (held-out top-1 / top-5) | "
+        "continuations agreeing with the target's own (study) | perplexity under the target, mapped / own (study, "
+        "median) | this run |",
+        "|---|---|---|---|---|---|",
+    ]
+    for p in pairs:
+        mine = run and run.get("pair_figures", {}).get("pair") == p["pair"] and run.get("verdict")
+        shown = f"{mine['outcome']}: {mine['agreeing_tokens']} of {mine['native_tokens']} tokens agree" if mine else ""
+        study = p["study"]
+        # one held-out set for both figures: the study's when it has the pair, else the map's own (top-1 only)
+        top = f"{pct(study['top1'])} / {pct(study['top5'])}" if study else pct(p["next_token_agreement"])
+        agreement = (
+            f"{pct(study['continuation_agreement'])} of tokens ({study['prompts']} prompts × {study['new_tokens']})"
+            if study
+            else "*not measured*"
+        )
+        ppl = (
+            f"{study['ppl_mapped_median']:.1f} / {study['ppl_native_median']:.1f}"
+            if study and study["ppl_mapped_median"] is not None
+            else "*not measured*"
+        )
+        rows.append(
+            f"| {story_pair_label(p['source_name'], p['target_name'])} | {pct(p['exact_match_rate'])} | "
+            f"{top} | {agreement} | {ppl} | {shown} |"
+        )
+    return (
+        "\n".join(rows)
+        + "\n\n*tokens cut alike*: share of the target's tokens, over the public texts the map was fitted on, that "
+        "the source's tokenizer cuts at exactly the same characters: the paper's best predictor of success. *next "
+        "token*: how often the map picks the token the target itself would, one step at a time on held-out text. "
+        "*continuations*: greedy continuations of held-out prompts, token by token against the target's own "
+        "(`benchmarks/predictor_study.py`)."
+    )

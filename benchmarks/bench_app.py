@@ -5,7 +5,10 @@
 2. the first encrypted query after the page is interactive (a new session: its keys and, if the background
    warm-up has not finished, the models), then a warm one: seconds until the client's answer arrives (the first
    streamed output, what the page shows) and until the complete result (with the provider-model reference);
-3. time to the first generated token once the language models are loaded (a first, short generation loads them).
+3. time to the first generated token once the language models are loaded (a first, short generation loads them);
+4. the story's fifth step in the browser: seconds from the click to each of its four streams' first token on the
+   page, once the step's pair is loaded (a first click loads it if the background warm-up has not; its time is
+   printed too, labelled), and until the verdict and the last encrypted token.
 
 Queries go through the public API (``gradio_client``), which streams the same outputs the page draws.
 """
@@ -24,6 +27,11 @@ from securealign.app_support import service
 from securealign.app_support.app_process import CHROMIUM, CHROMIUM_ARGS, launch_app  # shared with the tests
 
 TARGETS_S = {"interactive": 8.0, "first query": 2.0, "warm query": 0.5, "first token": 3.0}
+STORY_STREAMS = ("mapped", "native_target", "native_source", "mapped_encrypted")
+# the four boxes' texts, read in one call so that the polling loop's resolution stays a few milliseconds
+STREAM_TEXTS_JS = """() => %s.map(id => document.getElementById(id).innerText)""" % [
+    f"story-gen-{name.replace('_', '-')}" for name in STORY_STREAMS
+]
 
 
 def _line(label: str, seconds: float, target: str | None = None, extra: str = "") -> None:
@@ -92,7 +100,38 @@ def main() -> None:
                         "first token",
                     )
                     break
+            _story_generation(page)
         browser.close()
+
+
+def _story_generation(page) -> None:
+    """Click the story's fifth step and time each stream's first token on the page, then the verdict and the end."""
+    for attempt in ("first click (loads the pair unless the warm-up has)", "warm page"):
+        page.reload()  # a fresh page each time: empty boxes, so any text in one is that stream's first token
+        page.locator("#story-step-5").wait_for(state="visible", timeout=120_000)
+        before = page.evaluate(STREAM_TEXTS_JS)
+        verdict = page.locator("#story-text-5")
+        start = time.perf_counter()
+        page.locator("#story-step-5").click()
+        first: dict[str, float] = {}
+        verdict_s = None
+        while "token for token" not in page.locator("#story-gen-timings").inner_text():
+            now = time.perf_counter() - start
+            for name, text, was in zip(STORY_STREAMS, page.evaluate(STREAM_TEXTS_JS), before, strict=True):
+                if text != was:
+                    first.setdefault(name, now)
+            if verdict_s is None and " tokens match " in verdict.inner_text():
+                verdict_s = now
+            if now > 900:
+                raise TimeoutError("the fifth step did not finish in 15 minutes")
+            time.sleep(0.02)
+        done = time.perf_counter() - start
+        print(f"story step 5, {attempt}:")
+        for name in STORY_STREAMS:
+            target = "first token" if attempt == "warm page" and name != "mapped_encrypted" else None
+            _line(f"  first token on the page: {name}", first.get(name, float("nan")), target)
+        _line("  the verdict on the page", verdict_s or float("nan"))
+        _line("  the last encrypted token (the step done)", done)
 
 
 if __name__ == "__main__":

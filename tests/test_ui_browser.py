@@ -2,10 +2,12 @@
 three sizes it must read at: a laptop (1440x900), a projector (1280x720) and a phone (390x844).
 
 At every size the guided story runs step by step with its proving numbers (the assets' own figures, an encrypted
-answer equal to the plaintext one, the client's wall clock), every tab opens, no word in a table breaks mid-word,
-and the browser console stays free of errors. At the laptop size a chosen pair classifies encrypted, a refusal keeps
-the last good result with the message beside the button, encryption off shows what would be exposed, a secure fit
-runs, the export follows the selections and a short generation streams. Screenshots go to test-artifacts/.
+answer equal to the plaintext one, the client's wall clock, and in its fifth step one model writing with another's
+head: four streams, the agreeing tokens highlighted and counted by the verdict), every tab opens, no word in a table
+breaks mid-word, and the browser console stays free of errors. At the laptop size a chosen pair classifies
+encrypted, a refusal keeps the last good result with the message beside the button, encryption off shows what would
+be exposed, a secure fit runs, the export follows the selections and a short generation streams. Screenshots go
+to test-artifacts/.
 """
 
 from __future__ import annotations
@@ -110,6 +112,32 @@ def classify(page: Page) -> None:
     expect(page.locator("#query-summary")).not_to_contain_text("computing…", timeout=QUERY_TIMEOUT_MS)
 
 
+def story_generation(page: Page, pair: tuple[str, str]) -> None:
+    """Run the story's fifth step for ``pair`` and check what it shows: four continuations, the mapped tokens that
+    agree with the target's own highlighted and counted by the verdict (the encrypted stream's the same), each
+    stream's times, and the pair's measured figures from its committed map."""
+    source, target = service.model_name(pair[0]), service.model_name(pair[1])
+    page.locator("#story-gen-pair").get_by_label(app_text.story_pair_label(source, target), exact=True).check()
+    page.locator("#story-step-5").click()
+    expect(page.locator("#story-gen-timings")).to_contain_text(
+        "Encrypted = plaintext, token for token", timeout=GENERATION_TIMEOUT_MS
+    )
+    verdict = page.locator("#story-text-5")
+    expect(verdict).to_be_in_viewport()
+    agreeing = page.locator("#story-gen-mapped .token.highlighted").count()
+    total = page.locator("#story-gen-native-target .token").count()
+    outcome = "(works|reads well in words of its own|drifts)"
+    pair_name = f"{re.escape(source)} → {re.escape(target)}"
+    expect(verdict).to_contain_text(re.compile(rf"{pair_name} {outcome}: {agreeing or 'none'} of {total} tokens"))
+    assert page.locator("#story-gen-mapped-encrypted .token.highlighted").count() == agreeing
+    for name in ("native-source", "native-target", "mapped", "mapped-encrypted"):
+        assert page.locator(f"#story-gen-{name} .token").count() > 0
+    figures = service.pair_figures(*pair)
+    expect(page.locator("#story-gen-pairs")).to_contain_text(app_text.pct(figures["exact_match_rate"]))
+    expect(page.locator("#story-gen-timings")).to_contain_text("the same, under encryption")
+    expect(page.locator("#story-gen-latency")).to_contain_text("Each stream's own time per token")
+
+
 @pytest.mark.parametrize("size", SIZES)
 def test_the_story_and_every_tab_read_at_every_size(
     browser: Browser, app_url: str, size: str, console_errors: list[str], artifacts_dir: Path
@@ -129,6 +157,7 @@ def test_the_story_and_every_tab_read_at_every_size(
         for text in texts:
             expect(headline).to_contain_text(text, timeout=QUERY_TIMEOUT_MS)
         expect(headline).to_be_in_viewport()  # the answer is scrolled into view, not left below the fold
+    story_generation(page, service.STORY_PAIRS[0])
     assert_no_mid_word_breaks(page)
     page.wait_for_timeout(1000)  # plots finish drawing
     page.screenshot(path=artifacts_dir / f"ui-{size}-story.png", full_page=True)

@@ -31,6 +31,7 @@ PART_COLOURS = {
     "client": "#4C72B0",
     "plaintext ridge": "#DD8452",
 }
+STREAM_COLOURS = ["#4C72B0", "#8172B3", "#DD8452", "#55A868"]  # the story's four continuations, in page order
 REFERENCE_COLOUR = "#E0E0E0"  # bars that are shown for scale and not counted in a total
 _LAYOUT = dict(template="plotly_white", margin=dict(l=10, r=10, t=50, b=10), font=dict(size=13), autosize=True)
 
@@ -249,6 +250,33 @@ def speed_bars(tokens_per_s: Mapping[str, float], *, title: str = "Generation sp
         )
     )
     fig.update_layout(title=title, **_LAYOUT, height=300, yaxis=dict(title="tokens/s"))
+    return fig
+
+
+def token_latency(token_ms: Mapping[str, Sequence[float]], *, title: str) -> go.Figure:
+    """Each stream's own compute time per token (ms), token by token, on a log axis (plaintext tokens take tens
+    of milliseconds, encrypted ones seconds)."""
+    fig = go.Figure()
+    for i, (name, ms) in enumerate(token_ms.items()):
+        fig.add_trace(
+            go.Scatter(
+                x=list(range(1, len(ms) + 1)),
+                y=[float(v) for v in ms],
+                mode="lines+markers",
+                name=name,
+                line=dict(color=STREAM_COLOURS[i % len(STREAM_COLOURS)]),
+                hovertemplate=f"{html.escape(name)}, token %{{x}}: %{{y:.0f}} ms<extra></extra>",
+            )
+        )
+    fig.update_layout(
+        title=title,
+        **_LAYOUT,
+        height=320,
+        xaxis=dict(title="token", dtick=1 if max((len(v) for v in token_ms.values()), default=0) <= 16 else None),
+        yaxis=dict(title="ms per token", type="log"),
+        legend=dict(orientation="h", yanchor="top", y=-0.3),
+    )
+    fig.update_layout(margin=dict(_LAYOUT["margin"], b=40))
     return fig
 
 

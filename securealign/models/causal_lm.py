@@ -311,3 +311,9 @@ def _load_causal_lm(spec: ModelSpec) -> CausalLM:
         causal = ", ".join(s.key for s in list_models("causal"))
         raise ValueError(f"model {spec.key!r} is a {spec.kind}; the causal LMs are: {causal}")
     return CausalLM(spec)
+
+
+def release_causal_lms() -> None:
+    """Let go of every loaded causal LM (the next :func:`load_causal_lm` loads afresh), so that a process serving
+    one pair at a time never holds two pairs' weights at once."""
+    _load_causal_lm.cache_clear()
