@@ -41,3 +41,26 @@ def launch_provider():
 def free_port():
     """``free_port()``: a loopback port nothing listens on, for a server a test starts itself."""
     return app_process.free_port
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _release_models_after_module():
+    """Let go of the models and pairs a test module loaded, once its own fixtures are torn down: one process runs
+    the whole suite, and the Qwen pair with its encrypted head (~14 GB) still held when the browser test starts
+    the app (another ~14 GB) exceeded the machine's 24 GB. Only modules already imported are touched, so a module
+    that never loaded torch does not import it here."""
+    yield
+    import gc
+    import sys
+
+    pair = sys.modules.get("securealign.generation.pair")
+    if pair is not None:
+        pair.load_pair.cache_clear()
+        pair._held.clear()
+    quality = sys.modules.get("securealign.generation.quality")
+    if quality is not None:
+        quality.compatibility.cache_clear()
+    causal_lm = sys.modules.get("securealign.models.causal_lm")
+    if causal_lm is not None:
+        causal_lm.release_causal_lms()
+    gc.collect()
